@@ -1,0 +1,50 @@
+#include "dptrain/core/data/collate.h"
+
+#include <utility>
+
+#include "dptrain/core/error.h"
+
+namespace dpt {
+namespace {
+
+torch::Tensor stack(const std::vector<torch::Tensor>& parts, const std::vector<int64_t>& indices, const char* what,
+                    bool pin_memory) {
+  const torch::Tensor& first = parts.front();
+  for (size_t i = 1; i < parts.size(); ++i) {
+    DPT_CHECK(parts[i].sizes() == first.sizes() && parts[i].scalar_type() == first.scalar_type(), InvalidArgumentError,
+              "collate: the ", what, " of sample ", indices[i], " is ", parts[i].scalar_type(), " ", parts[i].sizes(),
+              " but that of sample ", indices[0], " is ", first.scalar_type(), " ", first.sizes(),
+              " (a batch needs one shape)");
+  }
+  std::vector<int64_t> shape{static_cast<int64_t>(parts.size())};
+  shape.insert(shape.end(), first.sizes().begin(), first.sizes().end());
+  torch::Tensor out = torch::empty(shape, first.options().pinned_memory(pin_memory));
+  torch::stack_out(out, parts, 0);
+  return out;
+}
+
+}  // namespace
+
+Batch collate(const std::vector<Example>& examples, std::vector<int64_t> indices, bool pin_memory) {
+  DPT_CHECK(!examples.empty() && examples.size() == indices.size(), InvalidArgumentError, "collate: ", examples.size(),
+            " examples with ", indices.size(), " indices");
+  std::vector<torch::Tensor> inputs;
+  std::vector<torch::Tensor> targets;
+  inputs.reserve(examples.size());
+  targets.reserve(examples.size());
+  for (const Example& example : examples) {
+    inputs.push_back(example.input);
+    targets.push_back(example.target);
+  }
+  Batch batch;
+  batch.inputs = stack(inputs, indices, "input", pin_memory);
+  batch.targets = stack(targets, indices, "target", pin_memory);
+  batch.indices = std::move(indices);
+  return batch;
+}
+
+bool pinned_memory_available() {
+  return torch::cuda::is_available();
+}
+
+}  // namespace dpt

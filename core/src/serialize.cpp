@@ -1,0 +1,135 @@
+#include "dptrain/core/serialize.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "dptrain/core/error.h"
+#include "dptrain/core/fs.h"
+
+namespace dpt {
+namespace {
+
+std::string first_line(const std::string& text) {
+  auto end = text.find('\n');
+  return end == std::string::npos ? text : text.substr(0, end);
+}
+
+void fsync_path(const std::string& path, int flags) {
+  int fd = ::open(path.c_str(), flags);
+  if (fd < 0) return;  // best effort for directories on file systems that refuse O_RDONLY dirs
+  ::fsync(fd);
+  ::close(fd);
+}
+
+}  // namespace
+
+Bytes serialize_ivalue(const c10::IValue& value) { return torch::pickle_save(value); }
+
+c10::IValue deserialize_ivalue(const Bytes& bytes, const std::string& what) {
+  try {
+    return torch::pickle_load(bytes);
+  } catch (const c10::Error& e) {
+    DPT_THROW(DataError, "cannot decode ", what, " (", bytes.size(), " bytes): ", first_line(e.what_without_backtrace()));
+  }
+}
+
+Bytes serialize_tensor(const torch::Tensor& tensor) { return serialize_ivalue(tensor); }
+
+torch::Tensor deserialize_tensor(const Bytes& bytes) {
+  auto value = deserialize_ivalue(bytes, "tensor");
+  DPT_CHECK(value.isTensor(), DataError, "expected a serialized tensor, got ", value.tagKind());
+  return value.toTensor();
+}
+
+Bytes serialize_named_tensors(const NamedTensors& tensors) {
+  c10::Dict<std::string, torch::Tensor> dict;
+  for (const auto& [name, tensor] : tensors) dict.insert(name, tensor);
+  return serialize_ivalue(dict);
+}
+
+NamedTensors deserialize_named_tensors(const Bytes& bytes, const std::string& what) {
+  auto value = deserialize_ivalue(bytes, what);
+  DPT_CHECK(value.isGenericDict(), DataError, "expected a ", what, " (dict of tensors), got ", value.tagKind());
+  NamedTensors tensors;
+  for (const auto& entry : value.toGenericDict()) {
+    DPT_CHECK(entry.key().isString() && entry.value().isTensor(), DataError, what,
+              " holds a non-tensor entry");
+    tensors.emplace(entry.key().toStringRef(), entry.value().toTensor());
+  }
+  return tensors;
+}
+
+Bytes serialize_module(const torch::jit::Module& module) {
+  std::ostringstream out;
+  module.save(out);
+  const std::string data = out.str();
+  return Bytes(data.begin(), data.end());
+}
+
+torch::jit::Module deserialize_module(const Bytes& bytes, const std::string& origin,
+                                      const c10::optional<c10::Device>& device) {
+  std::istringstream in(std::string(bytes.begin(), bytes.end()));
+  try {
+    return torch::jit::load(in, device);
+  } catch (const c10::Error& e) {
+    DPT_THROW(ModelError, origin, " is not a TorchScript model: ", first_line(e.what_without_backtrace()));
+  }
+}
+
+Bytes read_file(const std::string& path) {
+  DPT_CHECK(fs::exists(path), IoError, path, ": no such file");
+  DPT_CHECK(!fs::is_directory(path), IoError, path, ": is a directory, expected a file");
+  std::ifstream in(path, std::ios::binary);
+  DPT_CHECK(in.good(), IoError, path, ": cannot open for reading: ", std::strerror(errno));
+  Bytes bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  DPT_CHECK(!in.bad(), IoError, path, ": read failed: ", std::strerror(errno));
+  return bytes;
+}
+
+void write_file_atomic(const std::string& path, const Bytes& bytes) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  DPT_CHECK(fd >= 0, IoError, path, ": cannot write (", std::strerror(errno), ")");
+  size_t written = 0;
+  while (written < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int saved = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      DPT_THROW(IoError, path, ": write failed (", std::strerror(saved), ")");
+    }
+    written += static_cast<size_t>(n);
+  }
+  bool synced = ::fsync(fd) == 0;
+  int saved = errno;
+  ::close(fd);
+  if (!synced) {
+    ::unlink(tmp.c_str());
+    DPT_THROW(IoError, path, ": fsync failed (", std::strerror(saved), ")");
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    saved = errno;
+    ::unlink(tmp.c_str());
+    DPT_THROW(IoError, path, ": rename failed (", std::strerror(saved), ")");
+  }
+  auto dir = fs::parent_path(path);
+  fsync_path(dir.empty() ? "." : dir, O_RDONLY | O_DIRECTORY);
+}
+
+uint64_t checksum64(const char* data, size_t size) {
+  uint64_t hash = 1469598103934665603ull;
+  for (size_t i = 0; i < size; ++i) {
+    hash ^= static_cast<unsigned char>(data[i]);
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+
+}  // namespace dpt

@@ -1,0 +1,85 @@
+// Communicator over MPI (OpenMPI, MPICH): CPU tensors, and CUDA tensors (directly when MPI is
+// CUDA-aware, else staged through pinned host memory).
+//
+// Every collective is queued to a progress thread that runs them in issue order with blocking MPI
+// calls, so an *_async call returns at once and the caller computes while MPI moves the bytes:
+//
+//   auto work = comm->allreduce_async(grad, dpt::ReduceOp::Avg);
+//   compute_next_layer();          // MPI progresses meanwhile
+//   work->wait();                  // grad now holds the average over ranks
+//
+// Before each collective the ranks exchange a fingerprint (operation, dtype, element count, reduce
+// op, root) in one tiny MPI_Allreduce; if they disagree, every rank throws the same
+// CommunicationError ("ranks disagree on the element count: 10 .. 12") instead of reducing
+// garbage or hanging. DPTRAIN_CHECK_COLLECTIVES=0 turns the check off (benchmarks).
+//
+// Requires MPI_Init_thread to have run (dpt::Runtime does it). With MPI_THREAD_MULTIPLE each
+// communicator (world and every split) has its own progress thread; with a lower thread level
+// they all share the world's thread, so no two threads ever call MPI at once.
+#pragma once
+
+#include <mpi.h>
+
+#include <memory>
+#include <string>
+
+#include "dptrain/parallel/communicator.h"
+
+namespace dpt {
+
+namespace detail {
+class ProgressThread;
+}
+
+class MpiCommunicator final : public Communicator {
+ public:
+  // A communicator over a duplicate of MPI_COMM_WORLD (collective over the world; call it on the
+  // thread that initialised MPI). `local_rank` selects the CUDA device for staged copies.
+  static std::shared_ptr<MpiCommunicator> create_world(int local_rank, std::chrono::milliseconds timeout);
+
+  ~MpiCommunicator() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  int local_rank() const override { return local_rank_; }
+  std::string backend_name() const override { return "mpi"; }
+
+  WorkPtr allreduce_async(torch::Tensor& tensor, ReduceOp op = ReduceOp::Sum) override;
+  WorkPtr broadcast_async(torch::Tensor& tensor, int root) override;
+  WorkPtr allgather_async(const torch::Tensor& input, torch::Tensor& output) override;
+  WorkPtr reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output,
+                               ReduceOp op = ReduceOp::Sum) override;
+  WorkPtr barrier_async() override;
+  WorkPtr allreduce_coalesced_async(std::vector<torch::Tensor>& tensors, ReduceOp op = ReduceOp::Sum) override;
+  std::shared_ptr<Communicator> split(int color, int key) override;
+
+  void set_timeout(std::chrono::milliseconds timeout) override;
+  std::chrono::milliseconds timeout() const override;
+  bool is_broken() const override;
+
+  // Whether the MPI library passes CUDA device pointers straight through (MPIX_Query_cuda_support).
+  static bool cuda_aware();
+  // MPI_THREAD_MULTIPLE was granted: each communicator runs its own progress thread.
+  static bool thread_multiple();
+
+  MPI_Comm handle() const { return comm_; }
+
+ private:
+  struct Fingerprint;
+  MpiCommunicator(MPI_Comm owned_comm, int local_rank, std::shared_ptr<detail::ProgressThread> thread);
+
+  std::string who() const;
+  // Queues `body` behind the fingerprint exchange of `fingerprint`.
+  WorkPtr submit(const std::string& description, const Fingerprint& fingerprint, std::function<void()> body);
+  void exchange_fingerprint(const Fingerprint& fingerprint, const std::string& description) const;
+
+  MPI_Comm comm_;
+  int rank_ = 0;
+  int size_ = 1;
+  int local_rank_ = 0;
+  bool check_collectives_ = true;
+  uint64_t sequence_ = 0;  // collectives issued so far, named in messages ("allreduce #12")
+  std::shared_ptr<detail::ProgressThread> thread_;
+};
+
+}  // namespace dpt

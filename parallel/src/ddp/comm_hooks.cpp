@@ -1,0 +1,46 @@
+#include "dptrain/parallel/comm_hooks.h"
+
+namespace dpt {
+
+torch::Tensor BucketFuture::wait() {
+  if (result_.defined()) return result_;
+  if (work_) work_->wait();
+  result_ = then_ ? then_() : torch::Tensor();
+  work_.reset();
+  then_ = nullptr;
+  return result_;
+}
+
+namespace comm_hooks {
+namespace {
+
+BucketFuture compress(GradBucket& bucket, torch::ScalarType wire_dtype) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor buffer = bucket.buffer();
+  torch::Tensor compressed = buffer.to(wire_dtype).div_(bucket.divisor());
+  WorkPtr work = bucket.communicator().allreduce_async(compressed);
+  return BucketFuture(std::move(work), [buffer, compressed]() mutable {
+    torch::NoGradGuard guard;
+    if (!compressed.is_same(buffer)) buffer.copy_(compressed);
+    return buffer;
+  });
+}
+
+}  // namespace
+
+BucketFuture allreduce_average(GradBucket& bucket) {
+  torch::Tensor buffer = bucket.buffer();
+  WorkPtr work = bucket.communicator().allreduce_async(buffer);
+  const double divisor = bucket.divisor();
+  return BucketFuture(std::move(work), [buffer, divisor]() mutable {
+    torch::NoGradGuard no_grad;
+    if (divisor != 1.0) buffer.div_(divisor);
+    return buffer;
+  });
+}
+
+BucketFuture fp16_compress(GradBucket& bucket) { return compress(bucket, torch::kHalf); }
+BucketFuture bf16_compress(GradBucket& bucket) { return compress(bucket, torch::kBFloat16); }
+
+}  // namespace comm_hooks
+}  // namespace dpt

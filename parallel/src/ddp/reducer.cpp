@@ -1,0 +1,304 @@
+#include "dptrain/parallel/reducer.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "dptrain/core/error.h"
+#include "dptrain/core/logging.h"
+#include "dptrain/parallel/ddp_consistency.h"
+
+namespace dpt {
+namespace {
+
+std::string describe(const torch::Tensor& t) {
+  return std::string(c10::toString(t.scalar_type())) + "[" + std::to_string(t.numel()) + "] on " + t.device().str();
+}
+
+}  // namespace
+
+Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> names, CommunicatorPtr comm,
+                 ReducerOptions options)
+    : params_(std::move(params)), names_(std::move(names)), comm_(std::move(comm)), options_(std::move(options)) {
+  DPT_CHECK(comm_, InvalidArgumentError, "Reducer needs a communicator");
+  DPT_ASSERT(params_.size() == names_.size());
+  DPT_CHECK(options_.bucket_cap_bytes > 0 && options_.first_bucket_cap_bytes > 0, InvalidArgumentError,
+            "bucket caps must be > 0 bytes");
+  ready_.assign(params_.size(), 0);
+  locally_used_.assign(params_.size(), 0);
+  std::vector<size_t> order(params_.size());
+  std::iota(order.rbegin(), order.rend(), size_t{0});  // reverse registration order
+  build_buckets(order);
+}
+
+void Reducer::set_comm_hook(CommHook hook) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  DPT_CHECK(!callback_queued_, InvalidArgumentError, "register_comm_hook during a backward pass");
+  options_.comm_hook = std::move(hook);
+}
+
+void Reducer::build_buckets(const std::vector<size_t>& order) {
+  torch::NoGradGuard no_grad;
+  auto assignment = assign_buckets(params_, order, options_.first_bucket_cap_bytes, options_.bucket_cap_bytes);
+  std::vector<Bucket> buckets;
+  locate_.assign(params_.size(), {0, 0});
+  for (size_t b = 0; b < assignment.size(); ++b) {
+    Bucket bucket;
+    int64_t total = 0;
+    for (size_t index : assignment[b]) {
+      bucket.offsets.push_back(total);
+      total += params_[index].numel();
+    }
+    const auto& first = params_[assignment[b].front()];
+    bucket.contents = torch::zeros({total}, first.options().requires_grad(false));
+    for (size_t k = 0; k < assignment[b].size(); ++k) {
+      const size_t index = assignment[b][k];
+      const auto& param = params_[index];
+      bucket.views.push_back(bucket.contents.narrow(0, bucket.offsets[k], param.numel()).view(param.sizes()));
+      locate_[index] = {b, k};
+      if (options_.gradient_as_bucket_view && param.grad().defined()) {
+        bucket.views[k].copy_(param.grad());
+        param.mutable_grad() = bucket.views[k];
+      }
+    }
+    bucket.param_indices = std::move(assignment[b]);
+    bucket.pending = bucket.param_indices.size();
+    buckets.push_back(std::move(bucket));
+  }
+  buckets_ = std::move(buckets);
+  if (options_.debug >= DebugLevel::Info) DPT_LOG_INFO("DDP bucket layout:\n{}", bucket_layout());
+}
+
+std::string Reducer::bucket_layout() const {
+  std::string text;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    const auto& bucket = buckets_[b];
+    text += "  bucket " + std::to_string(b) + ": " + describe(bucket.contents) + " (" +
+            std::to_string(bucket.nbytes()) + " bytes), " + std::to_string(bucket.param_indices.size()) +
+            " params:";
+    for (size_t index : bucket.param_indices) text += " " + names_[index];
+    text += "\n";
+  }
+  return text;
+}
+
+void Reducer::reset_iteration() {
+  std::fill(ready_.begin(), ready_.end(), 0);
+  for (auto& bucket : buckets_) {
+    bucket.pending = bucket.param_indices.size();
+    bucket.future.reset();
+  }
+  next_bucket_ = 0;
+  callback_queued_ = false;
+  used_map_work_.reset();
+}
+
+void Reducer::prepare_for_backward(bool sync, double divisor) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  reset_iteration();
+  expect_hooks_ = true;
+  sync_ = sync;
+  divisor_ = divisor;
+}
+
+bool Reducer::mark_grad_ready(size_t index) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!expect_hooks_) return false;  // a backward pass DDP::forward did not prepare
+  locally_used_[index] = 1;
+  if (!sync_) return false;
+  DPT_CHECK(!ready_[index], ModelError, "DistributedDataParallel: parameter '", names_[index],
+            "' received its gradient twice in one backward pass (rank ", comm_->rank(),
+            "); run one backward per DDP forward");
+  const bool first = !callback_queued_;
+  callback_queued_ = true;
+  if (record_order_) ready_order_.push_back(index);
+  mark_ready_locked(index);
+  return first;
+}
+
+void Reducer::mark_ready_locked(size_t index) {
+  ready_[index] = 1;
+  copy_grad_to_bucket(index);
+  auto& bucket = buckets_[locate_[index].first];
+  DPT_ASSERT(bucket.pending > 0);
+  if (--bucket.pending == 0) launch_ready_buckets();
+}
+
+void Reducer::copy_grad_to_bucket(size_t index) {
+  torch::NoGradGuard no_grad;
+  auto& param = params_[index];
+  const auto& [b, k] = locate_[index];
+  auto& view = buckets_[b].views[k];
+  const auto& grad = param.grad();
+  if (!grad.defined()) {
+    view.zero_();  // unused in this iteration: contributes zero, like PyTorch
+    return;
+  }
+  if (options_.gradient_as_bucket_view) {
+    if (!(grad.is_alias_of(view) && grad.data_ptr() == view.data_ptr())) {
+      view.copy_(grad);
+      param.mutable_grad() = view;
+    }
+  } else {
+    view.copy_(grad);
+  }
+}
+
+BucketFuture Reducer::run_hook(size_t bucket_index, torch::Tensor contents) {
+  if (options_.debug >= DebugLevel::Detail) {
+    check_next_collective(*comm_, "comm hook on bucket " + std::to_string(bucket_index) + " " + describe(contents));
+  }
+  std::vector<torch::Tensor> params;
+  for (size_t index : buckets_[bucket_index].param_indices) params.push_back(params_[index]);
+  GradBucket grad_bucket(bucket_index, bucket_index + 1 == buckets_.size(), std::move(contents), *comm_, divisor_,
+                         std::move(params));
+  buckets_[bucket_index].launch_time_us = trace_clock_us();
+  return options_.comm_hook ? options_.comm_hook(grad_bucket) : comm_hooks::allreduce_average(grad_bucket);
+}
+
+void Reducer::launch_ready_buckets() {
+  while (next_bucket_ < buckets_.size() && buckets_[next_bucket_].pending == 0) {
+    buckets_[next_bucket_].future.emplace(run_hook(next_bucket_, buckets_[next_bucket_].contents));
+    ++next_bucket_;
+  }
+}
+
+torch::Tensor Reducer::used_map_reduction_start() {
+  // Which parameters some rank used: a parameter used nowhere keeps its .grad untouched.
+  auto local = torch::tensor(std::vector<int32_t>(locally_used_.begin(), locally_used_.end()), torch::kInt32)
+                   .to(comm_->device());
+  if (options_.debug >= DebugLevel::Detail) check_next_collective(*comm_, "allreduce used-parameter map " + describe(local));
+  used_map_work_ = comm_->allreduce_async(local);
+  return local;
+}
+
+void Reducer::wait_and_write_back(const torch::Tensor& global_used_device) {
+  torch::NoGradGuard no_grad;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    auto& bucket = buckets_[b];
+    DPT_ASSERT(bucket.future.has_value(), "bucket ", b, " was never launched");
+    torch::Tensor result = bucket.future->wait();
+    if (result.defined() && !result.is_same(bucket.contents)) bucket.contents.copy_(result.view_as(bucket.contents));
+    if (trace_) {
+      const double end = trace_clock_us();
+      trace_({"allreduce bucket " + std::to_string(b), "ddp", bucket.launch_time_us, end - bucket.launch_time_us});
+    }
+  }
+  std::vector<int32_t> global_used;
+  if (used_map_work_) {
+    used_map_work_->wait();
+    used_map_work_.reset();
+    auto cpu = global_used_device.cpu();
+    global_used.assign(cpu.data_ptr<int32_t>(), cpu.data_ptr<int32_t>() + cpu.numel());
+  }
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!global_used.empty() && global_used[i] == 0) continue;  // unused everywhere: .grad untouched
+    auto& param = params_[i];
+    const auto& view = buckets_[locate_[i].first].views[locate_[i].second];
+    const auto& grad = param.grad();
+    if (options_.gradient_as_bucket_view) {
+      if (!grad.defined() || !grad.is_alias_of(view)) param.mutable_grad() = view;
+    } else if (grad.defined()) {
+      param.mutable_grad().copy_(view);
+    } else {
+      param.mutable_grad() = view.clone();
+    }
+  }
+}
+
+void Reducer::finalize_backward() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!expect_hooks_ || !sync_) return;
+  const double start = trace_clock_us();
+  last_backward_end_us_ = start;
+  struct Reset {
+    Reducer* self;
+    ~Reset() {
+      self->expect_hooks_ = false;
+      std::fill(self->locally_used_.begin(), self->locally_used_.end(), 0);
+      self->reset_iteration();
+    }
+  } reset{this};
+
+  std::vector<size_t> unready;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    if (!ready_[i]) unready.push_back(i);
+  }
+  // Parameters without a gradient still go through their buckets (as zeros, or their gradient
+  // accumulated under no_sync), so this rank issues the same collectives as the others even when
+  // it is about to report an error.
+  for (size_t i : unready) mark_ready_locked(i);
+  torch::Tensor used;
+  if (options_.find_unused_parameters) used = used_map_reduction_start();
+  wait_and_write_back(used);
+  last_exposed_comm_s_ = (trace_clock_us() - start) * 1e-6;
+  if (trace_) trace_({"wait for buckets", "ddp", start, trace_clock_us() - start});
+
+  if (!unready.empty() && !options_.find_unused_parameters) {
+    std::string names;
+    for (size_t k = 0; k < unready.size() && k < 8; ++k) names += (k ? ", '" : "'") + names_[unready[k]] + "'";
+    if (unready.size() > 8) names += " and " + std::to_string(unready.size() - 8) + " more";
+    ready_order_.clear();
+    DPT_THROW(ModelError, "DistributedDataParallel: rank ", comm_->rank(), ": ", unready.size(),
+              " parameter(s) received no gradient in this backward pass: ", names,
+              ". If parts of the model are not used in every iteration, construct DDP with "
+              "DdpOptions().find_unused_parameters(true); otherwise make the loss depend on every parameter");
+  }
+  if (record_order_) {
+    for (size_t i : unready) ready_order_.push_back(i);
+    record_order_ = false;
+    rebuild_pending_ = true;
+  }
+  ++synced_iterations_;
+}
+
+void Reducer::run_shadow_backward(double divisor) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  reset_iteration();
+  divisor_ = divisor;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    buckets_[b].future.emplace(run_hook(b, torch::zeros_like(buckets_[b].contents)));
+  }
+  if (options_.find_unused_parameters) {
+    std::fill(locally_used_.begin(), locally_used_.end(), 0);
+    torch::Tensor used = used_map_reduction_start();
+    used_map_work_->wait();
+    used_map_work_.reset();
+  }
+  for (auto& bucket : buckets_) bucket.future->wait();
+  reset_iteration();
+  if (record_order_) {
+    record_order_ = false;
+    rebuild_pending_ = true;
+  }
+  ++synced_iterations_;
+}
+
+void Reducer::rebuild_buckets(int root) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!rebuild_pending_) return;
+  rebuild_pending_ = false;
+  auto order = torch::empty({static_cast<int64_t>(params_.size())}, torch::kInt64);
+  if (ready_order_.size() == params_.size()) {
+    for (size_t i = 0; i < params_.size(); ++i) order[i] = static_cast<int64_t>(ready_order_[i]);
+  } else {
+    for (size_t i = 0; i < params_.size(); ++i) order[i] = static_cast<int64_t>(params_.size() - 1 - i);
+  }
+  if (comm_->size() > 1) {
+    auto on_device = order.to(comm_->device());
+    if (options_.debug >= DebugLevel::Detail) check_next_collective(*comm_, "broadcast bucket order " + describe(on_device));
+    comm_->broadcast(on_device, root);
+    order = on_device.cpu();
+  }
+  std::vector<size_t> new_order(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const int64_t index = order[i].item<int64_t>();
+    DPT_CHECK(index >= 0 && static_cast<size_t>(index) < params_.size(), CommunicationError,
+              "received a corrupt bucket order from rank ", root);
+    new_order[i] = static_cast<size_t>(index);
+  }
+  ready_order_.clear();
+  build_buckets(new_order);
+  if (options_.debug >= DebugLevel::Info) DPT_LOG_INFO("DDP buckets rebuilt in gradient-ready order");
+}
+
+}  // namespace dpt

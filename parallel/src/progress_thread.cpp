@@ -1,0 +1,106 @@
+#include "progress_thread.h"
+
+#include "dptrain/core/error.h"
+#include "dptrain/core/logging.h"
+
+namespace dpt::detail {
+
+// Note [Collective timeouts]
+// A collective whose peer died or never called it blocks the progress thread forever: neither MPI
+// nor anything else can interrupt a blocking MPI call. The watchdog is therefore on the waiting
+// side: Work::wait() checks every 50 ms whether the job on the progress thread has run longer
+// than the timeout and then throws TimeoutError naming the collective. The communicator is then
+// broken (later calls fail at once) and the process must go down: dpt::run_main calls the fatal
+// hook that the Runtime installed, which MPI_Aborts the whole job, so every surviving rank exits
+// non-zero instead of waiting. The stuck thread is detached, never joined.
+
+ProgressThread::ProgressThread(std::string owner, std::chrono::milliseconds timeout)
+    : owner_(std::move(owner)), timeout_ms_(timeout.count()) {}
+
+std::shared_ptr<ProgressThread> ProgressThread::create(std::string owner, std::chrono::milliseconds timeout) {
+  std::shared_ptr<ProgressThread> thread(new ProgressThread(std::move(owner), timeout), [](ProgressThread* t) {
+    t->stop();
+    if (!t->broken()) delete t;  // else leaked: the detached thread is still inside it
+  });
+  thread->start();
+  return thread;
+}
+
+ProgressThread::~ProgressThread() = default;
+
+void ProgressThread::start() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+}
+
+void ProgressThread::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  if (!thread_.joinable()) return;
+  if (broken_) {
+    thread_.detach();  // stuck in a collective; see Note [Collective timeouts]
+  } else {
+    thread_.join();
+  }
+}
+
+QueuedWorkPtr ProgressThread::submit(const std::string& description, std::function<void()> job) {
+  DPT_CHECK(!broken_, CommunicationError, owner_, ": cannot run ", description,
+            ": the communicator is broken by an earlier failure (", broken_reason_, ")");
+  auto work = std::make_shared<QueuedWork>(description, std::move(job), shared_from_this());
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    DPT_ASSERT(!stopping_, "collective submitted to a communicator being destroyed");
+    queue_.push_back(work);
+  }
+  queue_cv_.notify_one();
+  return work;
+}
+
+std::optional<std::string> ProgressThread::check_stalled() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (broken_) return broken_reason_;
+  if (!running_) return std::nullopt;
+  if (peer_check_) {
+    if (auto dead = peer_check_()) {
+      broken_reason_ = detail::concat(owner_, ": ", running_->description(), " cannot complete: ", *dead);
+      broken_ = true;
+      DPT_LOG_ERROR("{}", broken_reason_);
+      return broken_reason_;
+    }
+  }
+  auto elapsed = std::chrono::steady_clock::now() - running_since_;
+  auto limit = std::chrono::milliseconds(timeout_ms_.load());
+  if (elapsed <= limit) return std::nullopt;
+  broken_reason_ = detail::concat(
+      owner_, ": ", running_->description(), " did not complete within ",
+      std::chrono::duration<double>(limit).count(),
+      " s (a peer rank died, hangs, or called a different collective; the limit is "
+      "DPTRAIN_TIMEOUT / RuntimeOptions::timeout)");
+  broken_ = true;
+  DPT_LOG_ERROR("{}", broken_reason_);
+  return broken_reason_;
+}
+
+void ProgressThread::loop() {
+  for (;;) {
+    QueuedWorkPtr work;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping and drained
+      work = std::move(queue_.front());
+      queue_.pop_front();
+      running_ = work;
+      running_since_ = std::chrono::steady_clock::now();
+    }
+    work->run();
+    std::lock_guard<std::mutex> lock(mutex_);
+    running_.reset();
+  }
+}
+
+}  // namespace dpt::detail

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# A rank that dies (SIGKILL) or hangs must not leave the others waiting: the whole mpirun job
+# exits non-zero well within 60 s, and for a hang the message names the timed-out collective.
+set -uo pipefail
+mpi_tests="$DPTRAIN_BUILD_DIR/tests/mpi_tests"
+[ -x "$mpi_tests" ] || { echo "no mpi_tests binary (MPI off?)"; exit 77; }
+
+run_drill() {  # drill name -> sets rc, elapsed, log
+  local start=$SECONDS
+  DPTRAIN_TEST_DRILL=$1 timeout 90 "$DPTRAIN_MPIRUN" -x DPTRAIN_TEST_DRILL -np 3 "$mpi_tests" \
+    --gtest_filter='CommFailureDrill.*' >"drill_$1.log" 2>&1
+  rc=$?
+  elapsed=$((SECONDS - start))
+}
+
+fail=0
+for drill in kill hang; do
+  run_drill "$drill"
+  echo "drill $drill: exit $rc after ${elapsed}s"
+  if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$elapsed" -gt 60 ]; then
+    echo "FAIL: drill $drill must end the job non-zero within 60 s"; cat "drill_$drill.log"; fail=1
+  fi
+done
+if ! grep -q "did not complete within 3 s" drill_hang.log; then
+  echo "FAIL: the hang drill does not name the timed-out collective"; cat drill_hang.log; fail=1
+fi
+exit $fail

@@ -1,0 +1,270 @@
+// DDP on N ranks == one process trained on the concatenated global batch.
+#include <gtest/gtest.h>
+
+#include "ddp_test_util.h"
+#include "dptrain/parallel/reducer.h"
+
+namespace dpt::testing::ddp {
+namespace {
+
+constexpr int kSteps = 3;
+constexpr double kLr = 0.1;
+
+// Trains an MLP with DDP under `options` and the reference on the global batch; compares.
+void check_mlp_equivalence(DdpOptions options, double tolerance, size_t* buckets_out = nullptr) {
+  auto comm = world();
+  const int W = comm->size(), rank = comm->rank();
+  auto net = make_mlp();
+  auto reference = make_mlp();
+  auto initial = snapshot(reference->parameters());
+  DistributedDataParallel ddp(net, comm, options);
+  for (int step = 0; step < kSteps; ++step) {
+    auto batch = global_batch(step, W);
+    auto local = batch.chunk(rank);
+    torch::mse_loss(ddp.forward(local.x), local.y).backward();
+    sgd_step(ddp.parameters(), kLr);
+    torch::mse_loss(reference->forward(batch.x), batch.y).backward();
+    sgd_step(reference->parameters(), kLr);
+  }
+  expect_params_near(ddp.parameters(), reference->parameters(), tolerance);
+  expect_changed(ddp.parameters(), initial);
+  if (buckets_out) *buckets_out = ddp.reducer().buckets().size();
+}
+
+TEST(DdpEquivalence, Mlp) { check_mlp_equivalence(DdpOptions(), 1e-5); }
+
+TEST(DdpEquivalence, TinyBucketsOneBucketPerParameter) {
+  size_t buckets = 0;
+  check_mlp_equivalence(DdpOptions().bucket_cap_mb(1e-6).first_bucket_cap_mb(1e-6), 1e-5, &buckets);
+  EXPECT_EQ(buckets, make_mlp()->parameters().size());  // after the rebuild too
+}
+
+TEST(DdpEquivalence, DefaultCapsPutTheMlpInOneBucket) {
+  size_t buckets = 0;
+  check_mlp_equivalence(DdpOptions(), 1e-5, &buckets);
+  EXPECT_EQ(buckets, 1u);
+}
+
+TEST(DdpEquivalence, GradientAsBucketView) {
+  check_mlp_equivalence(DdpOptions().gradient_as_bucket_view(true).bucket_cap_mb(1e-4).first_bucket_cap_mb(1e-4),
+                        1e-5);
+}
+
+TEST(DdpEquivalence, GradientAsBucketViewSharesStorage) {
+  auto comm = world();
+  DistributedDataParallel ddp(make_mlp(), comm, DdpOptions().gradient_as_bucket_view(true));
+  for (int step = 0; step < 2; ++step) {  // the second step runs on the rebuilt buckets
+    auto local = global_batch(step, comm->size()).chunk(comm->rank());
+    torch::mse_loss(ddp.forward(local.x), local.y).backward();
+    for (const auto& param : ddp.parameters()) {
+      bool shares = false;
+      for (const auto& bucket : ddp.reducer().buckets()) shares = shares || param.grad().is_alias_of(bucket.contents);
+      EXPECT_TRUE(shares) << "step " << step;
+    }
+    sgd_step(ddp.parameters(), kLr);
+  }
+  // Without the option the gradients are separate tensors.
+  DistributedDataParallel copying(make_mlp(), comm, DdpOptions());
+  auto local = global_batch(0, comm->size()).chunk(comm->rank());
+  torch::mse_loss(copying.forward(local.x), local.y).backward();
+  EXPECT_FALSE(copying.parameters()[0].grad().is_alias_of(copying.reducer().buckets()[0].contents));
+}
+
+TEST(DdpEquivalence, Fp16CompressionHook) {
+  check_mlp_equivalence(DdpOptions().comm_hook(comm_hooks::fp16_compress), 2e-3);
+}
+
+TEST(DdpEquivalence, Bf16CompressionHook) {
+  check_mlp_equivalence(DdpOptions().comm_hook(comm_hooks::bf16_compress), 2e-2);
+}
+
+TEST(DdpEquivalence, UserCommHookSeesEveryBucketInOrder) {
+  auto comm = world();
+  std::vector<size_t> seen;
+  CommHook hook = [&seen](GradBucket& bucket) {
+    seen.push_back(bucket.index());
+    torch::Tensor buffer = bucket.buffer();
+    WorkPtr work = bucket.communicator().allreduce_async(buffer);
+    const double divisor = bucket.divisor();
+    return BucketFuture(work, [buffer, divisor]() mutable { return buffer.div_(divisor); });
+  };
+  check_mlp_equivalence(DdpOptions().comm_hook(hook).bucket_cap_mb(1e-4).first_bucket_cap_mb(1e-4), 1e-5);
+  ASSERT_FALSE(seen.empty());
+  for (size_t i = 0; i < seen.size(); ++i) EXPECT_EQ(seen[i], i % (seen.size() / kSteps));
+}
+
+TEST(DdpEquivalence, NoSyncAccumulatesTwoMicroBatches) {
+  auto comm = world();
+  const int W = comm->size(), rank = comm->rank();
+  auto net = make_mlp();
+  auto reference = make_mlp();
+  DistributedDataParallel ddp(net, comm);
+  for (int step = 0; step < kSteps; ++step) {
+    auto first = global_batch(2 * step, W), second = global_batch(2 * step + 1, W);
+    {
+      auto guard = ddp.no_sync();
+      auto local = first.chunk(rank);
+      torch::mse_loss(ddp.forward(local.x), local.y).backward();
+      // Not synchronized: the gradient is this rank's own (differs between ranks when W > 1).
+    }
+    auto local = second.chunk(rank);
+    torch::mse_loss(ddp.forward(local.x), local.y).backward();
+    sgd_step(ddp.parameters(), kLr);
+    (torch::mse_loss(reference->forward(first.x), first.y) + torch::mse_loss(reference->forward(second.x), second.y))
+        .backward();
+    sgd_step(reference->parameters(), kLr);
+  }
+  expect_params_near(ddp.parameters(), reference->parameters(), 1e-5);
+}
+
+// Unused branch: branch b is used only by rank 1 (so it is locally unused on the others and, at
+// world size 1, globally unused: its .grad stays undefined and it does not move).
+struct TwoBranchImpl : torch::nn::Module {
+  TwoBranchImpl() {
+    torch::manual_seed(11);
+    trunk = register_module("trunk", torch::nn::Linear(kIn, 8));
+    a = register_module("a", torch::nn::Linear(8, kOut));
+    b = register_module("b", torch::nn::Linear(8, kOut));
+  }
+  torch::Tensor forward(const torch::Tensor& x, bool use_b) {
+    auto h = torch::tanh(trunk->forward(x));
+    return use_b ? a->forward(h) + b->forward(h) : a->forward(h);
+  }
+  torch::nn::Linear trunk{nullptr}, a{nullptr}, b{nullptr};
+};
+
+TEST(DdpEquivalence, FindUnusedParametersWithRankDependentBranch) {
+  auto comm = world();
+  const int W = comm->size(), rank = comm->rank();
+  auto net = std::make_shared<TwoBranchImpl>();
+  auto reference = std::make_shared<TwoBranchImpl>();
+  auto initial_b = reference->b->weight.detach().clone();
+  const bool use_b = rank == 1;
+  Model model(net, [use_b](torch::nn::Module& m, const torch::Tensor& x) {
+    return static_cast<TwoBranchImpl&>(m).forward(x, use_b);
+  });
+  DistributedDataParallel ddp(model, comm, DdpOptions().find_unused_parameters(true));
+  for (int step = 0; step < kSteps; ++step) {
+    auto batch = global_batch(step, W);
+    auto local = batch.chunk(rank);
+    torch::mse_loss(ddp.forward(local.x), local.y).backward();
+    sgd_step(ddp.parameters(), kLr);
+    torch::Tensor loss = torch::zeros({});
+    for (int r = 0; r < W; ++r) {
+      auto chunk = batch.chunk(r);
+      loss = loss + torch::mse_loss(reference->forward(chunk.x, r == 1), chunk.y) / W;
+    }
+    loss.backward();
+    sgd_step(reference->parameters(), kLr);
+  }
+  expect_params_near(ddp.parameters(), reference->parameters(), 1e-5);
+  if (W == 1) {
+    EXPECT_FALSE(net->b->weight.grad().defined()) << "a parameter no rank used keeps its .grad";
+    EXPECT_LT(max_relative_error(net->b->weight, initial_b), 1e-12);
+  } else {
+    EXPECT_GT(max_relative_error(net->b->weight, initial_b), 1e-5);
+  }
+}
+
+// BatchNorm: PyTorch DDP normalises with each rank's own batch statistics (no SyncBN). The
+// matching single-process reference runs the global batch chunk by chunk (one chunk per rank, so
+// each chunk is normalised with its own statistics) and averages the chunks' losses.
+TEST(DdpEquivalence, CnnWithBatchNormMatchesPerRankStatisticsReference) {
+  auto comm = world();
+  const int W = comm->size(), rank = comm->rank();
+  auto make_cnn = [] {
+    torch::manual_seed(5);
+    return torch::nn::Sequential(torch::nn::Conv2d(torch::nn::Conv2dOptions(2, 4, 3).padding(1)),
+                                 torch::nn::BatchNorm2d(4), torch::nn::ReLU(), torch::nn::Flatten(),
+                                 torch::nn::Linear(4 * 5 * 5, kOut));
+  };
+  auto net = make_cnn();
+  auto reference = make_cnn();
+  auto initial = snapshot(reference->parameters());
+  DistributedDataParallel ddp(net, comm);
+  for (int step = 0; step < kSteps; ++step) {
+    auto gen = torch::make_generator<torch::CPUGeneratorImpl>(2000 + step);
+    auto x = torch::randn({W * kLocalBatch, 2, 5, 5}, gen), y = torch::randn({W * kLocalBatch, kOut}, gen);
+    torch::mse_loss(ddp.forward(x.narrow(0, rank * kLocalBatch, kLocalBatch)),
+                    y.narrow(0, rank * kLocalBatch, kLocalBatch))
+        .backward();
+    sgd_step(ddp.parameters(), kLr);
+    torch::Tensor loss = torch::zeros({});
+    for (int r = 0; r < W; ++r) {
+      loss = loss + torch::mse_loss(reference->forward(x.narrow(0, r * kLocalBatch, kLocalBatch)),
+                                    y.narrow(0, r * kLocalBatch, kLocalBatch)) / W;
+    }
+    loss.backward();
+    sgd_step(reference->parameters(), kLr);
+  }
+  expect_params_near(ddp.parameters(), reference->parameters(), 1e-5);
+  expect_changed(ddp.parameters(), initial);
+  // broadcast_buffers: a forward with grad enabled copies rank 0's running statistics everywhere
+  // (eval mode, so this forward does not update them again).
+  ddp.eval();
+  ddp.forward(torch::zeros({1, 2, 5, 5}));
+  for (auto& [name, buffer] : ddp.model().named_buffers()) {
+    auto from_root = comm->broadcast_tensor(buffer, 0);
+    EXPECT_TRUE(torch::equal(buffer, from_root)) << name << " on rank " << rank;
+  }
+}
+
+TEST(DdpEquivalence, TorchScriptModule) {
+  auto comm = world();
+  const int W = comm->size(), rank = comm->rank();
+  auto make_script = [] {
+    torch::manual_seed(3);
+    torch::jit::Module m("TinyNet");
+    m.register_parameter("w1", (torch::randn({kIn, 9}) * 0.3).requires_grad_(), false);
+    m.register_parameter("b1", torch::zeros({9}).requires_grad_(), false);
+    m.register_parameter("w2", (torch::randn({9, kOut}) * 0.3).requires_grad_(), false);
+    m.define(R"(
+      def forward(self, x):
+          return torch.tanh(x.mm(self.w1) + self.b1).mm(self.w2)
+    )");
+    return m;
+  };
+  Model reference(make_script());
+  auto initial = snapshot(reference.parameters());
+  DistributedDataParallel ddp(make_script(), comm);
+  ASSERT_EQ(ddp.parameters().size(), 3u);
+  for (int step = 0; step < kSteps + 2; ++step) {  // past the profiling runs of the JIT executor
+    auto batch = global_batch(step, W);
+    auto local = batch.chunk(rank);
+    torch::mse_loss(ddp.forward(local.x), local.y).backward();
+    EXPECT_EQ(ddp.last_iteration_stats().iteration, step + 1) << "the hooks did not fire for TorchScript";
+    sgd_step(ddp.parameters(), kLr);
+    torch::mse_loss(reference.forward(batch.x), batch.y).backward();
+    sgd_step(reference.parameters(), kLr);
+  }
+  expect_params_near(ddp.parameters(), reference.parameters(), 1e-5);
+  expect_changed(ddp.parameters(), initial);
+}
+
+TEST(DdpEquivalence, StatsAndTraceEvents) {
+  auto comm = world();
+  std::vector<TraceEvent> events;
+  DistributedDataParallel ddp(make_mlp(), comm, DdpOptions().bucket_cap_mb(1e-4).first_bucket_cap_mb(1e-4));
+  ddp.set_trace_recorder([&events](const TraceEvent& e) { events.push_back(e); });
+  auto local = global_batch(0, comm->size()).chunk(comm->rank());
+  torch::mse_loss(ddp.forward(local.x), local.y).backward();
+  auto stats = ddp.last_iteration_stats();
+  EXPECT_EQ(stats.iteration, 1);
+  EXPECT_GT(stats.forward_s, 0);
+  EXPECT_GT(stats.backward_s, 0);
+  EXPECT_GE(stats.exposed_comm_s, 0);
+  EXPECT_EQ(stats.num_buckets, ddp.reducer().buckets().size());
+  size_t allreduces = 0, forwards = 0, backwards = 0;
+  for (const auto& e : events) {
+    EXPECT_GE(e.duration_us, 0) << e.name;
+    allreduces += e.name.rfind("allreduce bucket", 0) == 0;
+    forwards += e.name == "forward";
+    backwards += e.name == "backward";
+  }
+  EXPECT_EQ(allreduces, ddp.reducer().buckets().size());
+  EXPECT_EQ(forwards, 1u);
+  EXPECT_EQ(backwards, 1u);
+}
+
+}  // namespace
+}  // namespace dpt::testing::ddp

@@ -1,0 +1,141 @@
+// Uneven inputs under Join, and the errors DDP reports on every rank instead of hanging.
+#include <gtest/gtest.h>
+
+#include "ddp_test_util.h"
+#include "dptrain/core/error.h"
+#include "dptrain/parallel/ddp_consistency.h"
+#include "dptrain/parallel/join.h"
+
+namespace dpt::testing::ddp {
+namespace {
+
+constexpr double kLr = 0.1;
+
+int batches_of(int rank) { return rank + 1; }  // rank r has r + 1 batches
+
+// Rank r trains on r + 1 batches inside a Join; the reference trains, at step i, on the samples of
+// the ranks that still had a batch. With divide_by_initial_world_size the step's gradient is the
+// sum of those ranks' means over the world size; without, their plain average.
+void check_join(bool divide_by_initial_world_size) {
+  auto comm = world();
+  const int W = comm->size(), rank = comm->rank();
+  auto reference = make_mlp();
+  DistributedDataParallel ddp(make_mlp(), comm);
+  {
+    Join join(ddp, JoinOptions().divide_by_initial_world_size(divide_by_initial_world_size));
+    for (int step = 0; step < batches_of(rank); ++step) {
+      auto local = global_batch(step, W).chunk(rank);
+      torch::mse_loss(ddp.forward(local.x), local.y).backward();
+      sgd_step(ddp.parameters(), kLr);
+    }
+    join.finish();
+  }
+  for (int step = 0; step < batches_of(W - 1); ++step) {
+    auto batch = global_batch(step, W);
+    int active = 0;
+    for (int r = 0; r < W; ++r) active += step < batches_of(r);
+    const double divisor = divide_by_initial_world_size ? W : active;
+    torch::Tensor loss = torch::zeros({});
+    for (int r = 0; r < W; ++r) {
+      if (step >= batches_of(r)) continue;
+      auto chunk = batch.chunk(r);
+      loss = loss + torch::mse_loss(reference->forward(chunk.x), chunk.y) / divisor;
+    }
+    loss.backward();
+    sgd_step(reference->parameters(), kLr);
+  }
+  // Every rank, also those that finished early, ends with the final model.
+  expect_params_near(ddp.parameters(), reference->parameters(), 1e-5);
+}
+
+TEST(DdpJoin, UnevenInputsAverageOverActiveRanks) { check_join(false); }
+TEST(DdpJoin, UnevenInputsDivideByInitialWorldSize) { check_join(true); }
+
+TEST(DdpJoin, ThrowOnEarlyTerminationThrowsOnEveryRank) {
+  auto comm = world();
+  if (comm->size() < 2) GTEST_SKIP() << "needs 2 ranks";
+  const int rank = comm->rank();
+  DistributedDataParallel ddp(make_mlp(), comm);
+  bool thrown = false;
+  try {
+    Join join(ddp, JoinOptions().throw_on_early_termination(true));
+    for (int step = 0; step < batches_of(rank); ++step) {
+      auto local = global_batch(step, comm->size()).chunk(rank);
+      torch::mse_loss(ddp.forward(local.x), local.y).backward();
+      sgd_step(ddp.parameters(), kLr);
+    }
+    join.finish();
+  } catch (const DataError& e) {
+    thrown = true;
+    EXPECT_NE(std::string(e.what()).find("ran out of batches"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(thrown) << "rank " << rank;
+  comm->barrier();  // still in step with each other afterwards
+}
+
+TEST(DdpErrors, DifferentModelOnOneRankIsReportedOnEveryRank) {
+  auto comm = world();
+  if (comm->size() < 2) GTEST_SKIP() << "needs 2 ranks";
+  torch::manual_seed(1);
+  const int64_t hidden = comm->rank() == 1 ? 12 : 10;
+  auto net = torch::nn::Sequential(torch::nn::Linear(kIn, hidden), torch::nn::Tanh(), torch::nn::Linear(hidden, kOut));
+  try {
+    DistributedDataParallel ddp(net, comm);
+    ADD_FAILURE() << "no error on rank " << comm->rank();
+  } catch (const ModelError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("0.weight"), std::string::npos) << message;
+    EXPECT_NE(message.find("rank 1 has"), std::string::npos) << message;
+    EXPECT_NE(message.find("[12, 6]"), std::string::npos) << message;
+  }
+  comm->barrier();
+}
+
+TEST(DdpErrors, UnusedParameterWithoutFindUnusedNamesIt) {
+  auto comm = world();
+  struct WithUnusedImpl : torch::nn::Module {
+    WithUnusedImpl() {
+      used = register_module("used", torch::nn::Linear(kIn, kOut));
+      spare = register_module("spare", torch::nn::Linear(kIn, kOut));
+    }
+    torch::Tensor forward(const torch::Tensor& x) { return used->forward(x); }
+    torch::nn::Linear used{nullptr}, spare{nullptr};
+  };
+  auto module = std::make_shared<WithUnusedImpl>();
+  Model model(module, [](torch::nn::Module& m, const torch::Tensor& x) { return static_cast<WithUnusedImpl&>(m).forward(x); });
+  DistributedDataParallel ddp(model, comm);
+  auto local = global_batch(0, comm->size()).chunk(comm->rank());
+  try {
+    torch::mse_loss(ddp.forward(local.x), local.y).backward();
+    ADD_FAILURE() << "no error for the unused parameter";
+  } catch (const std::exception& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("spare.weight"), std::string::npos) << message;
+    EXPECT_NE(message.find("find_unused_parameters"), std::string::npos) << message;
+  }
+  // The ranks are still in step: the next iteration works (with the spare layer used).
+  comm->barrier();
+}
+
+TEST(DdpErrors, DetailModeNamesMismatchedCollectives) {
+  auto comm = world();
+  // Agreeing ranks: a DETAIL-mode iteration runs normally.
+  DistributedDataParallel ddp(make_mlp(), comm, DdpOptions().debug(DebugLevel::Detail));
+  auto local = global_batch(0, comm->size()).chunk(comm->rank());
+  torch::mse_loss(ddp.forward(local.x), local.y).backward();
+  EXPECT_EQ(ddp.last_iteration_stats().iteration, 1);
+  if (comm->size() < 2) return;
+  // Disagreeing ranks: the check names both sides on every rank.
+  const std::string mine = comm->rank() == 1 ? "comm hook on bucket 0 Float[7]" : "comm hook on bucket 0 Float[9]";
+  try {
+    check_next_collective(*comm, mine);
+    ADD_FAILURE() << "no error";
+  } catch (const CommunicationError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("rank 1 has 'comm hook on bucket 0 Float[7]'"), std::string::npos) << message;
+    EXPECT_NE(message.find("Float[9]"), std::string::npos) << message;
+  }
+}
+
+}  // namespace
+}  // namespace dpt::testing::ddp

@@ -1,0 +1,37 @@
+// Helpers shared by the tests.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+
+#include "dptrain/parallel/communicator.h"
+
+namespace dpt::testing {
+
+// The world communicator of this test process. In a binary run under mpirun (the mpi tests) the
+// Runtime is created in main before any test; anywhere else on first use (world size 1 without a
+// launcher). Tests that need several ranks: if (world()->size() < 2) GTEST_SKIP() << "...";
+CommunicatorPtr world();
+
+// Runs RUN_ALL_TESTS, bracketed by the world set-up and tear-down when this is a multi-rank run.
+int run_all_tests();
+
+// Max |a - b| / max(1, |b|) over all elements; the tolerance measure used by equivalence tests.
+double max_relative_error(const torch::Tensor& actual, const torch::Tensor& expected);
+
+// A directory under /tmp removed when the object dies.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix = "dpt-test");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace dpt::testing

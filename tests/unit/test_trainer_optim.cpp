@@ -1,0 +1,87 @@
+// Optimizer factory and learning-rate schedules, checked against libtorch's optimizers and
+// closed forms computed here.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "dptrain/core/error.h"
+#include "dptrain/trainers/optim.h"
+
+namespace {
+
+// One step of `optimizer` on the quadratic sum(w^2); returns the new weights.
+torch::Tensor step_once(torch::optim::Optimizer& optimizer, torch::Tensor w) {
+  optimizer.zero_grad();
+  (w * w).sum().backward();
+  optimizer.step();
+  return w.detach().clone();
+}
+
+}  // namespace
+
+TEST(TrainerOptim, FactoryBuildsTheNamedOptimizerWithItsOptions) {
+  for (std::string name : {"sgd", "adam", "adamw"}) {
+    auto w1 = torch::tensor({1.0, -2.0}, torch::requires_grad());
+    auto w2 = torch::tensor({1.0, -2.0}, torch::requires_grad());
+    auto ours = dpt::make_optimizer({w1}, dpt::OptimizerOptions().name(name).lr(0.1).momentum(name == "sgd" ? 0.9 : 0).weight_decay(0.01));
+    std::unique_ptr<torch::optim::Optimizer> reference;
+    if (name == "sgd") reference = std::make_unique<torch::optim::SGD>(std::vector<torch::Tensor>{w2}, torch::optim::SGDOptions(0.1).momentum(0.9).weight_decay(0.01));
+    if (name == "adam") reference = std::make_unique<torch::optim::Adam>(std::vector<torch::Tensor>{w2}, torch::optim::AdamOptions(0.1).weight_decay(0.01));
+    if (name == "adamw") reference = std::make_unique<torch::optim::AdamW>(std::vector<torch::Tensor>{w2}, torch::optim::AdamWOptions(0.1).weight_decay(0.01));
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(torch::allclose(step_once(*ours, w1), step_once(*reference, w2))) << name;
+  }
+}
+
+TEST(TrainerOptim, BadOptionsNameTheParameter) {
+  auto expect_error = [](const dpt::OptimizerOptions& options, const std::string& needle) {
+    try {
+      dpt::validate(options);
+      FAIL() << needle << " accepted";
+    } catch (const dpt::InvalidArgumentError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  expect_error(dpt::OptimizerOptions().name("lbfgs"), "--optimizer");
+  expect_error(dpt::OptimizerOptions().lr(-0.1), "--lr");
+  expect_error(dpt::OptimizerOptions().lr(NAN), "--lr");
+  expect_error(dpt::OptimizerOptions().momentum(1.5), "--momentum");
+  expect_error(dpt::OptimizerOptions().weight_decay(-1), "--weight-decay");
+}
+
+TEST(TrainerOptim, SetLearningRateChangesEveryGroup) {
+  auto w = torch::zeros({2}, torch::requires_grad());
+  auto optimizer = dpt::make_optimizer({w}, dpt::OptimizerOptions().lr(0.5));
+  dpt::set_learning_rate(*optimizer, 0.25);
+  EXPECT_DOUBLE_EQ(optimizer->param_groups()[0].options().get_lr(), 0.25);
+}
+
+TEST(TrainerSchedule, ConstantStepAndCosineFollowTheirFormulas) {
+  dpt::LrSchedule constant(dpt::LrScheduleOptions(), 0.1, 100);
+  EXPECT_DOUBLE_EQ(constant.lr_at(0), 0.1);
+  EXPECT_DOUBLE_EQ(constant.lr_at(99), 0.1);
+
+  dpt::LrSchedule step(dpt::LrScheduleOptions().kind("step").step_size(10).gamma(0.5), 0.1, 100);
+  EXPECT_DOUBLE_EQ(step.lr_at(9), 0.1);
+  EXPECT_DOUBLE_EQ(step.lr_at(10), 0.05);
+  EXPECT_DOUBLE_EQ(step.lr_at(25), 0.025);
+
+  dpt::LrSchedule cosine(dpt::LrScheduleOptions().kind("cosine").min_lr(0.01), 0.1, 100);
+  EXPECT_DOUBLE_EQ(cosine.lr_at(0), 0.1);
+  EXPECT_NEAR(cosine.lr_at(50), 0.01 + 0.09 * 0.5 * (1 + std::cos(M_PI * 0.5)), 1e-12);
+  EXPECT_NEAR(cosine.lr_at(100), 0.01, 1e-12);
+  EXPECT_NEAR(cosine.lr_at(1000), 0.01, 1e-12);  // past the plan: stays at min_lr
+}
+
+TEST(TrainerSchedule, LinearWarmupRampsToTheScheduleValue) {
+  dpt::LrSchedule warm(dpt::LrScheduleOptions().kind("cosine").warmup_steps(10).warmup_start_factor(0.1), 1.0, 110);
+  EXPECT_NEAR(warm.lr_at(0), 0.1, 1e-12);
+  EXPECT_NEAR(warm.lr_at(5), 0.1 + 0.9 * 0.5, 1e-12);
+  EXPECT_NEAR(warm.lr_at(10), 1.0, 1e-12);  // cosine starts after warmup
+  EXPECT_NEAR(warm.lr_at(60), 0.5, 1e-12);
+  for (int64_t s = 1; s < 10; ++s) EXPECT_GT(warm.lr_at(s), warm.lr_at(s - 1));
+}
+
+TEST(TrainerSchedule, RejectsUnknownKinds) {
+  EXPECT_THROW(dpt::LrSchedule(dpt::LrScheduleOptions().kind("exp"), 0.1, 10), dpt::InvalidArgumentError);
+  EXPECT_THROW(dpt::LrSchedule(dpt::LrScheduleOptions().warmup_steps(-1), 0.1, 10), dpt::InvalidArgumentError);
+}

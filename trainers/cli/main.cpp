@@ -1,0 +1,397 @@
+// dptrain: train, evaluate and run inference on C++ built-in or TorchScript models, one process
+// per rank under mpirun (or srun / torchrun-style environments). See docs/cli.md.
+//
+//   mpirun -np 2 dptrain train                                  # the built-in CNN on Fashion-MNIST
+//   mpirun -np 2 dptrain train --model net.pt --out trained.pt  # a torch.jit.script'ed model
+//   mpirun -np 2 dptrain eval  --model trained.pt
+//   mpirun -np 2 dptrain infer --model trained.pt --out logits.pt   # torch.load("logits.pt")
+//
+// Everything that can be checked without the other ranks (option ranges, paths, the data
+// directory, writable outputs) is checked before MPI starts: one error line, exit code 2.
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <iostream>
+#include <string>
+
+#include "dptrain/core/data/idx_dataset.h"
+#include "dptrain/core/error.h"
+#include "dptrain/core/fs.h"
+#include "dptrain/core/logging.h"
+#include "dptrain/core/model.h"
+#include "dptrain/core/run_main.h"
+#include "dptrain/parallel/launch_info.h"
+#include "dptrain/parallel/runtime.h"
+#include "dptrain/trainers/model_zoo.h"
+#include "dptrain/trainers/trainer.h"
+
+namespace {
+
+const char* kDefaultData = "/usr/share/datasets/fashion-mnist";
+
+// Options shared by the three subcommands.
+struct CommonArgs {
+  std::string model = "cnn";
+  std::string data = kDefaultData;
+  int64_t batch_size = 64;
+  int64_t limit_samples = 0;
+  int workers = 0;
+  std::string backend;
+  double timeout_s = 0;
+  std::string log_level;
+  std::string device;
+};
+
+struct TrainArgs {
+  int64_t epochs = 3;
+  int64_t max_steps = 0;
+  int64_t stop_after_steps = 0;
+  std::string optimizer = "adam";
+  double lr = 1e-3;
+  double momentum = 0.9;
+  double weight_decay = 0.0;
+  bool nesterov = false;
+  std::string lr_schedule = "cosine";
+  int64_t warmup_steps = 0;
+  int64_t lr_step_size = 1000;
+  double lr_gamma = 0.1;
+  double min_lr = 0.0;
+  int64_t seed = 0;
+  bool no_shuffle = false;
+  std::string loss = "cross_entropy";
+  int64_t accumulation_steps = 1;
+  double clip_grad_norm = 0.0;
+  bool amp = false;
+  bool skip_nonfinite_loss = false;
+  std::string out;
+  std::string checkpoint_dir;
+  int64_t checkpoint_every = 0;
+  int keep_checkpoints = 3;
+  std::string resume;
+  bool resume_given = false;
+  std::string metrics = "dptrain-metrics.jsonl";
+  std::string plot = "dptrain-curves.png";
+  int64_t log_every = 100;
+  bool no_eval = false;
+};
+
+struct InferArgs {
+  std::string out;
+  std::string split = "test";
+};
+
+void add_common(CLI::App& command, CommonArgs& args, bool model_required) {
+  // An option given twice takes the last value, so scripts can append overrides.
+  command.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  auto model = command.add_option("--model", args.model,
+                                  "built-in model (mlp, cnn, resnet18) or a TorchScript file (torch.jit.script(...).save)");
+  if (model_required) model->required();
+  else model->capture_default_str();
+  command.add_option("--data", args.data, "directory of MNIST-format IDX files (train-*/t10k-*, .gz or raw)")
+      ->capture_default_str();
+  command.add_option("--batch-size", args.batch_size, "samples per rank per step")->capture_default_str();
+  command.add_option("--limit-samples", args.limit_samples, "use only the first N samples of each split (0: all)");
+  command.add_option("--workers", args.workers,
+                     "preprocessing threads (the in-memory IDX path batches by indexing and needs none)");
+  command.add_option("--backend", args.backend, "communication backend: mpi, nccl, store (default: automatic)");
+  command.add_option("--timeout", args.timeout_s, "seconds before a stuck collective fails the job (default 300)");
+  command.add_option("--log-level", args.log_level, "trace, debug, info, warn, error, critical, off");
+  command.add_option("--device", args.device, "cpu or cuda (default: the rank's GPU when there is one)");
+}
+
+// --- validation before MPI -----------------------------------------------------------------------
+
+void check_common(const CommonArgs& args) {
+  DPT_CHECK(args.batch_size > 0, InvalidArgumentError, "--batch-size must be > 0, got ", args.batch_size);
+  DPT_CHECK(args.limit_samples >= 0, InvalidArgumentError, "--limit-samples must be >= 0, got ", args.limit_samples);
+  DPT_CHECK(args.workers >= 0, InvalidArgumentError, "--workers must be >= 0, got ", args.workers);
+  DPT_CHECK(std::isfinite(args.timeout_s) && args.timeout_s >= 0, InvalidArgumentError,
+            "--timeout must be >= 0 seconds, got ", args.timeout_s);
+  DPT_CHECK(args.device.empty() || args.device == "cpu" || args.device == "cuda", InvalidArgumentError,
+            "--device must be cpu or cuda, got '", args.device, "'");
+  if (!args.log_level.empty()) dpt::log::parse_level(args.log_level);
+  DPT_CHECK(dpt::fs::is_directory(args.data), InvalidArgumentError, "--data ", args.data,
+            ": no such directory (expected MNIST-format IDX files)");
+  if (!dpt::is_builtin_model(args.model)) {
+    DPT_CHECK(dpt::fs::is_regular_file(args.model), InvalidArgumentError, "--model ", args.model,
+              ": neither a built-in model (mlp, cnn, resnet18) nor an existing TorchScript file");
+  }
+}
+
+void check_output(const std::string& flag, const std::string& path) {
+  if (path.empty()) return;
+  DPT_CHECK(!dpt::fs::is_directory(path), InvalidArgumentError, flag, " ", path, " is a directory, expected a file path");
+  DPT_CHECK(dpt::fs::parent_is_writable(path), InvalidArgumentError, flag, " ", path,
+            ": its directory does not exist or is not writable");
+}
+
+dpt::TrainerOptions trainer_options(const CommonArgs& common, const TrainArgs& args) {
+  return dpt::TrainerOptions()
+      .epochs(args.epochs)
+      .max_steps(args.max_steps)
+      .stop_after_steps(args.stop_after_steps)
+      .batch_size(common.batch_size)
+      .eval_batch_size(std::max<int64_t>(common.batch_size, 512))
+      .accumulation_steps(args.accumulation_steps)
+      .optimizer(dpt::OptimizerOptions()
+                     .name(args.optimizer)
+                     .lr(args.lr)
+                     .momentum(args.optimizer == "sgd" ? args.momentum : 0.0)
+                     .weight_decay(args.weight_decay)
+                     .nesterov(args.nesterov))
+      .schedule(dpt::LrScheduleOptions()
+                    .kind(args.lr_schedule)
+                    .warmup_steps(args.warmup_steps)
+                    .step_size(args.lr_step_size)
+                    .gamma(args.lr_gamma)
+                    .min_lr(args.min_lr))
+      .grad_clip_norm(args.clip_grad_norm)
+      .mixed_precision(args.amp)
+      .shuffle(!args.no_shuffle)
+      .seed(args.seed)
+      .loss(args.loss)
+      .skip_nonfinite_loss(args.skip_nonfinite_loss)
+      .eval_each_epoch(!args.no_eval)
+      .checkpoint_dir(args.checkpoint_dir)
+      .checkpoint_every_steps(args.checkpoint_every)
+      .keep_checkpoints(args.keep_checkpoints)
+      .resume(args.resume_given ? (args.resume.empty() ? "latest" : args.resume) : "")
+      .metrics_file(args.metrics)
+      .plot_file(args.metrics.empty() ? "" : args.plot)
+      .log_every_steps(args.log_every);
+}
+
+// --- after MPI ----------------------------------------------------------------------------------
+
+
+dpt::RuntimeOptions runtime_options(const CommonArgs& args) {
+  dpt::RuntimeOptions options;
+  options.backend = args.backend;
+  options.timeout = std::chrono::milliseconds(static_cast<int64_t>(args.timeout_s * 1000));
+  options.log_level = args.log_level;
+  return options;
+}
+
+torch::Device pick_device(const CommonArgs& args, const dpt::Runtime& runtime) {
+  if (args.device == "cpu") return torch::kCPU;
+  if (args.device == "cuda") {
+    DPT_CHECK(runtime.device().is_cuda(), InvalidArgumentError, "--device cuda: no CUDA device on this machine");
+  }
+  return runtime.device();
+}
+
+dpt::TensorDataset load_split(const CommonArgs& args, const std::string& split) {
+  dpt::IdxDataset data = dpt::load_mnist(args.data, split);
+  if (args.limit_samples > 0 && args.limit_samples < data.size()) {
+    return dpt::TensorDataset(data.inputs().narrow(0, 0, args.limit_samples).clone(),
+                           data.targets().narrow(0, 0, args.limit_samples).clone());
+  }
+  return data;
+}
+
+// A built-in model is built from the seed on every rank (DDP broadcasts rank 0's anyway); a
+// TorchScript file is read by rank 0 only and its bytes broadcast.
+dpt::Model load_model(const CommonArgs& args, const dpt::CommunicatorPtr& world, const dpt::TensorDataset& data,
+                      int64_t seed) {
+  if (dpt::is_builtin_model(args.model)) {
+    torch::manual_seed(static_cast<uint64_t>(seed));
+    dpt::ModelZooOptions shape;
+    shape.in_channels = data.inputs().size(1);
+    shape.height = data.inputs().size(2);
+    shape.width = data.inputs().size(3);
+    shape.num_classes = std::max<int64_t>(10, data.targets().max().item<int64_t>() + 1);
+    return dpt::Model(dpt::make_builtin_model(args.model, shape));
+  }
+  dpt::Bytes bytes = dpt::bytes_from_rank0(world, [&] { return dpt::read_file(args.model); });
+  std::string origin = world->rank() == 0 ? args.model : args.model + " (received from rank 0)";
+  return dpt::Model::from_torchscript_bytes(bytes, origin);
+}
+
+int run_train(const CommonArgs& common, const TrainArgs& args) {
+  check_common(common);
+  auto options = trainer_options(common, args);
+  dpt::validate(options);
+  check_output("--out", args.out);
+  check_output("--metrics", args.metrics);
+  check_output("--plot", options.plot_file());
+  if (!args.checkpoint_dir.empty()) {
+    DPT_CHECK(!dpt::fs::exists(args.checkpoint_dir) || dpt::fs::is_directory(args.checkpoint_dir),
+              InvalidArgumentError, "--checkpoint-dir ", args.checkpoint_dir, " exists and is not a directory");
+    DPT_CHECK(dpt::fs::exists(args.checkpoint_dir) || dpt::fs::parent_is_writable(args.checkpoint_dir),
+              InvalidArgumentError, "--checkpoint-dir ", args.checkpoint_dir, " cannot be created");
+  }
+
+  auto start = std::chrono::steady_clock::now();
+  dpt::Runtime runtime(runtime_options(common));
+  auto world = runtime.world();
+  options.device(pick_device(common, runtime));
+  auto train = load_split(common, "train");
+  auto test = load_split(common, "test");
+  dpt::Model model = load_model(common, world, train, args.seed);
+  dpt::Trainer trainer(model, world, options);
+  DPT_LOG_INFO("dptrain train: model {}, {} rank(s) on {} ({}), {} training samples", common.model, world->size(),
+               options.device().str(), runtime.backend(), train.size());
+  dpt::TrainResult result = trainer.fit(train, args.no_eval ? nullptr : &test);
+  if (!args.out.empty() && world->rank() == 0) {
+    model.eval();
+    model.torchscript().save(args.out);
+    DPT_LOG_INFO("model saved to {} (TorchScript: torch.jit.load)", args.out);
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (world->rank() == 0) {
+    std::cout << "dptrain train: " << result.steps << " steps, " << result.epochs_completed << " epoch(s) on "
+              << world->size() << " rank(s) in " << std::fixed << std::setprecision(1) << seconds << " s";
+    if (result.final_eval) {
+      std::cout << "; test loss " << std::setprecision(4) << result.final_eval->loss << ", test accuracy "
+                << std::setprecision(2) << 100.0 * result.final_eval->accuracy << "%";
+    }
+    std::cout << (result.stopped_early ? " (stopped early; continue with --resume)" : "") << std::endl;
+  }
+  world->barrier();
+  return 0;
+}
+
+int run_eval(const CommonArgs& common) {
+  check_common(common);
+  auto start = std::chrono::steady_clock::now();
+  dpt::Runtime runtime(runtime_options(common));
+  auto world = runtime.world();
+  auto test = load_split(common, "test");
+  dpt::Model model = load_model(common, world, test, 0);
+  dpt::Trainer trainer(model, world,
+                       dpt::TrainerOptions().batch_size(common.batch_size).eval_batch_size(common.batch_size)
+                           .device(pick_device(common, runtime)));
+  trainer.check_model_fits(test);
+  auto result = trainer.evaluate(test);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (world->rank() == 0) {
+    std::cout << "dptrain eval: " << result.samples << " test samples on " << world->size() << " rank(s): loss "
+              << std::fixed << std::setprecision(4) << result.loss << ", accuracy " << std::setprecision(2)
+              << 100.0 * result.accuracy << "% (" << std::setprecision(1) << seconds << " s)" << std::endl;
+  }
+  return 0;
+}
+
+int run_infer(const CommonArgs& common, const InferArgs& args) {
+  check_common(common);
+  DPT_CHECK(args.split == "test" || args.split == "train", InvalidArgumentError, "--split must be test or train, got '",
+            args.split, "'");
+  check_output("--out", args.out);
+  dpt::Runtime runtime(runtime_options(common));
+  auto world = runtime.world();
+  auto data = load_split(common, args.split);
+  dpt::Model model = load_model(common, world, data, 0);
+  dpt::Trainer trainer(model, world,
+                       dpt::TrainerOptions().batch_size(common.batch_size).eval_batch_size(common.batch_size)
+                           .device(pick_device(common, runtime)));
+  auto outputs = trainer.predict(data);
+  if (world->rank() == 0) {
+    dpt::write_file_atomic(args.out, torch::pickle_save(outputs));
+    std::cout << "dptrain infer: outputs of shape " << outputs.sizes() << " for the " << args.split
+              << " split written to " << args.out << " (python: torch.load(\"" << args.out << "\"))" << std::endl;
+  }
+  world->barrier();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return dpt::run_main("dptrain", [&]() -> int {
+    // Rank-aware logging from the first line, before MPI starts (only rank 0 logs info).
+    try {
+      auto launch = dpt::detect_launch();
+      dpt::log::init(launch.rank, launch.world_size);
+    } catch (const dpt::Error&) {
+      // Runtime reports inconsistent launcher variables later, with the full message.
+    }
+    CLI::App app{"dptrain: data-parallel training of C++ and TorchScript models (mpirun -np N dptrain ...)"};
+    app.require_subcommand(1);
+    app.set_help_all_flag("--help-all", "help for every subcommand");
+    // TOML config: `[train]` / `[eval]` / `[infer]` sections, keys named like the long options.
+    // CLI11 reads config files at the top level only, so `dptrain train --config F` is rewritten
+    // to `dptrain --config F train` below; the command line still wins over the file.
+    app.set_config("--config", "", "TOML file of options ([train] / [eval] / [infer] sections)");
+
+    CommonArgs common;
+    TrainArgs train;
+    InferArgs infer;
+
+    auto* train_cmd = app.add_subcommand("train", "train a model; prints time and test accuracy");
+    add_common(*train_cmd, common, false);
+    train_cmd->add_option("--epochs", train.epochs, "passes over the training set")->capture_default_str();
+    train_cmd->add_option("--max-steps", train.max_steps, "stop after this many optimizer steps (0: no limit)");
+    train_cmd->add_option("--stop-after-steps", train.stop_after_steps,
+                          "end this run after N steps with a checkpoint; the plan (schedule) is unchanged, "
+                          "continue with --resume");
+    train_cmd->add_option("--optimizer", train.optimizer, "sgd, adam or adamw")->capture_default_str();
+    train_cmd->add_option("--lr", train.lr, "learning rate")->capture_default_str();
+    train_cmd->add_option("--momentum", train.momentum, "SGD momentum")->capture_default_str();
+    train_cmd->add_option("--weight-decay", train.weight_decay, "L2 (sgd, adam) or decoupled (adamw) weight decay");
+    train_cmd->add_flag("--nesterov", train.nesterov, "Nesterov momentum (sgd)");
+    train_cmd->add_option("--lr-schedule", train.lr_schedule, "constant, step or cosine")->capture_default_str();
+    train_cmd->add_option("--warmup-steps", train.warmup_steps, "linear warmup steps (any schedule)");
+    train_cmd->add_option("--lr-step-size", train.lr_step_size, "step schedule: steps between decays");
+    train_cmd->add_option("--lr-gamma", train.lr_gamma, "step schedule: decay factor");
+    train_cmd->add_option("--min-lr", train.min_lr, "cosine schedule: final learning rate");
+    train_cmd->add_option("--seed", train.seed, "seed of the model's initialisation, data order and dropout");
+    train_cmd->add_flag("--no-shuffle", train.no_shuffle, "keep the data in file order (deterministic sharding)");
+    train_cmd->add_option("--loss", train.loss, "cross_entropy or nll")->capture_default_str();
+    train_cmd->add_option("--accumulation-steps", train.accumulation_steps,
+                          "micro-batches per optimizer step (gradients synchronised on the last only)");
+    train_cmd->add_option("--clip-grad-norm", train.clip_grad_norm, "clip the global gradient norm (0: off)");
+    train_cmd->add_flag("--amp", train.amp, "mixed precision (CUDA): fp16 autocast + dynamic loss scaling");
+    train_cmd->add_flag("--skip-nonfinite-loss", train.skip_nonfinite_loss,
+                        "skip steps whose loss is NaN/Inf instead of stopping with an error");
+    train_cmd->add_option("--out", train.out, "write the trained model here (TorchScript; torch.jit.load reads it)");
+    train_cmd->add_option("--checkpoint-dir", train.checkpoint_dir, "write checkpoints here (rank 0, atomic)");
+    train_cmd->add_option("--checkpoint-every", train.checkpoint_every, "also checkpoint every N steps (0: per epoch)");
+    train_cmd->add_option("--keep-checkpoints", train.keep_checkpoints, "keep the newest K checkpoints")
+        ->capture_default_str();
+    train_cmd->add_option("--resume", train.resume,
+                          "continue from a checkpoint file, or (no value / 'latest') the newest in --checkpoint-dir")
+        ->expected(0, 1);
+    train_cmd->add_option("--metrics", train.metrics, "JSON-lines metrics file ('' to disable)")->capture_default_str();
+    train_cmd->add_option("--plot", train.plot, "PNG plot of the loss/accuracy curves ('' to disable)")
+        ->capture_default_str();
+    train_cmd->add_option("--log-every", train.log_every, "log the loss every N steps")->capture_default_str();
+    train_cmd->add_flag("--no-eval", train.no_eval, "skip evaluation on the test split");
+
+    auto* eval_cmd = app.add_subcommand("eval", "loss and accuracy of a model on the test split");
+    add_common(*eval_cmd, common, true);
+
+    auto* infer_cmd = app.add_subcommand("infer", "outputs of a model for every sample, in order, as a tensor file");
+    add_common(*infer_cmd, common, true);
+    infer_cmd->add_option("--out", infer.out, "output file: a tensor [N, C] that torch.load reads")->required();
+    infer_cmd->add_option("--split", infer.split, "test or train")->capture_default_str();
+
+    std::vector<std::string> args(argv + 1, argv + argc);
+    for (size_t i = 1; i < args.size(); ++i) {
+      bool joined = args[i].rfind("--config=", 0) == 0;
+      if (args[i] != "--config" && !joined) continue;
+      std::vector<std::string> config{args[i]};
+      if (!joined && i + 1 < args.size()) config.push_back(args[i + 1]);
+      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i),
+                 args.begin() + static_cast<std::ptrdiff_t>(i + config.size()));
+      args.insert(args.begin(), config.begin(), config.end());
+      break;
+    }
+    std::reverse(args.begin(), args.end());  // CLI11 takes the arguments reversed
+    try {
+      app.parse(args);
+    } catch (const CLI::CallForHelp& e) {
+      return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+      return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+      DPT_THROW(InvalidArgumentError, e.what(), " (see dptrain ", argc > 1 ? argv[1] : "", " --help)");
+    }
+    train.resume_given = train_cmd->count("--resume") > 0;
+    if (*train_cmd) return run_train(common, train);
+    if (*eval_cmd) return run_eval(common);
+    return run_infer(common, infer);
+  });
+}

@@ -1,0 +1,164 @@
+// dpt::Trainer: the data-parallel training loop of dptrain (what a PyTorch DDP script writes by
+// hand, as one object).
+//
+//   dpt::Trainer trainer(model, world, dpt::TrainerOptions()
+//                                         .epochs(3).batch_size(64)
+//                                         .optimizer(dpt::OptimizerOptions().name("adam").lr(1e-3))
+//                                         .checkpoint_dir("ckpt").metrics_file("metrics.jsonl"));
+//   dpt::TrainResult result = trainer.fit(train_data, &test_data);
+//
+// Data sharding (the DistributedSampler contract): each epoch the N training samples are permuted
+// with a generator seeded by seed + epoch (identity order with shuffle(false)); rank r of W takes
+// permutation positions r, r+W, r+2W, ... One optimizer step consumes accumulation_steps
+// micro-batches of batch_size samples on every rank, i.e. the global batch
+// G = W * batch_size * accumulation_steps, which is exactly permutation positions [s*G, (s+1)*G):
+// W ranks at batch B and one process at batch W*B see the same samples per step, and because the
+// gradients of the per-rank mean losses are averaged over ranks, take the same SGD step. Samples
+// that do not fill a last global batch are dropped (drop_last), so every rank takes the same
+// number of steps.
+//
+// Gradient synchronisation is dpt::DistributedDataParallel's (parameters broadcast from rank 0 at
+// start, bucketed all-reduce overlapped with backward, no_sync() for all but the last micro-batch
+// of an accumulation).
+//
+// The loss of every step is all-reduced (one 2-element collective): the logged loss is the global
+// mean, and a NaN/Inf loss on any rank stops all ranks together with NumericalError (or, with
+// skip_nonfinite_loss, every rank skips that step), never leaving a rank waiting in a collective.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dptrain/core/data/dataset.h"
+#include "dptrain/core/model.h"
+#include "dptrain/parallel/communicator.h"
+#include "dptrain/trainers/optim.h"
+
+namespace dpt {
+
+struct TrainerOptions {
+  TORCH_ARG(int64_t, epochs) = 3;
+  TORCH_ARG(int64_t, max_steps) = 0;  // > 0: stop after this many optimizer steps in total
+  // > 0: stop after this many steps *of this run* without changing the planned schedule (a
+  // checkpoint is written first when checkpoint_dir is set); continue later with resume.
+  TORCH_ARG(int64_t, stop_after_steps) = 0;
+  TORCH_ARG(int64_t, batch_size) = 64;  // per rank, per micro-batch
+  TORCH_ARG(int64_t, eval_batch_size) = 512;
+  TORCH_ARG(int64_t, accumulation_steps) = 1;
+  TORCH_ARG(OptimizerOptions, optimizer);
+  TORCH_ARG(LrScheduleOptions, schedule);
+  TORCH_ARG(double, grad_clip_norm) = 0.0;  // > 0: clip the global gradient norm
+  TORCH_ARG(bool, mixed_precision) = false;  // CUDA only: autocast(fp16) + dynamic loss scaling
+  TORCH_ARG(bool, shuffle) = true;
+  TORCH_ARG(int64_t, seed) = 0;
+  TORCH_ARG(std::string, loss) = "cross_entropy";  // cross_entropy | nll
+  TORCH_ARG(bool, skip_nonfinite_loss) = false;
+  TORCH_ARG(bool, eval_each_epoch) = true;
+  TORCH_ARG(std::string, checkpoint_dir) = "";
+  TORCH_ARG(int64_t, checkpoint_every_steps) = 0;  // 0: at the end of each epoch only
+  TORCH_ARG(int, keep_checkpoints) = 3;
+  TORCH_ARG(std::string, resume) = "";  // "" none, "latest" (newest in checkpoint_dir) or a file
+  TORCH_ARG(std::string, metrics_file) = "";  // JSON lines, rank 0; appended to on resume
+  TORCH_ARG(std::string, plot_file) = "";     // PNG of loss/accuracy curves at the end
+  TORCH_ARG(int64_t, log_every_steps) = 100;
+  TORCH_ARG(torch::Device, device) = torch::Device(torch::kCPU);
+};
+
+// Checks ranges and names ("--batch-size must be > 0, got 0"); InvalidArgumentError.
+void validate(const TrainerOptions& options);
+
+struct EvalResult {
+  double loss = 0.0;      // mean loss per sample over the whole split (all ranks)
+  double accuracy = 0.0;  // fraction in [0, 1]
+  int64_t samples = 0;
+};
+
+struct StepInfo {
+  int64_t epoch = 0;
+  int64_t step = 0;  // optimizer steps taken so far (this one included)
+  double loss = 0.0;  // global mean loss of this step
+  double lr = 0.0;
+  bool skipped = false;  // non-finite loss or gradients: no update
+};
+
+struct EpochInfo {
+  int64_t epoch = 0;
+  int64_t step = 0;
+  double train_loss = 0.0;  // mean of the step losses of this epoch
+  std::optional<EvalResult> eval;
+  double elapsed_seconds = 0.0;
+};
+
+struct TrainResult {
+  int64_t steps = 0;
+  int64_t epochs_completed = 0;
+  std::optional<EvalResult> final_eval;
+  double elapsed_seconds = 0.0;
+  bool stopped_early = false;  // stop_after_steps ended this run before the plan
+};
+
+// Hooks into the loop; called on every rank (log or write on rank 0 only if that matters).
+class TrainerCallback {
+ public:
+  virtual ~TrainerCallback() = default;
+  virtual void on_train_begin(int64_t /*start_step*/) {}
+  virtual void on_step_end(const StepInfo& /*info*/) {}
+  virtual void on_epoch_end(const EpochInfo& /*info*/) {}
+  virtual void on_train_end(const TrainResult& /*result*/) {}
+};
+
+class Trainer {
+ public:
+  // `world` may be null for a single process. Every rank passes the same options and a model
+  // built the same way (DDP broadcasts rank 0's parameters; a different architecture is a
+  // ModelError naming the ranks).
+  Trainer(Model model, CommunicatorPtr world, TrainerOptions options);
+  ~Trainer();
+
+  void add_callback(std::shared_ptr<TrainerCallback> callback);
+
+  // Trains on `train` (a TensorDataset is batched without copies per example) and evaluates on
+  // `test` after each epoch and at the end when given. Resumes first when options.resume is set.
+  TrainResult fit(const Dataset& train, const Dataset* test = nullptr);
+
+  // Loss and accuracy on `data`, each rank scoring positions rank, rank+W, ...; reduced over ranks.
+  EvalResult evaluate(const Dataset& data);
+
+  // The model's outputs for every sample of `data`, each rank scoring its shard; gathered to rank 0
+  // in the original sample order. Other ranks get an undefined tensor.
+  torch::Tensor predict(const Dataset& data);
+
+  // Checks that the model maps a batch of `data` to [N, C] logits with C > the largest label:
+  // ModelError naming both shapes otherwise. fit() calls it first.
+  void check_model_fits(const Dataset& data);
+
+  Model& model() { return model_; }
+  const TrainerOptions& options() const { return options_; }
+  int rank() const;
+  int world_size() const;
+
+ private:
+  struct State;
+  Model model_;
+  CommunicatorPtr world_;
+  TrainerOptions options_;
+  std::vector<std::shared_ptr<TrainerCallback>> callbacks_;
+  std::unique_ptr<State> state_;
+};
+
+// Rank 0 runs `produce` (e.g. reads a file); every rank returns rank 0's bytes, or throws the
+// same error rank 0 met (kind and message), so no rank is left waiting in a broadcast. This is how
+// only rank 0 reads model files and checkpoints: clusters often have no shared file system.
+Bytes bytes_from_rank0(const CommunicatorPtr& world, const std::function<Bytes()>& produce);
+
+// Batches `indices` of `data` into one (inputs, targets) pair: index_select for a TensorDataset,
+// get() + stack otherwise.
+std::pair<torch::Tensor, torch::Tensor> gather_batch(const Dataset& data, const torch::Tensor& indices);
+
+}  // namespace dpt

@@ -1,0 +1,37 @@
+#include "gradient_sync.h"
+
+namespace dpt {
+
+GradientSync::GradientSync(Model model, CommunicatorPtr world) : model_(std::move(model)), world_(std::move(world)) {
+  // DDP checks that every rank holds the same architecture (ModelError naming the difference)
+  // and broadcasts rank 0's parameters and buffers.
+  if (distributed()) ddp_ = std::make_unique<DistributedDataParallel>(model_, world_);
+}
+
+GradientSync::~GradientSync() = default;
+
+GradientSync::Scope::Scope(GradientSync& sync, bool synchronize) {
+  if (sync.ddp_ && !synchronize) no_sync_ = std::make_unique<DistributedDataParallel::NoSyncGuard>(*sync.ddp_);
+}
+
+GradientSync::Scope::~Scope() = default;
+
+torch::Tensor GradientSync::forward(const torch::Tensor& input) {
+  return ddp_ ? ddp_->forward(input) : model_.forward(input);
+}
+
+void GradientSync::finish() {
+  // DDP has reduced the gradients during the last backward; nothing is pending here.
+}
+
+void GradientSync::sync_buffers() {
+  if (!distributed()) return;
+  torch::NoGradGuard no_grad;
+  for (auto& [name, buffer] : model_.named_buffers()) {
+    auto value = buffer.contiguous();
+    world_->broadcast(value, 0);
+    if (!value.is_same(buffer)) buffer.copy_(value);
+  }
+}
+
+}  // namespace dpt

@@ -1,0 +1,54 @@
+// How the Trainer keeps the ranks' models in step: the one place that talks to the gradient
+// synchroniser, so the loop reads the same with or without DistributedDataParallel.
+//
+//   GradientSync sync(model, world);            // DDP: same model checked, rank 0's weights everywhere
+//   for each micro-batch m of a step:
+//     GradientSync::Scope scope(sync, m == last);  // `with ddp.no_sync()` for m < last
+//     loss(sync.forward(x), y).backward();      // DDP reduces buckets during the last backward
+//   sync.finish();
+//
+// Contract: after finish() every rank's .grad of each parameter is the mean over ranks of the
+// per-rank gradients accumulated since zero_grad(). With one rank there is no DDP and no
+// communication at all.
+#pragma once
+
+#include <memory>
+
+#include "dptrain/core/model.h"
+#include "dptrain/parallel/communicator.h"
+#include "dptrain/parallel/distributed_data_parallel.h"
+
+namespace dpt {
+
+class GradientSync {
+ public:
+  GradientSync(Model model, CommunicatorPtr world);
+  ~GradientSync();
+
+  class Scope {
+   public:
+    Scope(GradientSync& sync, bool synchronize);
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    std::unique_ptr<DistributedDataParallel::NoSyncGuard> no_sync_;
+  };
+
+  // The training forward pass (through DDP when distributed).
+  torch::Tensor forward(const torch::Tensor& input);
+
+  // Completes the gradient all-reduce of the step (no-op on one rank).
+  void finish();
+  // Copies rank 0's buffers (BatchNorm statistics) to every rank.
+  void sync_buffers();
+
+ private:
+  bool distributed() const { return world_ && world_->size() > 1; }
+  Model model_;
+  CommunicatorPtr world_;
+  std::unique_ptr<DistributedDataParallel> ddp_;
+};
+
+}  // namespace dpt
