@@ -54,6 +54,7 @@ struct TrainArgs {
   double momentum = 0.9;
   double weight_decay = 0.0;
   bool nesterov = false;
+  bool augment = false;
   std::string lr_schedule = "cosine";
   int64_t warmup_steps = 0;
   int64_t lr_step_size = 1000;
@@ -95,7 +96,7 @@ void add_common(CLI::App& command, CommonArgs& args, bool model_required) {
   command.add_option("--batch-size", args.batch_size, "samples per rank per step")->capture_default_str();
   command.add_option("--limit-samples", args.limit_samples, "use only the first N samples of each split (0: all)");
   command.add_option("--workers", args.workers,
-                     "preprocessing threads (the in-memory IDX path batches by indexing and needs none)");
+                     "preprocessing threads preparing the next training batches (0: inline)");
   command.add_option("--backend", args.backend, "communication backend: mpi, nccl, store (default: automatic)");
   command.add_option("--timeout", args.timeout_s, "seconds before a stuck collective fails the job (default 300)");
   command.add_option("--log-level", args.log_level, "trace, debug, info, warn, error, critical, off");
@@ -128,6 +129,15 @@ void check_output(const std::string& flag, const std::string& path) {
             ": its directory does not exist or is not writable");
 }
 
+// --augment: random crop (4 px of zero padding, the image's own size) and horizontal flip.
+dpt::Transform augmentation() {
+  auto crop = [](dpt::Example example, dpt::SampleRng& rng) {
+    const int64_t size = example.input.size(-1);
+    return dpt::RandomCrop(size, 4)(std::move(example), rng);
+  };
+  return dpt::compose({crop, dpt::RandomHorizontalFlip(0.5)});
+}
+
 dpt::TrainerOptions trainer_options(const CommonArgs& common, const TrainArgs& args) {
   return dpt::TrainerOptions()
       .epochs(args.epochs)
@@ -136,6 +146,8 @@ dpt::TrainerOptions trainer_options(const CommonArgs& common, const TrainArgs& a
       .batch_size(common.batch_size)
       .eval_batch_size(std::max<int64_t>(common.batch_size, 512))
       .accumulation_steps(args.accumulation_steps)
+      .workers(common.workers)
+      .train_transform(args.augment ? augmentation() : dpt::Transform())
       .optimizer(dpt::OptimizerOptions()
                      .name(args.optimizer)
                      .lr(args.lr)
@@ -332,6 +344,8 @@ int main(int argc, char** argv) {
     train_cmd->add_option("--momentum", train.momentum, "SGD momentum")->capture_default_str();
     train_cmd->add_option("--weight-decay", train.weight_decay, "L2 (sgd, adam) or decoupled (adamw) weight decay");
     train_cmd->add_flag("--nesterov", train.nesterov, "Nesterov momentum (sgd)");
+    train_cmd->add_flag("--augment", train.augment,
+                        "augment training images (random crop with 4 px padding, horizontal flip) on the workers");
     train_cmd->add_option("--lr-schedule", train.lr_schedule, "constant, step or cosine")->capture_default_str();
     train_cmd->add_option("--warmup-steps", train.warmup_steps, "linear warmup steps (any schedule)");
     train_cmd->add_option("--lr-step-size", train.lr_step_size, "step schedule: steps between decays");

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <mutex>
 
+#include "dptrain/core/data/preprocess_pool.h"
 #include "dptrain/core/data/tensor_dataset.h"
 #include "dptrain/core/error.h"
 #include "dptrain/core/fs.h"
@@ -183,6 +184,7 @@ void validate(const TrainerOptions& o) {
   DPT_CHECK(o.stop_after_steps() >= 0, InvalidArgumentError, "--stop-after-steps must be >= 0, got ",
             o.stop_after_steps());
   DPT_CHECK(o.batch_size() > 0, InvalidArgumentError, "--batch-size must be > 0, got ", o.batch_size());
+  DPT_CHECK(o.workers() >= 0, InvalidArgumentError, "--workers must be >= 0, got ", o.workers());
   DPT_CHECK(o.eval_batch_size() > 0, InvalidArgumentError, "--eval-batch-size must be > 0, got ",
             o.eval_batch_size());
   DPT_CHECK(o.accumulation_steps() > 0, InvalidArgumentError, "--accumulation-steps must be > 0, got ",
@@ -246,6 +248,29 @@ std::pair<torch::Tensor, torch::Tensor> gather_batch(const Dataset& data, const 
     targets.push_back(example.target);
   }
   return {torch::stack(inputs), torch::stack(targets)};
+}
+
+// One training micro-batch as the pool's workers prepare it: the samples at `indices`, each through
+// `transform` (seeded per sample, so any worker count gives the same batch), pinned for a CUDA copy.
+std::pair<torch::Tensor, torch::Tensor> prepare_train_batch(const Dataset& data, const torch::Tensor& indices,
+                                                            const Transform& transform, uint64_t seed, int64_t epoch,
+                                                            bool pin) {
+  std::pair<torch::Tensor, torch::Tensor> batch;
+  if (!transform) {
+    batch = gather_batch(data, indices);
+  } else {
+    std::vector<torch::Tensor> inputs, targets;
+    auto accessor = indices.accessor<int64_t, 1>();
+    for (int64_t i = 0; i < indices.size(0); ++i) {
+      SampleRng rng(seed, epoch, accessor[i]);
+      Example example = transform(data.get(accessor[i]), rng);
+      inputs.push_back(example.input);
+      targets.push_back(example.target);
+    }
+    batch = {torch::stack(inputs), torch::stack(targets)};
+  }
+  if (pin) batch = {batch.first.pin_memory(), batch.second.pin_memory()};
+  return batch;
 }
 
 void Trainer::check_model_fits(const Dataset& data) {
@@ -429,6 +454,8 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset* test) {
   TrainResult result;
   model_.train();
   int64_t steps_this_run = 0;
+  PreprocessPool pool(o.workers(), o.prefetch_batches());
+  const bool pin = o.device().is_cuda() && torch::cuda::is_available();
   bool finished = position.step >= planned_steps;
   for (; !finished && position.epoch < o.epochs(); ++position.epoch) {
     auto epoch_start = Clock::now();
@@ -437,14 +464,25 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset* test) {
     int64_t epoch_steps = (train.size() - position.epoch_offset) / global_batch;
     double epoch_loss_sum = 0.0;
     int64_t epoch_loss_count = 0;
+    // The rest of this epoch's micro-batches, in the order the loop below takes them, prepared
+    // ahead on the pool; leaving the epoch early (stop, error) cancels the stream.
+    const int64_t first_micro = position.batch_in_epoch * o.accumulation_steps();
+    auto micro_batches = pool.map<std::pair<torch::Tensor, torch::Tensor>>(
+        std::max<int64_t>(0, epoch_steps * o.accumulation_steps() - first_micro),
+        [&train, &o, indices, first_micro, pin, epoch = position.epoch](int64_t k) {
+          const int64_t first = (first_micro + k) * o.batch_size();
+          return prepare_train_batch(train, indices.slice(0, first, first + o.batch_size()), o.train_transform(),
+                                     static_cast<uint64_t>(o.seed()), epoch, pin);
+        });
     for (; position.batch_in_epoch < epoch_steps; ++position.batch_in_epoch) {
       double lr = schedule.lr_at(position.step);
       set_learning_rate(optimizer, lr);
       optimizer.zero_grad();
       double local_loss = 0.0;
       for (int64_t micro = 0; micro < o.accumulation_steps(); ++micro) {
-        int64_t first = (position.batch_in_epoch * o.accumulation_steps() + micro) * o.batch_size();
-        auto [inputs, targets] = gather_batch(train, indices.slice(0, first, first + o.batch_size()));
+        auto prepared = micro_batches.next();
+        DPT_ASSERT(prepared.has_value(), "the preprocessing stream ended before epoch ", position.epoch + 1);
+        auto [inputs, targets] = std::move(*prepared);
         inputs = inputs.to(o.device(), /*non_blocking=*/true);
         targets = targets.to(o.device(), /*non_blocking=*/true);
         bool last_micro = micro + 1 == o.accumulation_steps();

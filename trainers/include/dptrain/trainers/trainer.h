@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "dptrain/core/data/dataset.h"
+#include "dptrain/core/data/transforms.h"
 #include "dptrain/core/model.h"
 #include "dptrain/parallel/communicator.h"
 #include "dptrain/trainers/optim.h"
@@ -51,6 +52,13 @@ struct TrainerOptions {
   TORCH_ARG(int64_t, batch_size) = 64;  // per rank, per micro-batch
   TORCH_ARG(int64_t, eval_batch_size) = 512;
   TORCH_ARG(int64_t, accumulation_steps) = 1;
+  // Preprocessing threads that prepare the next training batches (gather, train_transform, pinned
+  // memory for CUDA) while the model computes; 0 prepares each batch inline. Never holds the model.
+  TORCH_ARG(int, workers) = 0;
+  TORCH_ARG(int, prefetch_batches) = 0;  // batches prepared ahead; 0 means 2 * workers
+  // Per-sample training transform (augmentation), run on the workers with SampleRng(seed, epoch,
+  // sample index): the same batches for any number of workers or ranks. Unset: none.
+  TORCH_ARG(Transform, train_transform);
   TORCH_ARG(OptimizerOptions, optimizer);
   TORCH_ARG(LrScheduleOptions, schedule);
   TORCH_ARG(double, grad_clip_norm) = 0.0;  // > 0: clip the global gradient norm

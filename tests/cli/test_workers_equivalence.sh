@@ -1,0 +1,27 @@
+# The preprocessing pool feeds the trainer without changing what it computes: the same run with
+# 0, 1 and 3 workers (with augmentation, which draws per-sample random numbers on the workers)
+# ends with bitwise equal parameters, under mpirun -np 2. And augmentation does change them, so
+# the comparison is not between runs that ignore it.
+source "$DPTRAIN_CLI_HELPERS/cli_common.sh"
+common=(train --model mlp --data "$DATA" --limit-samples 512 --batch-size 32 --epochs 2 --optimizer sgd
+        --lr 0.05 --seed 9 --metrics "" --plot "" --no-eval --log-every 0)
+
+expect_ok plain "$MPIRUN" -np 2 "$DPTRAIN" "${common[@]}" --out plain.pt
+for workers in 0 1 3; do
+  expect_ok "augment_w$workers" "$MPIRUN" -np 2 "$DPTRAIN" "${common[@]}" --augment --workers "$workers" \
+    --out "augment_w$workers.pt"
+done
+expect_error bad_workers 2 "--workers must be >= 0" "$DPTRAIN" "${common[@]}" --workers -1
+
+"$DPTRAIN_PYTHON" - <<'PY'
+import sys, torch
+load = lambda f: torch.jit.load(f).state_dict()
+plain, w0, w1, w3 = (load(f) for f in ("plain.pt", "augment_w0.pt", "augment_w1.pt", "augment_w3.pt"))
+for name, other in (("1 worker", w1), ("3 workers", w3)):
+    bad = [k for k in w0 if not torch.equal(w0[k], other[k])]
+    if bad:
+        sys.exit(f"FAIL: {name} differ from inline preprocessing in {bad}")
+if all(torch.equal(plain[k], w0[k]) for k in plain):
+    sys.exit("FAIL: --augment did not change the training")
+print("ok: 0, 1 and 3 workers give bitwise equal parameters; augmentation changes them")
+PY
