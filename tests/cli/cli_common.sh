@@ -37,3 +37,16 @@ expect_error() {
   fi
   echo "ok: $name -> exit $rc: $(grep -E -m1 -- "$pattern" "$name.log")"
 }
+
+# expect_equal_models A.pt B.pt WHAT: the two TorchScript files hold bitwise equal tensors.
+expect_equal_models() {
+  "$DPTRAIN_PYTHON" - "$@" <<'PY'
+import sys, torch
+a_path, b_path, what = sys.argv[1:4]
+a, b = torch.jit.load(a_path).state_dict(), torch.jit.load(b_path).state_dict()
+bad = [k for k in a if k not in b or not torch.equal(a[k], b[k])]
+if bad:
+    sys.exit(f"FAIL: {what}: {b_path} differs from {a_path} in " + ", ".join(bad))
+print(f"ok: {what}: {a_path} and {b_path} are bitwise equal")
+PY
+}
