@@ -23,7 +23,12 @@ for kind in "${kinds[@]}"; do
       export ASAN_OPTIONS="protect_shadow_gap=0:detect_leaks=1:detect_odr_violation=0:abort_on_error=0:halt_on_error=1"
       export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
       export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:suppressions=$supp/ubsan.supp"
-      (cd "$build" && ctest --output-on-failure -L "unit|mpi" --timeout 1800) || status=1
+      (cd "$build" && ctest --output-on-failure -L unit --timeout 1800) || status=1
+      # The multi-rank tests without LeakSanitizer: at MPI_Finalize Open MPI dlcloses its MCA
+      # components, so their process-lifetime allocations are reported as leaks from unknown
+      # modules that no suppression can name. ASan and UBSan stay on.
+      (cd "$build" && ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" ctest --output-on-failure -L mpi --timeout 1800) \
+        || status=1
       ;;
     thread)
       export TSAN_OPTIONS="suppressions=$supp/tsan.supp:halt_on_error=1:second_deadlock_stack=1"
