@@ -32,8 +32,13 @@ for kind in "${kinds[@]}"; do
       ;;
     thread)
       export TSAN_OPTIONS="suppressions=$supp/tsan.supp:halt_on_error=1:second_deadlock_stack=1"
-      "$build/tests/unit_tests" --gtest_filter='*Preprocess*:*Loader*:*DataParallel*' || status=1
-      "$here/dpt-mpirun" -np 2 -x TSAN_OPTIONS "$build/tests/mpi_tests" --gtest_filter='*Ddp*:*Reducer*' || status=1
+      "$build/tests/unit_tests" --gtest_filter='*DataPool*:*Preprocess*:*Loader*:*DataParallel*' || status=1
+      # Shared memory only: Open MPI's TCP transport crashes at MPI_Finalize under TSan (even with
+      # no test run at all), outside our code.
+      for np in 2 3; do
+        OMPI_MCA_btl=self,vader "$here/dpt-mpirun" -np $np -x TSAN_OPTIONS "$build/tests/mpi_tests" \
+          --gtest_filter='*Ddp*:*Reducer*' || status=1
+      done
       ;;
   esac
 done
