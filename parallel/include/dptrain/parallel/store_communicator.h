@@ -12,8 +12,8 @@
 //
 // Same contracts as the other backends: issue-order progress thread, every rank's fingerprint is
 // compared (a disagreement is the same CommunicationError everywhere), AVG on floating dtypes
-// only. A peer that dies makes the others' reads fail: at once when rank 0 (the store) dies, after
-// the timeout otherwise.
+// only. A peer that dies makes the others' collectives fail: at once when rank 0 (the store)
+// dies, otherwise once its heartbeat is silent for DPTRAIN_PEER_TIMEOUT (store/peer_monitor.h).
 #pragma once
 
 #include <memory>
