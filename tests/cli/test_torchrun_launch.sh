@@ -43,28 +43,37 @@ for r in 0 2; do
 done
 [ "$elapsed" -le 60 ] || { echo "FAIL: survivors took ${elapsed}s"; fail=1; }
 
-# The same with the real program and the default collective timeout (300 s): rank 1 of a
-# torchrun-style `dptrain train` is SIGKILLed mid-training; nothing tears the job down for rank 0
-# but the heartbeats, which must end it, naming rank 1, well within 60 s.
+# The same with the real program and the default collective timeout (300 s): one rank of a
+# torchrun-style `dptrain train` is SIGKILLed mid-training and the other must exit non-zero well
+# within 60 s with one clear error line (no library backtrace). Rank 1 killed: nothing tears the
+# job down for rank 0 but the heartbeats (exit 3, naming rank 1). Rank 0 killed: rank 1 loses
+# rank 0's store at once.
 dptrain="$DPTRAIN_BUILD_DIR/bin/dptrain"
-port=$((port + 1))
-pids=()
-for r in 0 1; do
-  env -u OMPI_COMM_WORLD_RANK -u OMPI_COMM_WORLD_SIZE -u PMI_RANK -u SLURM_PROCID -u DPTRAIN_TIMEOUT \
-    RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
-    timeout 120 "$dptrain" train --model mlp --epochs 50 --limit-samples 2000 --batch-size 8 --metrics "" \
-    --plot "" --no-eval --log-every 10 >"train$r.log" 2>&1 &
-  pids+=($!)
-done
-for _ in $(seq 1 600); do grep -q "step 20 " train0.log 2>/dev/null && break; sleep 0.1; done
-start=$SECONDS
-pkill -KILL -P "${pids[1]}"  # rank 1 itself: the child of its `timeout`
-wait "${pids[0]}"; rc0=$?
-wait "${pids[1]}"
-elapsed=$((SECONDS - start))
-echo "dptrain train, rank 1 killed: rank 0 exit $rc0 after ${elapsed}s: $(grep -m1 -E 'rank 1 stopped responding' train0.log)"
-if [ "$rc0" -ne 3 ] || [ "$elapsed" -gt 60 ]; then
-  echo "FAIL: rank 0 must exit with code 3 (peer failure) within 60 s, not crash or hang"; tail -20 train0.log; fail=1
-fi
-grep -q "rank 1 stopped responding" train0.log || { echo "FAIL: rank 0's error does not name rank 1"; tail -20 train0.log; fail=1; }
+kill_drill() {  # victim survivor expected_rc pattern
+  local victim=$1 survivor=$2 expected=$3 pattern=$4
+  port=$((port + 1))
+  rm -f train*.log
+  pids=()
+  for r in 0 1; do
+    env -u OMPI_COMM_WORLD_RANK -u OMPI_COMM_WORLD_SIZE -u PMI_RANK -u SLURM_PROCID -u DPTRAIN_TIMEOUT \
+      RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
+      timeout 120 "$dptrain" train --model mlp --epochs 50 --limit-samples 2000 --batch-size 8 --metrics "" \
+      --plot "" --no-eval --log-every 10 >"train$r.log" 2>&1 &
+    pids+=($!)
+  done
+  for _ in $(seq 1 600); do grep -q "step 20 " train0.log 2>/dev/null && break; sleep 0.1; done
+  local start=$SECONDS
+  pkill -KILL -P "${pids[$victim]}"  # the rank itself: the child of its `timeout`
+  wait "${pids[$survivor]}"; local rc=$?
+  wait "${pids[$victim]}"
+  local elapsed=$((SECONDS - start)) log="train$survivor.log"
+  echo "dptrain train, rank $victim killed: rank $survivor exit $rc after ${elapsed}s: $(grep -m1 -E "$pattern" "$log")"
+  if [ "$rc" -ne "$expected" ] || [ "$elapsed" -gt 60 ]; then
+    echo "FAIL: rank $survivor must exit with code $expected within 60 s, not crash or hang"; tail -20 "$log"; fail=1
+  fi
+  grep -Eq "$pattern" "$log" || { echo "FAIL: rank $survivor's error lacks /$pattern/"; tail -20 "$log"; fail=1; }
+  if grep -q "^frame #" "$log"; then echo "FAIL: rank $survivor printed a library backtrace"; cat "$log"; fail=1; fi
+}
+kill_drill 1 0 3 "rank 1 stopped responding"
+kill_drill 0 1 1 "error: store rank 1/2: .* failed \\(a peer rank died\\?\\)"
 exit $fail

@@ -2,6 +2,7 @@
 
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <c10/util/Logging.h>
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include <algorithm>
@@ -70,6 +71,9 @@ std::shared_ptr<StoreCommunicator> StoreCommunicator::create_world(const LaunchI
   if (launch.world_size == 1 && (launch.master_addr.empty() || launch.master_port == 0)) {
     store->store = c10::make_intrusive<c10d::HashStore>();
   } else {
+    // A dead peer makes libtorch's TCPStore log a multi-line warning with a C++ backtrace before
+    // our one-line error; keep c10's own log at errors unless the user chose a level.
+    if (!env::get("TORCH_CPP_LOG_LEVEL")) FLAGS_caffe2_log_level = std::max(FLAGS_caffe2_log_level, 2);
     store->store = detail::connect_tcp_store(launch, timeout);
     const auto deadline = std::chrono::seconds(env::get_int_or("DPTRAIN_PEER_TIMEOUT", 20));
     DPT_CHECK(deadline.count() > 0, InvalidArgumentError, "DPTRAIN_PEER_TIMEOUT=", deadline.count(),
