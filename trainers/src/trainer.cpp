@@ -236,42 +236,47 @@ int Trainer::world_size() const { return world_ ? world_->size() : 1; }
 
 void Trainer::add_callback(std::shared_ptr<TrainerCallback> callback) { callbacks_.push_back(std::move(callback)); }
 
-std::pair<torch::Tensor, torch::Tensor> gather_batch(const Dataset& data, const torch::Tensor& indices) {
-  if (auto tensors = dynamic_cast<const TensorDataset*>(&data)) {
-    return {tensors->inputs().index_select(0, indices), tensors->targets().index_select(0, indices)};
-  }
+namespace {
+
+// The examples at `indices`, each passed through `map(example, dataset index)`, stacked.
+std::pair<torch::Tensor, torch::Tensor> stack_examples(const Dataset& data, const torch::Tensor& indices,
+                                                       const std::function<Example(Example, int64_t)>& map) {
   std::vector<torch::Tensor> inputs, targets;
   auto accessor = indices.accessor<int64_t, 1>();
   for (int64_t i = 0; i < indices.size(0); ++i) {
-    Example example = data.get(accessor[i]);
+    Example example = map(data.get(accessor[i]), accessor[i]);
     inputs.push_back(example.input);
     targets.push_back(example.target);
   }
   return {torch::stack(inputs), torch::stack(targets)};
 }
 
+}  // namespace
+
+std::pair<torch::Tensor, torch::Tensor> gather_batch(const Dataset& data, const torch::Tensor& indices) {
+  if (auto tensors = dynamic_cast<const TensorDataset*>(&data)) {
+    return {tensors->inputs().index_select(0, indices), tensors->targets().index_select(0, indices)};
+  }
+  return stack_examples(data, indices, [](Example example, int64_t) { return example; });
+}
+
+namespace {
+
 // One training micro-batch as the pool's workers prepare it: the samples at `indices`, each through
 // `transform` (seeded per sample, so any worker count gives the same batch), pinned for a CUDA copy.
 std::pair<torch::Tensor, torch::Tensor> prepare_train_batch(const Dataset& data, const torch::Tensor& indices,
                                                             const Transform& transform, uint64_t seed, int64_t epoch,
                                                             bool pin) {
-  std::pair<torch::Tensor, torch::Tensor> batch;
-  if (!transform) {
-    batch = gather_batch(data, indices);
-  } else {
-    std::vector<torch::Tensor> inputs, targets;
-    auto accessor = indices.accessor<int64_t, 1>();
-    for (int64_t i = 0; i < indices.size(0); ++i) {
-      SampleRng rng(seed, epoch, accessor[i]);
-      Example example = transform(data.get(accessor[i]), rng);
-      inputs.push_back(example.input);
-      targets.push_back(example.target);
-    }
-    batch = {torch::stack(inputs), torch::stack(targets)};
-  }
+  auto batch = !transform ? gather_batch(data, indices)
+                          : stack_examples(data, indices, [&](Example example, int64_t index) {
+                              SampleRng rng(seed, epoch, index);
+                              return transform(std::move(example), rng);
+                            });
   if (pin) batch = {batch.first.pin_memory(), batch.second.pin_memory()};
   return batch;
 }
+
+}  // namespace
 
 void Trainer::check_model_fits(const Dataset& data) {
   DPT_CHECK(data.size() > 0, DataError, "the dataset is empty");
