@@ -320,7 +320,7 @@ int main(int argc, char** argv) {
     } catch (const dpt::Error&) {
       // Runtime reports inconsistent launcher variables later, with the full message.
     }
-    CLI::App app{"dptrain: data-parallel training of C++ and TorchScript models (mpirun -np N dptrain ...)"};
+    CLI::App app{"dptrain: data-parallel training of C++ and TorchScript models (mpirun -np N dptrain ...)", "dptrain"};
     app.require_subcommand(1);
     app.set_help_all_flag("--help-all", "help for every subcommand");
     // TOML config: `[train]` / `[eval]` / `[infer]` sections, keys named like the long options.
