@@ -1,34 +1,130 @@
 #!/usr/bin/env bash
-# One command on a GPU machine (PyTorch 2.11 CUDA in its python3, CUDA toolkit, no network):
-# unpacks .gpu-deps/ into a private prefix (never into /), builds dptrain against the system
-# torch and the NCCL that torch loads, runs the gpu tests, the mpi tests with CUDA tensors, and
-# the GPU benchmarks. Results go to $OUT (or ./gpu-results).
-#   bash scripts/gpu/build-and-test.sh            # build + gpu tests + mpi tests + benchmarks
-#   DPTRAIN_GPU_SKIP_BENCH=1 bash scripts/gpu/build-and-test.sh
+# One command on a GPU machine (PyTorch 2.11 CUDA in its python3, CUDA toolkit, no network; see
+# docs/gpu.md): unpacks .gpu-deps/ into a private prefix (never into /), builds dptrain against the
+# system torch and the NCCL that torch loads, then runs the phases below, each timed and logged.
+# Results go to $OUT (or ./gpu-results): summary.txt (one line per phase: status and seconds) and
+# gpu-results.tar.gz (every log, JSON result and trace).
+#
+#   bash scripts/gpu/build-and-test.sh                       # every phase
+#   DPTRAIN_GPU_PHASES="build tests" bash scripts/gpu/build-and-test.sh
+#
+#   DPTRAIN_GPU_DEADLINE=470 bash scripts/gpu/build-and-test.sh  # stop starting phases after 470 s
+#
+# Phases (in this order; `build` is implied by the others):
+#   build   configure + build the GPU targets with -j$(nproc)
+#   tests   gpu_tests at world 1 (NCCL), the CUDA tests of gpu_tests and mpi_tests at world 2 over
+#           MPI (one GPU: NCCL refuses two ranks on one device), the DDP/communicator mpi tests at
+#           world 1 on the NCCL backend
+#   train   dptrain train on the GPU: Fashion-MNIST CNN to >= 90% test accuracy (NCCL, world 1),
+#           2 ranks over MPI on one GPU, AMP, ResNet-18 steps
+#   bench   benchmarks/run_suite.py --gpu (NCCL all-reduce, DDP vs plain vs PyTorch DDP, trace)
+# DPTRAIN_GPU_DATA: Fashion-MNIST IDX directory (default: .gpu-data/fashion-mnist, else the
+# Debian package's /usr/share/datasets/fashion-mnist).
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-out=${OUT:-$root/gpu-results}; mkdir -p "$out"
+out=${OUT:-$root/gpu-results}
+logs=$out/logs
+mkdir -p "$logs"
+phases=${DPTRAIN_GPU_PHASES:-build tests train bench}
+summary=$out/summary.txt
+: >"$summary"
+overall=0
+
+note() { echo "$*" | tee -a "$summary"; }
+# run_phase NAME COMMAND...: runs, logs to logs/NAME.log, notes status and seconds.
+# Each phase is bounded by ${limit:-180} s and by the whole run's DPTRAIN_GPU_DEADLINE (seconds
+# from the start), so a hang costs one phase and the results still come back.
+deadline=${DPTRAIN_GPU_DEADLINE:-470}
+run_phase() {
+  local name=$1; shift
+  local start=$SECONDS
+  local left=$((deadline - SECONDS)) cap=${limit:-180}
+  [ "$left" -lt "$cap" ] && cap=$left
+  if [ "$cap" -le 5 ]; then note "$(printf '%-28s SKIPPED (deadline)' "$name")"; overall=1; return 1; fi
+  echo "=== $name: $*" >>"$logs/$name.log"
+  timeout -k 5 "$cap" "$@" >>"$logs/$name.log" 2>&1
+  local rc=$?
+  note "$(printf '%-28s %s  %4ds' "$name" "$([ $rc = 0 ] && echo PASS || echo "FAIL($rc)")" $((SECONDS - start)))"
+  [ $rc = 0 ] || { overall=1; tail -25 "$logs/$name.log"; }
+  return $rc
+}
+wants() { [[ " $phases " == *" $1 "* ]]; }
+pack() {
+  tar -czf "$out/gpu-results.tar.gz" -C "$out" logs $(cd "$out" && ls -d bench 2>/dev/null) 2>/dev/null
+  cat "$summary"
+}
+trap pack EXIT
+
+# --- the Debian packages the machine lacks, relocated into a private prefix -----------------------
 P=${DPTRAIN_DEPS_PREFIX:-/opt/dpt-deps}
 mkdir -p "$P"
 for f in "$root"/.gpu-deps/*.deb; do dpkg -x "$f" "$P"; done
+# zlib1g-dev's libz.so points at a libz.so.1 the machine has but the prefix lacks (else the link
+# takes the non-PIC libz.a).
+for z in /usr/lib/x86_64-linux-gnu/libz.so.1 /lib/x86_64-linux-gnu/libz.so.1; do
+  [ -e "$z" ] && { ln -sf "$z" "$P/usr/lib/x86_64-linux-gnu/libz.so"; break; }
+done
+rm -f "$P/usr/lib/x86_64-linux-gnu/libz.a"
 export OPAL_PREFIX=$P/usr   # a relocated OpenMPI finds its plugins through this
 export LD_LIBRARY_PATH=$P/usr/lib/x86_64-linux-gnu:$P/usr/lib/x86_64-linux-gnu/openmpi/lib:${LD_LIBRARY_PATH:-}
 export PATH=$P/usr/bin:$PATH
 ln -sf "$P/usr/bin/mpiexec.openmpi" "$P/usr/bin/mpirun" 2>/dev/null
+export OMPI_MCA_plm_rsh_agent=false   # one node: never look for ssh
 python=${DPTRAIN_PYTHON:-python3}
+export DPTRAIN_PYTHON=$(command -v "$python")
 torch_prefix=$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)')
-"$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "device", torch.cuda.get_device_name(0))' | tee "$out/machine.txt"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$out/machine.txt" 2>&1
+{
+  date -u +"%Y-%m-%dT%H:%M:%SZ"
+  "$python" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "device", torch.cuda.get_device_name(0), "nccl", torch.cuda.nccl.version())'
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader
+  echo "cores $(nproc)"
+} 2>&1 | tee -a "$summary"
+
 build=$root/build-gpu
-cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDPTRAIN_PYTHON="$(command -v "$python")" \
-  -DCMAKE_PREFIX_PATH="$torch_prefix;$P/usr" -DDPTRAIN_WITH_CUDA=ON -DDPTRAIN_WITH_NCCL=ON \
-  -DMPI_C_COMPILER=$P/usr/bin/mpicc.openmpi -DMPI_CXX_COMPILER=$P/usr/bin/mpicxx.openmpi \
-  2>&1 | tee "$out/configure.log" | tail -15
-cmake --build "$build" -j "$(nproc)" 2>&1 | tail -5 | tee "$out/build.log"
-status=0
-(cd "$build" && ctest --output-on-failure -L "gpu|mpi|unit|cli" --timeout 900) 2>&1 | tee "$out/ctest.log" | tail -30
-grep -q "tests passed" "$out/ctest.log" && grep -q "100% tests passed" "$out/ctest.log" || status=1
-if [ "${DPTRAIN_GPU_SKIP_BENCH:-0}" != 1 ] && [ -f "$root/benchmarks/run_suite.py" ]; then
-  DPTRAIN_BUILD=$build "$python" "$root/benchmarks/run_suite.py" --gpu --out "$out/bench" 2>&1 | tee "$out/bench.log" | tail -30
+export DPTRAIN_BUILD=$build
+configure_and_build() {
+  cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDPTRAIN_PYTHON="$DPTRAIN_PYTHON" \
+    -DCMAKE_PREFIX_PATH="$torch_prefix;$P/usr" -DDPTRAIN_WITH_CUDA=ON -DDPTRAIN_WITH_NCCL=ON \
+    -DMPI_C_COMPILER=$P/usr/bin/mpicc.openmpi -DMPI_CXX_COMPILER=$P/usr/bin/mpicxx.openmpi \
+    -DDPTRAIN_BUILD_EXAMPLES=OFF -DZLIB_LIBRARY="$P/usr/lib/x86_64-linux-gnu/libz.so" \
+    -DZLIB_LIBRARY_RELEASE="$P/usr/lib/x86_64-linux-gnu/libz.so" &&
+  cmake --build "$build" -j "$(nproc)" --target dptrain_cli gpu_tests mpi_tests ddp_bench allreduce_bench
+}
+export -f configure_and_build; export root build torch_prefix P
+limit=420 run_phase build bash -c configure_and_build || exit 1
+
+mpirun_np() { local np=$1; shift; "$root/scripts/dpt-mpirun" -np "$np" "$@"; }
+export -f mpirun_np; export root
+w2_filter='*_CUDA:-NcclCommunicator.*'  # NCCL: one rank per GPU
+if wants tests; then
+  run_phase gpu_tests_nccl_w1 "$build/tests/gpu_tests"
+  DPTRAIN_BACKEND=mpi run_phase gpu_tests_mpi_w2 bash -c 'mpirun_np "$@"' _ 2 "$build/tests/gpu_tests" --gtest_filter="$w2_filter"
+  DPTRAIN_BACKEND=mpi run_phase mpi_cuda_tests_w2 bash -c 'mpirun_np "$@"' _ 2 "$build/tests/mpi_tests" --gtest_filter="$w2_filter"
+  # The communicator and DDP suites at world 1 with the NCCL backend: every call site on the device.
+  DPTRAIN_BACKEND=nccl run_phase mpi_tests_nccl_w1 "$build/tests/mpi_tests" \
+    --gtest_filter='Comm*:Ddp*:Trainer*:-CommFailureDrill*:DdpSoak*'
 fi
-exit $status
+
+data=${DPTRAIN_GPU_DATA:-}
+[ -z "$data" ] && [ -d "$root/.gpu-data/fashion-mnist" ] && data=$root/.gpu-data/fashion-mnist
+[ -z "$data" ] && data=/usr/share/datasets/fashion-mnist
+if wants train; then
+  t=$out/logs/train; mkdir -p "$t"
+  run_phase train_cnn_nccl_w1 "$build/bin/dptrain" train --data "$data" --model cnn --epochs 3 --batch-size 64 \
+    --lr 0.05 --metrics "$t/cnn_nccl.jsonl" --out "$t/cnn.pt"
+  grep '"test_accuracy"' "$t/cnn_nccl.jsonl" | tail -1 | tee -a "$summary"
+  "$python" -c "import json,sys; r=[json.loads(l) for l in open('$t/cnn_nccl.jsonl') if 'test_accuracy' in l][-1]; \
+sys.exit(0 if r['test_accuracy'] >= 0.90 else 1)" || { note "cnn accuracy below 90%"; overall=1; }
+  DPTRAIN_BACKEND=mpi run_phase train_cnn_mpi_w2 bash -c 'mpirun_np "$@"' _ 2 "$build/bin/dptrain" train --data "$data" --model cnn \
+    --epochs 1 --batch-size 32 --lr 0.05 --metrics "$t/cnn_mpi.jsonl"
+  run_phase train_cnn_amp_w1 "$build/bin/dptrain" train --data "$data" --model cnn --epochs 1 --batch-size 64 \
+    --lr 0.05 --amp --metrics "$t/cnn_amp.jsonl"
+  run_phase train_resnet18_w1 "$build/bin/dptrain" train --data "$data" --model resnet18 --max-steps 30 \
+    --batch-size 64 --lr 0.05 --metrics "$t/resnet18.jsonl"
+fi
+
+if wants bench; then
+  limit=400 run_phase bench env PYTHONUNBUFFERED=1 "$python" "$root/benchmarks/run_suite.py" --gpu --build "$build" \
+    --out "$out/bench" ${DPTRAIN_GPU_BENCH_ARGS:-}
+fi
+exit $overall
