@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 
+#include <cstdlib>
 #include <iostream>
 #include <mutex>
 
@@ -25,6 +26,13 @@ std::string first_line(const std::string& text) {
 }  // namespace
 
 void set_fatal_hook(std::function<void(int)> hook) { fatal_hook() = std::move(hook); }
+
+void fail_fast(const std::string& message, int exit_code) {
+  DPT_LOG_ERROR("error: {}", message);
+  dpt::log::flush();
+  if (fatal_hook()) fatal_hook()(exit_code);
+  std::_Exit(exit_code);
+}
 
 int exit_code_for_current_exception() {
   try {

@@ -53,6 +53,12 @@ Bytes tensor_to_bytes(const torch::Tensor& tensor, int64_t count) {
 
 }  // namespace
 
+void Communicator::check_device(const torch::Tensor& tensor, const std::string& what) const {
+  DPT_CHECK(accepts_device(tensor.device()), InvalidArgumentError, backend_name(), " rank ", rank(), "/", size(), ": ",
+            what, " is on ", tensor.device().str(), " but this communicator works on ", device().str(),
+            "; create the tensors of collectives on communicator->device()");
+}
+
 WorkPtr Communicator::allreduce_coalesced_async(std::vector<torch::Tensor>& tensors, ReduceOp op) {
   DPT_CHECK(!tensors.empty(), InvalidArgumentError, backend_name(), " rank ", rank(),
             ": allreduce_coalesced: the tensor list is empty");

@@ -2,7 +2,9 @@
 
 #include <c10/core/ScalarType.h>
 
+#include "dptrain/core/env.h"
 #include "dptrain/core/error.h"
+#include "dptrain/parallel/ddp_stats.h"
 #include "dptrain/parallel/reduce_op.h"
 
 namespace dpt::detail {
@@ -26,6 +28,11 @@ const char* dtype_name(int64_t dtype) {
 }
 
 }  // namespace
+
+bool call_check_enabled() {
+  if (env::get("DPTRAIN_CHECK_COLLECTIVES")) return env::get_flag("DPTRAIN_CHECK_COLLECTIVES", false);
+  return debug_level_from_env() >= DebugLevel::Detail;
+}
 
 std::vector<int64_t> make_fingerprint(CollectiveKind kind, int64_t dtype, int64_t numel, int64_t op, int64_t root) {
   return {static_cast<int64_t>(kind), dtype, numel, op, root};

@@ -12,6 +12,11 @@ namespace dpt::detail {
 
 enum class CollectiveKind : int64_t { Allreduce = 1, Broadcast, Allgather, ReduceScatter, Barrier, Coalesced, Split };
 
+// Whether communicators created now run the check: under DPTRAIN_DEBUG=DETAIL (as PyTorch runs its
+// collective fingerprinting only under TORCH_DISTRIBUTED_DEBUG=DETAIL: it costs a collective and,
+// on NCCL, a host round trip per call). DPTRAIN_CHECK_COLLECTIVES=1 or 0 forces it on or off.
+bool call_check_enabled();
+
 // {kind, dtype, numel, op, root}; -1 marks a field the collective does not use.
 std::vector<int64_t> make_fingerprint(CollectiveKind kind, int64_t dtype = -1, int64_t numel = -1, int64_t op = -1,
                                       int64_t root = -1);

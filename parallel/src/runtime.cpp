@@ -89,9 +89,12 @@ Runtime::Runtime(const RuntimeOptions& options) {
     dpt::log::init(launch_.rank, launch_.world_size, options.log_level);
     timeout_ = resolve_timeout(options.timeout);
 
+    const std::string wanted = options.device.empty() ? env::get_or("DPTRAIN_DEVICE", "") : options.device;
+    DPT_CHECK(wanted.empty() || wanted == "cpu" || wanted == "cuda", InvalidArgumentError, "device '", wanted,
+              "' (RuntimeOptions::device / DPTRAIN_DEVICE) is unknown; use cpu or cuda");
 #if DPTRAIN_HAVE_CUDA
     // Before anything else touches CUDA: this rank's GPU becomes the current device.
-    if (torch::cuda::is_available()) {
+    if (wanted != "cpu" && torch::cuda::is_available()) {
       const int count = static_cast<int>(torch::cuda::device_count());
       const int index = launch_.local_rank % count;
       if (launch_.local_world_size > count) {
@@ -101,6 +104,9 @@ Runtime::Runtime(const RuntimeOptions& options) {
       device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
     }
 #endif
+    DPT_CHECK(wanted != "cuda" || device_.is_cuda(), UnsupportedError,
+              "device cuda was asked for (RuntimeOptions::device / DPTRAIN_DEVICE) but this process sees no CUDA device",
+              DPTRAIN_HAVE_CUDA ? "" : " (this build of dptrain has no CUDA)");
     backend_ = resolve_backend(options, launch_, device_);
     DPT_CHECK(backend_ != "nccl" || device_.is_cuda(), UnsupportedError,
               "backend nccl needs a CUDA device, and this process sees none; use DPTRAIN_BACKEND=mpi or store");
@@ -146,7 +152,7 @@ Runtime::Runtime(const RuntimeOptions& options) {
 
     if (backend_ == "mpi") {
 #if DPTRAIN_HAVE_MPI
-      world_ = MpiCommunicator::create_world(launch_.local_rank, timeout_);
+      world_ = MpiCommunicator::create_world(launch_.local_rank, timeout_, device_);
 #else
       DPT_THROW(UnsupportedError, "backend mpi is not in this build (DPTRAIN_WITH_MPI=OFF); use store or nccl");
 #endif

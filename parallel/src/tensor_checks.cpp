@@ -28,7 +28,7 @@ std::string describe(const torch::Tensor& tensor) {
 }
 
 void check_tensor(const torch::Tensor& tensor, const std::string& who, const std::string& what,
-                  const torch::Device& device, bool allow_cuda) {
+                  const Communicator& comm) {
   DPT_CHECK(tensor.defined(), InvalidArgumentError, who, ": ", what, " is an undefined tensor");
   DPT_CHECK(is_supported_dtype(tensor.scalar_type()), InvalidArgumentError, who, ": ", what,
             " has dtype ", c10::toString(tensor.scalar_type()),
@@ -36,9 +36,7 @@ void check_tensor(const torch::Tensor& tensor, const std::string& who, const std
   DPT_CHECK(tensor.is_contiguous(), InvalidArgumentError, who, ": ", what,
             " is not contiguous (shape ", tensor.sizes(), ", strides ", tensor.strides(),
             "); pass tensor.contiguous() and copy the result back");
-  bool device_ok = tensor.device() == device || (allow_cuda && device.is_cpu() && tensor.is_cuda());
-  DPT_CHECK(device_ok, InvalidArgumentError, who, ": ", what, " is on ", tensor.device(),
-            " but this communicator works on ", device, (allow_cuda ? " (or CUDA)" : ""));
+  comm.check_device(tensor, what);
 }
 
 void check_reduce_op(ReduceOp op, c10::ScalarType dtype, const std::string& who, const std::string& what) {

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "dptrain/parallel/communicator.h"
 #include "dptrain/parallel/reduce_op.h"
 
 namespace dpt::detail {
@@ -14,10 +15,10 @@ namespace dpt::detail {
 bool is_supported_dtype(c10::ScalarType dtype);
 
 // `who` names the communicator and rank ("mpi rank 1/4"), `what` the call and argument
-// ("allreduce: tensor"). Checks: defined, contiguous, supported dtype, and on `device` (a CPU
-// `device` also accepts CUDA tensors when `allow_cuda`).
+// ("allreduce: tensor"). Checks: defined, contiguous, supported dtype, and on a device `comm`
+// accepts (Communicator::check_device).
 void check_tensor(const torch::Tensor& tensor, const std::string& who, const std::string& what,
-                  const torch::Device& device, bool allow_cuda = false);
+                  const Communicator& comm);
 
 // AVG needs a floating-point dtype (an integer average would silently truncate).
 void check_reduce_op(ReduceOp op, c10::ScalarType dtype, const std::string& who, const std::string& what);

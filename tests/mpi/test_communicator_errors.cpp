@@ -2,6 +2,7 @@
 // communicator still works afterwards.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "dptrain/core/error.h"
@@ -25,7 +26,7 @@ std::string expect_error(Body&& body) {
 }
 
 void expect_still_usable(const CommunicatorPtr& comm) {
-  auto t = torch::ones({3});
+  auto t = torch::ones({3}, comm->device());
   comm->allreduce(t);
   EXPECT_EQ(t[1].item<float>(), static_cast<float>(comm->size()));
 }
@@ -34,7 +35,7 @@ bool contains(const std::string& text, const std::string& part) { return text.fi
 
 TEST(CommErrors, NonContiguousTensorIsRejected) {
   auto comm = world();
-  auto t = torch::ones({4, 3}).t();
+  auto t = torch::ones({4, 3}, comm->device()).t();
   auto message = expect_error<InvalidArgumentError>([&] { comm->allreduce(t); });
   EXPECT_TRUE(contains(message, "not contiguous")) << message;
   EXPECT_TRUE(contains(message, "rank " + std::to_string(comm->rank()))) << message;
@@ -46,7 +47,34 @@ TEST(CommErrors, WrongDeviceIsRejected) {
   auto t = torch::empty({4}, torch::TensorOptions().device(torch::kMeta));
   auto message = expect_error<InvalidArgumentError>([&] { comm->broadcast(t, 0); });
   EXPECT_TRUE(contains(message, "is on meta")) << message;
+  EXPECT_TRUE(contains(message, "works on " + comm->device().str())) << message;
   expect_still_usable(comm);
+}
+
+// Where the rank trains on a GPU every collective takes the GPU's tensors only (NCCL, and MPI on
+// CUDA): a CPU tensor is a clear error, not a crash inside the library.
+TEST(CommErrors, CpuTensorOnADeviceCommunicatorIsRejected) {
+  auto comm = world();
+  if (comm->device().is_cpu()) GTEST_SKIP() << "the communicator works on the CPU";
+  auto t = torch::ones({4});
+  auto message = expect_error<InvalidArgumentError>([&] { comm->allreduce(t); });
+  EXPECT_TRUE(contains(message, "is on cpu but this communicator works on " + comm->device().str())) << message;
+  expect_still_usable(comm);
+}
+
+TEST(CommErrors, CallCheckRunsOnlyWhenAskedFor) {
+  auto comm = world();
+  if (!std::getenv("DPTRAIN_DEBUG") && !std::getenv("DPTRAIN_CHECK_COLLECTIVES")) {
+    EXPECT_FALSE(comm->checks_calls()) << "the cross-rank call check costs a collective per call: DETAIL only";
+  }
+  {
+    ScopedEnv detail("DPTRAIN_DEBUG", "DETAIL");
+    auto split = comm->split(0, comm->rank());
+    if (!std::getenv("DPTRAIN_CHECK_COLLECTIVES")) {
+      EXPECT_TRUE(split->checks_calls());
+    }
+  }
+  EXPECT_TRUE(checked_world()->checks_calls());
 }
 
 TEST(CommErrors, UnsupportedDtypeIsRejected) {
@@ -58,21 +86,21 @@ TEST(CommErrors, UnsupportedDtypeIsRejected) {
 
 TEST(CommErrors, BadShapesAndRootsAreRejected) {
   auto comm = world();
-  auto input = torch::ones({4});
-  auto wrong = torch::ones({4 * comm->size() + 1});
+  auto input = torch::ones({4}, comm->device());
+  auto wrong = torch::ones({4 * comm->size() + 1}, comm->device());
   expect_error<InvalidArgumentError>([&] { comm->allgather(input, wrong); });
   expect_error<InvalidArgumentError>([&] { comm->reduce_scatter(wrong, input); });
-  auto as_double = torch::ones({4 * comm->size()}, torch::kDouble);
+  auto as_double = torch::ones({4 * comm->size()}, torch::TensorOptions(torch::kDouble).device(comm->device()));
   expect_error<InvalidArgumentError>([&] { comm->allgather(input, as_double); });
   expect_error<InvalidArgumentError>([&] { comm->broadcast(input, comm->size()); });
   expect_error<InvalidArgumentError>([&] { comm->broadcast(input, -1); });
-  std::vector<torch::Tensor> mixed = {torch::ones({2}), torch::ones({2}, torch::kDouble)};
+  std::vector<torch::Tensor> mixed = {torch::ones({2}, comm->device()), as_double};
   expect_error<InvalidArgumentError>([&] { comm->allreduce_coalesced(mixed); });
   expect_still_usable(comm);
 }
 
 TEST(CommErrors, MismatchedElementCountsFailOnEveryRank) {
-  auto comm = world();
+  auto comm = checked_world();
   if (comm->size() < 2) GTEST_SKIP() << "needs 2 ranks";
   auto t = torch::ones({comm->rank() == 0 ? 5 : 6});
   auto message = expect_error<CommunicationError>([&] { comm->allreduce(t); });
@@ -82,7 +110,7 @@ TEST(CommErrors, MismatchedElementCountsFailOnEveryRank) {
 }
 
 TEST(CommErrors, MismatchedDtypesFailOnEveryRank) {
-  auto comm = world();
+  auto comm = checked_world();
   if (comm->size() < 2) GTEST_SKIP() << "needs 2 ranks";
   auto t = torch::ones({5}, comm->rank() == 0 ? torch::kFloat32 : torch::kFloat64);
   auto message = expect_error<CommunicationError>([&] { comm->allreduce(t); });
@@ -91,7 +119,7 @@ TEST(CommErrors, MismatchedDtypesFailOnEveryRank) {
 }
 
 TEST(CommErrors, MismatchedOpsAndCollectivesFailOnEveryRank) {
-  auto comm = world();
+  auto comm = checked_world();
   if (comm->size() < 2) GTEST_SKIP() << "needs 2 ranks";
   auto t = torch::ones({5});
   auto message =
@@ -112,10 +140,10 @@ TEST(CommErrors, MismatchedOpsAndCollectivesFailOnEveryRank) {
 
 TEST(CommErrors, ZeroElementTensorsWork) {
   auto comm = world();
-  auto empty = torch::empty({0, 3});
+  auto empty = torch::empty({0, 3}, comm->device());
   comm->allreduce(empty);
   comm->broadcast(empty, 0);
-  auto output = torch::empty({0});
+  auto output = torch::empty({0}, comm->device());
   comm->allgather(empty, output);
   auto work = comm->allreduce_async(empty, ReduceOp::Avg);
   work->wait();

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 
 #include "dptrain/core/fs.h"
@@ -46,9 +47,11 @@ CommunicatorPtr world() {
     dpt::RuntimeOptions options;
     // Tests that hang should fail well inside CTest's limit: 120 s unless DPTRAIN_TIMEOUT says otherwise.
     if (!std::getenv("DPTRAIN_TIMEOUT")) options.timeout = std::chrono::seconds(120);
-    // The multi-rank tests use CPU tensors: a CPU backend even on a machine with GPUs (nccl is
-    // tested in tests/gpu), unless DPTRAIN_BACKEND asks otherwise.
+    // The multi-rank tests run on the CPU with a CPU backend even on a machine with GPUs, unless
+    // DPTRAIN_BACKEND / DPTRAIN_DEVICE ask otherwise: scripts/gpu/build-and-test.sh runs them on
+    // the GPU (nccl at world size 1, mpi on CUDA at world size 2), where test_device() is CUDA.
     if (!std::getenv("DPTRAIN_BACKEND")) options.backend = dpt::detect_launch().launcher == "torchrun" ? "store" : "mpi";
+    if (!std::getenv("DPTRAIN_DEVICE")) options.device = "cpu";
     runtime = std::make_unique<dpt::Runtime>(options);
   }
   return runtime->world();
@@ -69,9 +72,9 @@ int run_all_tests() {
   if (runtime_slot()) {
     auto comm = runtime_slot()->world();
     try {
-      auto flag = torch::full({1}, failed, torch::kInt32);
+      auto flag = torch::full({1}, failed, torch::TensorOptions(torch::kInt32).device(comm->device()));
       comm->allreduce(flag, dpt::ReduceOp::Max);
-      failed = flag.item<int>();
+      failed = flag.cpu().item<int>();
     } catch (const std::exception& e) {
       std::fprintf(stderr, "[rank %d] cannot agree on the test outcome: %s\n", comm->rank(), e.what());
       std::fflush(stderr);
@@ -90,6 +93,30 @@ double max_relative_error(const torch::Tensor& actual, const torch::Tensor& expe
   auto denominator = e.abs().clamp_min(1.0);
   return ((a - e).abs() / denominator).max().item<double>();
 }
+
+ScopedEnv::ScopedEnv(const char* name, const char* value) : name_(name) {
+  if (const char* previous = std::getenv(name)) {
+    had_value_ = true;
+    previous_ = previous;
+  }
+  setenv(name, value, 1);
+}
+
+ScopedEnv::~ScopedEnv() {
+  if (had_value_) {
+    setenv(name_.c_str(), previous_.c_str(), 1);
+  } else {
+    unsetenv(name_.c_str());
+  }
+}
+
+CommunicatorPtr checked_world() {
+  auto comm = world();
+  ScopedEnv check("DPTRAIN_CHECK_COLLECTIVES", "1");
+  return comm->split(0, comm->rank());
+}
+
+torch::Device test_device() { return world()->device(); }
 
 TempDir::TempDir(const std::string& prefix) : path_(dpt::fs::make_temp_directory(prefix)) {}
 

@@ -34,4 +34,26 @@ class TempDir {
   std::string path_;
 };
 
+// Sets an environment variable for the object's lifetime, then restores the previous value.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value);
+  ~ScopedEnv();
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  std::string name_;
+  bool had_value_ = false;
+  std::string previous_;
+};
+
+// A communicator over the same ranks as world() that runs the cross-rank call check (created under
+// DPTRAIN_CHECK_COLLECTIVES=1; collective over every rank).
+CommunicatorPtr checked_world();
+
+// The device the tests' tensors and models go to: world()->device() (cpu, or the rank's GPU when
+// the world communicator is NCCL or MPI on CUDA).
+torch::Device test_device();
+
 }  // namespace dpt::testing

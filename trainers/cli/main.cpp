@@ -184,6 +184,7 @@ dpt::RuntimeOptions runtime_options(const CommonArgs& args) {
   options.backend = args.backend;
   options.timeout = std::chrono::milliseconds(static_cast<int64_t>(args.timeout_s * 1000));
   options.log_level = args.log_level;
+  options.device = args.device;
   return options;
 }
 
@@ -225,6 +226,10 @@ dpt::Model load_model(const CommonArgs& args, const dpt::CommunicatorPtr& world,
 int run_train(const CommonArgs& common, const TrainArgs& args) {
   check_common(common);
   auto options = trainer_options(common, args);
+  // The rank's own GPU is known once the Runtime is up; cuda:0 stands for it in the early checks
+  // (--amp needs a CUDA device).
+  const bool cuda = common.device != "cpu" && torch::cuda::is_available();
+  options.device(cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU));
   dpt::validate(options);
   check_output("--out", args.out);
   check_output("--metrics", args.metrics);

@@ -75,6 +75,7 @@ Bytes encode_checkpoint(const Checkpoint& checkpoint) {
   for (const auto& [name, tensor] : checkpoint.model) entries.emplace("model." + name, tensor.detach().cpu());
   entries.emplace("optimizer", bytes_tensor(checkpoint.optimizer));
   if (checkpoint.rng_state.defined()) entries.emplace("rng", checkpoint.rng_state.cpu());
+  for (const auto& [name, state] : checkpoint.generator_states) entries.emplace("rng." + name, state.cpu());
   nlohmann::json meta = {{"format", 1},
                          {"epoch", checkpoint.epoch},
                          {"batch_in_epoch", checkpoint.batch_in_epoch},
@@ -115,6 +116,7 @@ Checkpoint decode_checkpoint(const Bytes& bytes, const std::string& origin) {
   if (auto rng = entries.find("rng"); rng != entries.end()) checkpoint.rng_state = rng->second;
   for (auto& [name, tensor] : entries) {
     if (name.rfind("model.", 0) == 0) checkpoint.model.emplace(name.substr(6), tensor);
+    if (name.rfind("rng.", 0) == 0) checkpoint.generator_states.emplace(name.substr(4), tensor);
   }
   return checkpoint;
 }
@@ -128,11 +130,12 @@ Bytes save_optimizer_state(torch::optim::Optimizer& optimizer) {
   return Bytes(text.begin(), text.end());
 }
 
-void load_optimizer_state(torch::optim::Optimizer& optimizer, const Bytes& bytes, const std::string& origin) {
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const Bytes& bytes, const std::string& origin,
+                          const torch::Device& device) {
   try {
     torch::serialize::InputArchive archive;
     std::istringstream stream(std::string(bytes.begin(), bytes.end()));
-    archive.load_from(stream);
+    archive.load_from(stream, device);
     optimizer.load(archive);
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();

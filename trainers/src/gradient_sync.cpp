@@ -21,7 +21,9 @@ torch::Tensor GradientSync::forward(const torch::Tensor& input) {
 }
 
 void GradientSync::finish() {
-  // DDP has reduced the gradients during the last backward; nothing is pending here.
+  // DDP reduced the gradients during the last backward; if that backward reached no parameter of
+  // this rank, the reduction runs now so the other ranks are not left waiting for it.
+  if (ddp_) ddp_->finish_backward();
 }
 
 void GradientSync::sync_buffers() {

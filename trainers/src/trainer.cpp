@@ -15,8 +15,11 @@
 #include "dptrain/core/fs.h"
 #include "dptrain/core/logging.h"
 #include "dptrain/trainers/checkpoint.h"
-#include "gradient_sync.h"
 #include "dptrain/trainers/plot.h"
+#include "gradient_sync.h"
+#include "loss_scaler.h"
+#include "loss_tracker.h"
+#include "run_state.h"
 
 namespace dpt {
 namespace {
@@ -26,51 +29,6 @@ using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
-
-// Dynamic loss scaling for fp16 autocast (torch.cuda.amp.GradScaler's rule): multiply the loss by
-// `scale`; unscale the gradients before clipping/stepping; on Inf/NaN gradients skip the step and
-// halve the scale; after `growth_interval` clean steps double it.
-struct LossScaler {
-  bool enabled = false;
-  double scale = 65536.0;
-  int64_t clean_steps = 0;
-  int64_t growth_interval = 2000;
-
-  // Unscales in place; returns true when every gradient is finite.
-  bool unscale(const std::vector<torch::Tensor>& parameters) {
-    if (!enabled) return true;
-    std::vector<torch::Tensor> grads;
-    for (const auto& p : parameters) {
-      if (p.grad().defined()) grads.push_back(p.grad());
-    }
-    if (grads.empty()) return true;
-    auto found_inf = torch::zeros({1}, grads.front().options().dtype(torch::kFloat));
-    auto inverse = torch::full({1}, 1.0 / scale, found_inf.options());
-    at::_amp_foreach_non_finite_check_and_unscale_(grads, found_inf, inverse);
-    return found_inf.item<float>() == 0.0f;
-  }
-
-  void update(bool finite) {
-    if (!enabled) return;
-    if (!finite) {
-      scale *= 0.5;
-      clean_steps = 0;
-    } else if (++clean_steps >= growth_interval) {
-      scale *= 2.0;
-      clean_steps = 0;
-    }
-  }
-};
-
-// Where a run is: the checkpointed position.
-struct Position {
-  int64_t epoch = 0;
-  int64_t batch_in_epoch = 0;  // optimizer steps taken in `epoch`
-  int64_t step = 0;            // optimizer steps in total
-  // Samples of epoch `epoch`'s permutation consumed before this run's world size took over (set
-  // on a resume at a different world size; 0 otherwise).
-  int64_t epoch_offset = 0;
-};
 
 // The one line of a libtorch / TorchScript error that says what went wrong: TorchScript interpreter
 // errors end with "RuntimeError: <reason>" after a long traceback; c10 errors start with it.
@@ -309,24 +267,27 @@ EvalResult Trainer::evaluate(const Dataset& data) {
   state_->sync->sync_buffers();
   torch::NoGradGuard no_grad;
   auto indices = shard_indices(data.size(), false, 0, 0, 0, rank(), world_size());
-  double loss_sum = 0.0, correct = 0.0, count = 0.0;
+  // [loss sum, correct, count], accumulated on the device: no host round trip per batch.
+  const torch::Device device = world_ ? world_->device() : options_.device();
+  auto totals = torch::zeros({3}, torch::TensorOptions(torch::kDouble).device(options_.device()));
   for (int64_t begin = 0; begin < indices.size(0); begin += options_.eval_batch_size()) {
     auto [inputs, targets] = gather_batch(data, indices.slice(0, begin, begin + options_.eval_batch_size()));
-    inputs = inputs.to(options_.device());
-    targets = targets.to(options_.device());
+    inputs = inputs.to(options_.device(), /*non_blocking=*/true);
+    targets = targets.to(options_.device(), /*non_blocking=*/true);
     auto logits = model_.forward(inputs);
-    loss_sum += loss_of(options_.loss(), logits, targets, /*sum=*/true).item<double>();
-    correct += logits.argmax(1).eq(targets).sum().item<double>();
-    count += static_cast<double>(targets.size(0));
+    totals[0] += loss_of(options_.loss(), logits, targets, /*sum=*/true).to(torch::kDouble);
+    totals[1] += logits.argmax(1).eq(targets).sum().to(torch::kDouble);
+    totals[2] += static_cast<double>(targets.size(0));
   }
-  auto totals = torch::tensor({loss_sum, correct, count}, torch::kDouble);
+  totals = totals.to(device);
   if (world_size() > 1) world_->allreduce(totals);
   model_.train(was_training);
+  auto host = totals.cpu();
   EvalResult result;
-  result.samples = static_cast<int64_t>(totals[2].item<double>());
+  result.samples = static_cast<int64_t>(host[2].item<double>());
   DPT_CHECK(result.samples > 0, DataError, "evaluation on an empty dataset");
-  result.loss = totals[0].item<double>() / result.samples;
-  result.accuracy = totals[1].item<double>() / result.samples;
+  result.loss = host[0].item<double>() / result.samples;
+  result.accuracy = host[1].item<double>() / result.samples;
   return result;
 }
 
@@ -338,10 +299,10 @@ torch::Tensor Trainer::predict(const Dataset& data) {
   std::vector<torch::Tensor> chunks;
   for (int64_t begin = 0; begin < indices.size(0); begin += options_.eval_batch_size()) {
     auto [inputs, targets] = gather_batch(data, indices.slice(0, begin, begin + options_.eval_batch_size()));
-    chunks.push_back(model_.forward(inputs.to(options_.device())).to(torch::kCPU));
+    chunks.push_back(model_.forward(inputs.to(options_.device(), /*non_blocking=*/true)));
   }
   model_.train(was_training);
-  torch::Tensor local = chunks.empty() ? torch::empty({0}) : torch::cat(chunks);
+  torch::Tensor local = chunks.empty() ? torch::empty({0}) : torch::cat(chunks).to(torch::kCPU);
   if (world_size() == 1) return local;
   // Each rank's rows are positions rank, rank + W, ...: interleave them back on rank 0.
   auto all = world_->allgather_bytes(serialize_tensor(local));
@@ -363,6 +324,71 @@ torch::Tensor Trainer::predict(const Dataset& data) {
   return output;
 }
 
+namespace {
+
+// The loss of one micro-batch, under fp16 autocast when `amp`; the loss itself in float32.
+torch::Tensor micro_batch_loss(GradientSync& sync, const std::string& kind, const torch::Tensor& inputs,
+                               const torch::Tensor& targets, bool amp) {
+  if (!amp) return loss_of(kind, sync.forward(inputs), targets, /*sum=*/false);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  at::autocast::increment_nesting();
+  struct LeaveAutocast {
+    ~LeaveAutocast() {
+      if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+      at::autocast::set_autocast_enabled(at::kCUDA, false);
+    }
+  } leave;
+  return loss_of(kind, sync.forward(inputs), targets, /*sum=*/false);
+}
+
+const char* kNonFiniteAdvice = "lower --lr, or pass --skip-nonfinite-loss to skip such steps";
+
+}  // namespace
+
+StepInfo Trainer::train_step(const std::function<std::pair<torch::Tensor, torch::Tensor>()>& next_micro_batch,
+                             LossTracker& losses) {
+  const auto& o = options_;
+  auto& optimizer = *state_->optimizer;
+  auto& scaler = state_->scaler;
+  optimizer.zero_grad();
+  torch::Tensor step_loss;  // this rank's mean loss, kept on the device
+  for (int64_t micro = 0; micro < o.accumulation_steps(); ++micro) {
+    auto [inputs, targets] = next_micro_batch();
+    inputs = inputs.to(o.device(), /*non_blocking=*/true);
+    targets = targets.to(o.device(), /*non_blocking=*/true);
+    GradientSync::Scope scope(*state_->sync, /*synchronize=*/micro + 1 == o.accumulation_steps());
+    auto loss = micro_batch_loss(*state_->sync, o.loss(), inputs, targets, o.mixed_precision());
+    auto scaled = loss / static_cast<double>(o.accumulation_steps());
+    if (scaler.enabled) scaled = scaled * scaler.scale;
+    scaled.backward();
+    step_loss = step_loss.defined() ? step_loss + loss.detach() : loss.detach();
+  }
+  state_->sync->finish();
+  step_loss = step_loss / static_cast<double>(o.accumulation_steps());
+
+  StepInfo info;
+  info.local_loss = step_loss;
+  bool loss_skipped = false;
+  if (o.skip_nonfinite_loss() && !losses.finite_everywhere(step_loss)) {
+    DPT_LOG_WARN("step {}: non-finite loss, step skipped (--skip-nonfinite-loss)", position_step_ + 1);
+    loss_skipped = info.skipped = true;
+  } else {
+    const auto parameters = model_.parameters();
+    const bool grads_finite = scaler.unscale(parameters);
+    scaler.update(grads_finite);
+    if (grads_finite) {
+      if (o.grad_clip_norm() > 0) torch::nn::utils::clip_grad_norm_(parameters, o.grad_clip_norm());
+      optimizer.step();
+    } else {
+      info.skipped = true;
+      DPT_LOG_DEBUG("step {}: Inf/NaN gradients under loss scale, scale now {}", position_step_ + 1, scaler.scale);
+    }
+  }
+  losses.record(step_loss, position_step_ + 1, /*counted=*/!loss_skipped);
+  info.loss = loss_skipped ? NAN : 0.0;
+  return info;
+}
+
 TrainResult Trainer::fit(const Dataset& train, const Dataset* test) {
   auto start = Clock::now();
   const int world = world_size();
@@ -378,48 +404,11 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset* test) {
   if (o.max_steps() > 0) planned_steps = std::min(planned_steps, o.max_steps());
   LrSchedule schedule(o.schedule(), o.optimizer().lr(), planned_steps);
   auto& optimizer = *state_->optimizer;
-  auto parameters = model_.parameters();
+  const RunParts run{model_, optimizer, state_->scaler, world_, o, global_batch};
 
-  // --- resume --------------------------------------------------------------------------------
   Position position;
-  bool resumed = false;
-  if (!o.resume().empty()) {
-    std::string chosen;
-    Bytes bytes = bytes_from_rank0(world_, [&] { return read_checkpoint_file(o.resume(), o.checkpoint_dir(), chosen); });
-    std::string origin = rank() == 0 ? chosen : "checkpoint received from rank 0";
-    Checkpoint checkpoint = decode_checkpoint(bytes, origin);
-    model_.load_state_dict(checkpoint.model);
-    load_optimizer_state(optimizer, checkpoint.optimizer, origin);
-    if (checkpoint.rng_state.defined()) {
-      auto generator = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> lock(generator.mutex());
-      generator.set_state(checkpoint.rng_state);
-    }
-    auto extra = nlohmann::json::parse(checkpoint.extra_json);
-    state_->scaler.scale = extra.value("loss_scale", state_->scaler.scale);
-    state_->scaler.clean_steps = extra.value("loss_scale_clean_steps", int64_t{0});
-    int64_t old_offset = extra.value("epoch_offset", int64_t{0});
-    int64_t old_global_batch = extra.value("global_batch", global_batch);
-    position.epoch = checkpoint.epoch;
-    position.step = checkpoint.step;
-    DPT_CHECK(checkpoint.seed == o.seed(), InvalidArgumentError, "--seed ", o.seed(), " differs from the seed ",
-              checkpoint.seed, " of checkpoint ", origin, ": the data order would change; pass --seed ",
-              checkpoint.seed);
-    int64_t consumed = old_offset + checkpoint.batch_in_epoch * old_global_batch;
-    if (old_global_batch != global_batch) {
-      position.epoch_offset = consumed;
-      position.batch_in_epoch = 0;
-      DPT_LOG_WARN(
-          "checkpoint {} was written by {} rank(s) with a global batch of {}; resuming on {} rank(s) with a global "
-          "batch of {}: the data is re-sharded, continuing epoch {} from sample {} of its order",
-          origin, checkpoint.world_size, old_global_batch, world, global_batch, position.epoch + 1, consumed);
-    } else {
-      position.epoch_offset = old_offset;
-      position.batch_in_epoch = checkpoint.batch_in_epoch;
-    }
-    resumed = true;
-    DPT_LOG_INFO("resumed from {}: epoch {}, step {}", origin, position.epoch + 1, position.step);
-  }
+  const bool resumed = !o.resume().empty();
+  if (resumed) position = restore_run(run);
 
   std::unique_ptr<CheckpointDirectory> checkpoints;
   if (!o.checkpoint_dir().empty()) {
@@ -427,27 +416,16 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset* test) {
     if (rank() == 0) checkpoints->prepare();
   }
   MetricsWriter metrics(rank() == 0 ? o.metrics_file() : "", resumed);
-
-  auto save_checkpoint = [&]() {
+  LossTracker losses(world_, o.device());
+  // The model is never checkpointed (or reported) after a step whose loss was NaN or Inf.
+  auto check_finite = [&] {
+    if (!o.skip_nonfinite_loss()) losses.check_finite(kNonFiniteAdvice);
+  };
+  auto save_checkpoint = [&] {
     if (!checkpoints) return;
+    check_finite();
     state_->sync->sync_buffers();
-    if (rank() != 0) return;
-    Checkpoint checkpoint;
-    checkpoint.epoch = position.epoch;
-    checkpoint.batch_in_epoch = position.batch_in_epoch;
-    checkpoint.step = position.step;
-    checkpoint.world_size = world;
-    checkpoint.seed = o.seed();
-    checkpoint.model = model_.state_dict();
-    checkpoint.optimizer = save_optimizer_state(optimizer);
-    checkpoint.rng_state = at::detail::getDefaultCPUGenerator().get_state();
-    checkpoint.extra_json = nlohmann::json{{"loss_scale", state_->scaler.scale},
-                                           {"loss_scale_clean_steps", state_->scaler.clean_steps},
-                                           {"epoch_offset", position.epoch_offset},
-                                           {"global_batch", global_batch}}
-                                .dump();
-    std::string path = checkpoints->write(checkpoint);
-    DPT_LOG_INFO("checkpoint {} written (epoch {}, step {})", path, position.epoch + 1, position.step);
+    save_run(run, position, *checkpoints);
   };
 
   for (auto& callback : callbacks_) callback->on_train_begin(position.step);
@@ -467,8 +445,7 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset* test) {
     auto indices = shard_indices(train.size(), o.shuffle(), o.seed(), position.epoch, position.epoch_offset, rank(),
                                  world);
     int64_t epoch_steps = (train.size() - position.epoch_offset) / global_batch;
-    double epoch_loss_sum = 0.0;
-    int64_t epoch_loss_count = 0;
+    losses.start_epoch();
     // The rest of this epoch's micro-batches, in the order the loop below takes them, prepared
     // ahead on the pool; leaving the epoch early (stop, error) cancels the stream.
     const int64_t first_micro = position.batch_in_epoch * o.accumulation_steps();
@@ -479,91 +456,44 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset* test) {
           return prepare_train_batch(train, indices.slice(0, first, first + o.batch_size()), o.train_transform(),
                                      static_cast<uint64_t>(o.seed()), epoch, pin);
         });
+    auto next_micro_batch = [&] {
+      auto prepared = micro_batches.next();
+      DPT_ASSERT(prepared.has_value(), "the preprocessing stream ended before epoch ", position.epoch + 1);
+      return std::move(*prepared);
+    };
     for (; position.batch_in_epoch < epoch_steps; ++position.batch_in_epoch) {
-      double lr = schedule.lr_at(position.step);
+      const double lr = schedule.lr_at(position.step);
       set_learning_rate(optimizer, lr);
-      optimizer.zero_grad();
-      double local_loss = 0.0;
-      for (int64_t micro = 0; micro < o.accumulation_steps(); ++micro) {
-        auto prepared = micro_batches.next();
-        DPT_ASSERT(prepared.has_value(), "the preprocessing stream ended before epoch ", position.epoch + 1);
-        auto [inputs, targets] = std::move(*prepared);
-        inputs = inputs.to(o.device(), /*non_blocking=*/true);
-        targets = targets.to(o.device(), /*non_blocking=*/true);
-        bool last_micro = micro + 1 == o.accumulation_steps();
-        GradientSync::Scope scope(*state_->sync, /*synchronize=*/last_micro);
-        torch::Tensor loss;
-        if (o.mixed_precision()) {
-          at::autocast::set_autocast_enabled(at::kCUDA, true);
-          at::autocast::increment_nesting();
-          try {
-            loss = loss_of(o.loss(), state_->sync->forward(inputs), targets, /*sum=*/false);
-          } catch (...) {
-            at::autocast::decrement_nesting();
-            at::autocast::set_autocast_enabled(at::kCUDA, false);
-            throw;
-          }
-          if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-          at::autocast::set_autocast_enabled(at::kCUDA, false);
-        } else {
-          loss = loss_of(o.loss(), state_->sync->forward(inputs), targets, /*sum=*/false);
-        }
-        local_loss += loss.item<double>() / o.accumulation_steps();
-        auto scaled = loss / static_cast<double>(o.accumulation_steps());
-        if (state_->scaler.enabled) scaled = scaled * state_->scaler.scale;
-        scaled.backward();
-      }
-      state_->sync->finish();
-      // Global loss and a non-finite flag in one collective: every rank takes the same decision.
-      auto reduced = torch::tensor({std::isfinite(local_loss) ? local_loss : 0.0, std::isfinite(local_loss) ? 0.0 : 1.0},
-                                   torch::kDouble);
-      if (world > 1) world_->allreduce(reduced);
-      bool loss_finite = reduced[1].item<double>() == 0.0;
-      double global_loss = reduced[0].item<double>() / world;
-      StepInfo info;
-      info.epoch = position.epoch;
-      info.lr = lr;
-      info.loss = loss_finite ? global_loss : NAN;
-      if (!loss_finite) {
-        DPT_CHECK(o.skip_nonfinite_loss(), NumericalError, "the loss is NaN or Inf at step ", position.step + 1,
-                  " (epoch ", position.epoch + 1, ") on ", static_cast<int64_t>(reduced[1].item<double>()),
-                  " rank(s); lower --lr, or pass --skip-nonfinite-loss to skip such steps");
-        DPT_LOG_WARN("step {}: non-finite loss, step skipped (--skip-nonfinite-loss)", position.step + 1);
-        info.skipped = true;
-      } else {
-        bool grads_finite = state_->scaler.unscale(parameters);
-        state_->scaler.update(grads_finite);
-        if (grads_finite) {
-          if (o.grad_clip_norm() > 0) torch::nn::utils::clip_grad_norm_(parameters, o.grad_clip_norm());
-          optimizer.step();
-        } else {
-          info.skipped = true;
-          DPT_LOG_DEBUG("step {}: Inf/NaN gradients under loss scale, scale now {}", position.step + 1,
-                        state_->scaler.scale);
-        }
-        epoch_loss_sum += global_loss;
-        ++epoch_loss_count;
-      }
+      position_step_ = position.step;
+      StepInfo info = train_step(next_micro_batch, losses);
       ++position.step;
       ++steps_this_run;
+      info.epoch = position.epoch;
       info.step = position.step;
-      for (auto& callback : callbacks_) callback->on_step_end(info);
-      if (o.log_every_steps() > 0 && (position.step % o.log_every_steps() == 0 || position.step == 1)) {
+      info.lr = lr;
+      const bool log_now = o.log_every_steps() > 0 && (position.step % o.log_every_steps() == 0 || position.step == 1);
+      if (log_now) {
+        check_finite();
+        const bool loss_skipped = std::isnan(info.loss);
+        info.loss = loss_skipped ? NAN : losses.last_step_loss();
         DPT_LOG_INFO("epoch {} step {} ({}/{}): loss {:.4f} lr {:.3g}", position.epoch + 1, position.step,
                      position.batch_in_epoch + 1, epoch_steps, info.loss, lr);
         metrics.write({{"type", "step"},
                        {"epoch", position.epoch + 1},
                        {"step", position.step},
-                       {"loss", info.skipped && !loss_finite ? nlohmann::json(nullptr) : nlohmann::json(info.loss)},
+                       {"loss", loss_skipped ? nlohmann::json(nullptr) : nlohmann::json(info.loss)},
                        {"lr", lr},
                        {"elapsed_s", seconds_since(start)}});
+      } else {
+        info.loss = NAN;  // reported only at log steps (see StepInfo)
       }
+      for (auto& callback : callbacks_) callback->on_step_end(info);
       bool reached_max = position.step >= planned_steps;
       bool stop_now = o.stop_after_steps() > 0 && steps_this_run >= o.stop_after_steps() && !reached_max;
       bool periodic = o.checkpoint_every_steps() > 0 && position.step % o.checkpoint_every_steps() == 0;
       if (reached_max || stop_now || periodic) {
         ++position.batch_in_epoch;  // the checkpoint points after this step
-        if (periodic || stop_now || reached_max) save_checkpoint();
+        save_checkpoint();
         --position.batch_in_epoch;
       }
       if (reached_max) finished = true;
@@ -580,10 +510,11 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset* test) {
     }
     bool epoch_complete = position.batch_in_epoch >= epoch_steps;
     if (!epoch_complete) break;  // stopped mid-epoch
+    check_finite();
     EpochInfo epoch_info;
     epoch_info.epoch = position.epoch;
     epoch_info.step = position.step;
-    epoch_info.train_loss = epoch_loss_count ? epoch_loss_sum / epoch_loss_count : NAN;
+    epoch_info.train_loss = losses.epoch_mean();
     if (test && o.eval_each_epoch()) epoch_info.eval = evaluate(*test);
     epoch_info.elapsed_seconds = seconds_since(epoch_start);
     nlohmann::json record = {{"type", "epoch"},          {"epoch", position.epoch + 1},
@@ -610,6 +541,7 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset* test) {
     save_checkpoint();
     --position.epoch;
   }
+  check_finite();
   state_->sync->sync_buffers();
   if (test && !result.stopped_early && (!result.final_eval || !o.eval_each_epoch() ||
                                         position.batch_in_epoch != 0)) {

@@ -10,7 +10,7 @@
 #include "dptrain/core/logging.h"
 #include "dptrain/parallel/autograd_hooks.h"
 #include "dptrain/parallel/ddp_consistency.h"
-#include "dptrain/parallel/ddp_impl.h"
+#include "ddp_impl.h"
 #include "dptrain/parallel/reducer.h"
 
 namespace dpt {
@@ -97,6 +97,29 @@ DistributedDataParallel::Impl::~Impl() { hooks.clear(); }
 
 void DistributedDataParallel::Impl::on_grad_ready(size_t index) {
   if (reducer->mark_grad_ready(index)) queue_end_of_backward_callback([this] { finalize(); });
+}
+
+void DistributedDataParallel::Impl::watch_output(const torch::Tensor& output) {
+  if (!output.defined() || !output.requires_grad() || !torch::GradMode::is_enabled()) return;
+  // Backward reaching the output starts the iteration's reduction even when it reaches no
+  // parameter of this rank (the other ranks wait for its buckets), and a second backward through
+  // the same output is an error instead of gradients silently left unaveraged.
+  const_cast<torch::Tensor&>(output).register_hook([this](const torch::Tensor& grad) {
+    if (reducer->backward_started()) queue_end_of_backward_callback([this] { finalize(); });
+    return grad;
+  });
+}
+
+void DistributedDataParallel::Impl::watch_outputs(const c10::IValue& output) {
+  if (output.isTensor()) {
+    watch_output(output.toTensor());
+  } else if (output.isTuple()) {
+    for (const auto& element : output.toTupleRef().elements()) watch_outputs(element);
+  } else if (output.isList()) {
+    for (const auto& element : output.toListRef()) watch_outputs(element);
+  } else if (output.isGenericDict()) {
+    for (const auto& entry : output.toGenericDict()) watch_outputs(entry.value());
+  }
 }
 
 void DistributedDataParallel::Impl::finalize() {
@@ -230,6 +253,7 @@ torch::Tensor DistributedDataParallel::forward(const torch::Tensor& input) {
   impl_->pre_forward();
   torch::Tensor output = impl_->model.forward(input);
   impl_->post_forward();
+  impl_->watch_output(output);
   return output;
 }
 
@@ -237,7 +261,13 @@ c10::IValue DistributedDataParallel::forward(std::vector<c10::IValue> inputs) {
   impl_->pre_forward();
   c10::IValue output = impl_->model.forward(std::move(inputs));
   impl_->post_forward();
+  impl_->watch_outputs(output);
   return output;
+}
+
+void DistributedDataParallel::finish_backward() {
+  if (impl_->reducer->phase() != Reducer::Phase::Expecting) return;
+  impl_->reducer->finish_pending();
 }
 
 DistributedDataParallel::NoSyncGuard::NoSyncGuard(DistributedDataParallel& ddp)

@@ -4,7 +4,7 @@
 
 #include "dptrain/core/error.h"
 #include "dptrain/core/logging.h"
-#include "dptrain/parallel/ddp_impl.h"
+#include "ddp_impl.h"
 
 namespace dpt {
 

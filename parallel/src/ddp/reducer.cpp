@@ -32,7 +32,7 @@ Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> nam
 
 void Reducer::set_comm_hook(CommHook hook) {
   std::lock_guard<std::mutex> lock(mutex_);
-  DPT_CHECK(!callback_queued_, InvalidArgumentError, "register_comm_hook during a backward pass");
+  DPT_CHECK(phase_ != Phase::Reducing, InvalidArgumentError, "register_comm_hook during a backward pass");
   options_.comm_hook = std::move(hook);
 }
 
@@ -81,39 +81,94 @@ std::string Reducer::bucket_layout() const {
   return text;
 }
 
-void Reducer::reset_iteration() {
+void Reducer::reset_buckets() {
   std::fill(ready_.begin(), ready_.end(), 0);
   for (auto& bucket : buckets_) {
     bucket.pending = bucket.param_indices.size();
     bucket.future.reset();
   }
   next_bucket_ = 0;
-  callback_queued_ = false;
   used_map_work_.reset();
 }
 
+// --- Note [Iteration state machine]: every transition ----------------------------------------------
+
 void Reducer::prepare_for_backward(bool sync, double divisor) {
   std::lock_guard<std::mutex> lock(mutex_);
-  reset_iteration();
-  expect_hooks_ = true;
-  sync_ = sync;
+  reset_buckets();
+  phase_ = sync ? Phase::Expecting : Phase::Accumulating;
   divisor_ = divisor;
+}
+
+bool Reducer::backward_started() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  DPT_CHECK(phase_ != Phase::Reduced, ModelError, "DistributedDataParallel: rank ", comm_->rank(),
+            ": a second backward through the same forward; its gradients would not be averaged over ranks. "
+            "Run a forward through DDP before every backward (accumulate micro-batches with no_sync())");
+  if (phase_ != Phase::Expecting) return false;
+  phase_ = Phase::Reducing;
+  return true;
 }
 
 bool Reducer::mark_grad_ready(size_t index) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!expect_hooks_) return false;  // a backward pass DDP::forward did not prepare
+  switch (phase_) {
+    case Phase::Idle:
+    case Phase::Reduced:
+      return false;  // a backward DDP::forward did not prepare (e.g. through the bare module)
+    case Phase::Accumulating:
+      locally_used_[index] = 1;
+      return false;
+    case Phase::Expecting:
+    case Phase::Reducing:
+      break;
+  }
   locally_used_[index] = 1;
-  if (!sync_) return false;
   DPT_CHECK(!ready_[index], ModelError, "DistributedDataParallel: parameter '", names_[index],
             "' received its gradient twice in one backward pass (rank ", comm_->rank(),
             "); run one backward per DDP forward");
-  const bool first = !callback_queued_;
-  callback_queued_ = true;
-  if (record_order_) ready_order_.push_back(index);
+  const bool first = phase_ == Phase::Expecting;
+  phase_ = Phase::Reducing;
+  if (layout_ == Layout::Recording) ready_order_.push_back(index);
   mark_ready_locked(index);
   return first;
 }
+
+void Reducer::finalize_backward() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (phase_ != Phase::Reducing) return;
+  finalize_locked();
+}
+
+void Reducer::finish_pending() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (phase_ != Phase::Expecting) return;
+  phase_ = Phase::Reducing;
+  finalize_locked();
+}
+
+void Reducer::run_shadow_backward(double divisor) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  DPT_ASSERT(phase_ != Phase::Reducing, "join's shadow backward during a backward pass");
+  reset_buckets();
+  divisor_ = divisor;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    buckets_[b].future.emplace(run_hook(b, torch::zeros_like(buckets_[b].contents)));
+  }
+  if (options_.find_unused_parameters) {
+    std::fill(locally_used_.begin(), locally_used_.end(), 0);
+    torch::Tensor used = used_map_reduction_start();
+    used_map_work_->wait();
+    used_map_work_.reset();
+  }
+  for (auto& bucket : buckets_) bucket.future->wait();
+  reset_buckets();
+  if (layout_ == Layout::Recording) layout_ = Layout::RebuildPending;
+  phase_ = Phase::Reduced;
+  ++synced_iterations_;
+}
+
+// ---------------------------------------------------------------------------------------------------
 
 void Reducer::mark_ready_locked(size_t index) {
   ready_[index] = 1;
@@ -133,14 +188,20 @@ void Reducer::copy_grad_to_bucket(size_t index) {
     view.zero_();  // unused in this iteration: contributes zero, like PyTorch
     return;
   }
-  if (options_.gradient_as_bucket_view) {
-    if (!(grad.is_alias_of(view) && grad.data_ptr() == view.data_ptr())) {
-      view.copy_(grad);
-      param.mutable_grad() = view;
+  // The average's division is folded into this copy (PyTorch does the same): one pass over the
+  // gradient fewer, and fp16/bf16 sums cannot overflow before the division.
+  const bool already_in_bucket = grad.is_alias_of(view) && grad.data_ptr() == view.data_ptr();
+  if (predivides()) {
+    const double scale = 1.0 / divisor_;
+    if (already_in_bucket) {
+      view.mul_(scale);
+    } else {
+      torch::mul_out(view, grad, torch::scalar_tensor(scale, grad.options().dtype(torch::kDouble)));
     }
-  } else {
+  } else if (!already_in_bucket) {
     view.copy_(grad);
   }
+  if (options_.gradient_as_bucket_view && !already_in_bucket) param.mutable_grad() = view;
 }
 
 BucketFuture Reducer::run_hook(size_t bucket_index, torch::Tensor contents) {
@@ -152,7 +213,8 @@ BucketFuture Reducer::run_hook(size_t bucket_index, torch::Tensor contents) {
   GradBucket grad_bucket(bucket_index, bucket_index + 1 == buckets_.size(), std::move(contents), *comm_, divisor_,
                          std::move(params));
   buckets_[bucket_index].launch_time_us = trace_clock_us();
-  return options_.comm_hook ? options_.comm_hook(grad_bucket) : comm_hooks::allreduce_average(grad_bucket);
+  if (options_.comm_hook) return options_.comm_hook(grad_bucket);
+  return BucketFuture(comm_->allreduce_async(grad_bucket.buffer()), [contents]() { return contents; });
 }
 
 void Reducer::launch_ready_buckets() {
@@ -205,19 +267,18 @@ void Reducer::wait_and_write_back(const torch::Tensor& global_used_device) {
   }
 }
 
-void Reducer::finalize_backward() {
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (!expect_hooks_ || !sync_) return;
+void Reducer::finalize_locked() {
   const double start = trace_clock_us();
   last_backward_end_us_ = start;
-  struct Reset {
+  // Whatever happens below, the iteration is over: a second backward through it is an error.
+  struct EndIteration {
     Reducer* self;
-    ~Reset() {
-      self->expect_hooks_ = false;
+    ~EndIteration() {
+      self->phase_ = Phase::Reduced;
       std::fill(self->locally_used_.begin(), self->locally_used_.end(), 0);
-      self->reset_iteration();
+      self->reset_buckets();
     }
-  } reset{this};
+  } end{this};
 
   std::vector<size_t> unready;
   for (size_t i = 0; i < params_.size(); ++i) {
@@ -243,40 +304,17 @@ void Reducer::finalize_backward() {
               ". If parts of the model are not used in every iteration, construct DDP with "
               "DdpOptions().find_unused_parameters(true); otherwise make the loss depend on every parameter");
   }
-  if (record_order_) {
+  if (layout_ == Layout::Recording) {
     for (size_t i : unready) ready_order_.push_back(i);
-    record_order_ = false;
-    rebuild_pending_ = true;
-  }
-  ++synced_iterations_;
-}
-
-void Reducer::run_shadow_backward(double divisor) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  reset_iteration();
-  divisor_ = divisor;
-  for (size_t b = 0; b < buckets_.size(); ++b) {
-    buckets_[b].future.emplace(run_hook(b, torch::zeros_like(buckets_[b].contents)));
-  }
-  if (options_.find_unused_parameters) {
-    std::fill(locally_used_.begin(), locally_used_.end(), 0);
-    torch::Tensor used = used_map_reduction_start();
-    used_map_work_->wait();
-    used_map_work_.reset();
-  }
-  for (auto& bucket : buckets_) bucket.future->wait();
-  reset_iteration();
-  if (record_order_) {
-    record_order_ = false;
-    rebuild_pending_ = true;
+    layout_ = Layout::RebuildPending;
   }
   ++synced_iterations_;
 }
 
 void Reducer::rebuild_buckets(int root) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!rebuild_pending_) return;
-  rebuild_pending_ = false;
+  if (layout_ != Layout::RebuildPending) return;
+  layout_ = Layout::Final;
   auto order = torch::empty({static_cast<int64_t>(params_.size())}, torch::kInt64);
   if (ready_order_.size() == params_.size()) {
     for (size_t i = 0; i < params_.size(); ++i) order[i] = static_cast<int64_t>(ready_order_[i]);

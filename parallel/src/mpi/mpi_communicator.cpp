@@ -47,7 +47,8 @@ struct MpiCommunicator::Fingerprint {
       : values(detail::make_fingerprint(kind, dtype, numel, op, root)) {}
 };
 
-std::shared_ptr<MpiCommunicator> MpiCommunicator::create_world(int local_rank, std::chrono::milliseconds timeout) {
+std::shared_ptr<MpiCommunicator> MpiCommunicator::create_world(int local_rank, std::chrono::milliseconds timeout,
+                                                               const torch::Device& device) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   DPT_CHECK(initialized, InternalError, "MpiCommunicator::create_world needs MPI initialised (create a dpt::Runtime)");
@@ -58,14 +59,15 @@ std::shared_ptr<MpiCommunicator> MpiCommunicator::create_world(int local_rank, s
   MPI_Comm_rank(comm, &rank);
   MPI_Comm_size(comm, &size);
   auto thread = detail::ProgressThread::create(detail::concat("mpi rank ", rank, "/", size), timeout);
-  return std::shared_ptr<MpiCommunicator>(new MpiCommunicator(comm, local_rank, std::move(thread)));
+  return std::shared_ptr<MpiCommunicator>(new MpiCommunicator(comm, local_rank, device, std::move(thread)));
 }
 
-MpiCommunicator::MpiCommunicator(MPI_Comm owned_comm, int local_rank, std::shared_ptr<detail::ProgressThread> thread)
-    : comm_(owned_comm), local_rank_(local_rank), thread_(std::move(thread)) {
+MpiCommunicator::MpiCommunicator(MPI_Comm owned_comm, int local_rank, const torch::Device& device,
+                                 std::shared_ptr<detail::ProgressThread> thread)
+    : comm_(owned_comm), local_rank_(local_rank), device_(device), thread_(std::move(thread)) {
   MPI_Comm_rank(comm_, &rank_);
   MPI_Comm_size(comm_, &size_);
-  check_collectives_ = env::get_flag("DPTRAIN_CHECK_COLLECTIVES", true);
+  check_collectives_ = detail::call_check_enabled();
 }
 
 MpiCommunicator::~MpiCommunicator() {
@@ -131,102 +133,110 @@ WorkPtr MpiCommunicator::submit(const std::string& description, const Fingerprin
 
 WorkPtr MpiCommunicator::allreduce_async(torch::Tensor& tensor, ReduceOp op) {
   std::string what = detail::concat("allreduce(", to_string(op), ")");
-  check_tensor(tensor, who(), what + ": tensor", torch::kCPU, /*allow_cuda=*/true);
+  check_tensor(tensor, who(), what + ": tensor", *this);
   check_reduce_op(op, tensor.scalar_type(), who(), what);
-  if (tensor.is_cuda()) {  // staged through pinned host memory (see staged_work.h)
-    auto host = detail::stage_to_host(tensor);
-    auto inner = allreduce_async(host, op);
-    return std::make_shared<detail::StagedWork>(inner, std::vector<torch::Tensor>{host},
-                                                std::vector<torch::Tensor>{tensor});
-  }
   std::string description = detail::concat(what, " #", ++sequence_, " of ", describe(tensor));
   Fingerprint fingerprint(CollectiveKind::Allreduce, static_cast<int64_t>(tensor.scalar_type()), tensor.numel(),
                           static_cast<int64_t>(op));
-  return submit(description, fingerprint, [this, tensor, op, description]() mutable {
-    MPI_Datatype type = detail::mpi_datatype(tensor.scalar_type());
-    MPI_Op mpi_op = detail::mpi_op(op, tensor.scalar_type());
-    for (int64_t offset = 0; offset < tensor.numel(); offset += kMaxCount) {
-      int count = static_cast<int>(std::min(kMaxCount, tensor.numel() - offset));
-      MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, bytes_at(tensor, offset), count, type, mpi_op, comm_), who(), ": ",
-                description);
-    }
-    if (op == ReduceOp::Avg) tensor.div_(size_);
-  });
+  auto staged = detail::stage(tensor, /*copy_values=*/true, cuda_aware());
+  const bool divide_on_device = op == ReduceOp::Avg && staged.buffer.is_cuda();
+  auto work = submit(description, fingerprint,
+                     [this, buffer = staged.buffer, ready = staged.ready, op, divide_on_device, description]() mutable {
+                       ready();
+                       MPI_Datatype type = detail::mpi_datatype(buffer.scalar_type());
+                       MPI_Op mpi_op = detail::mpi_op(op, buffer.scalar_type());
+                       for (int64_t offset = 0; offset < buffer.numel(); offset += kMaxCount) {
+                         int count = static_cast<int>(std::min(kMaxCount, buffer.numel() - offset));
+                         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, bytes_at(buffer, offset), count, type, mpi_op, comm_),
+                                   who(), ": ", description);
+                       }
+                       if (op == ReduceOp::Avg && !divide_on_device) buffer.div_(size_);
+                     });
+  auto copy = detail::copy_back({{staged, tensor}});
+  if (divide_on_device) {
+    const int size = size_;
+    copy = [tensor, size]() mutable { tensor.div_(size); };
+  }
+  if (!copy) return work;
+  return std::make_shared<detail::FinishingWork>(std::move(work), std::move(copy));
 }
 
 WorkPtr MpiCommunicator::broadcast_async(torch::Tensor& tensor, int root) {
-  check_tensor(tensor, who(), "broadcast: tensor", torch::kCPU, /*allow_cuda=*/true);
+  check_tensor(tensor, who(), "broadcast: tensor", *this);
   DPT_CHECK(root >= 0 && root < size_, InvalidArgumentError, who(), ": broadcast: root ", root, " is not in [0, ",
             size_, ")");
-  if (tensor.is_cuda()) {
-    auto host = detail::stage_to_host(tensor, /*copy_values=*/rank_ == root);
-    auto inner = broadcast_async(host, root);
-    return std::make_shared<detail::StagedWork>(inner, std::vector<torch::Tensor>{host},
-                                                std::vector<torch::Tensor>{tensor});
-  }
   std::string description = detail::concat("broadcast from rank ", root, " #", ++sequence_, " of ", describe(tensor));
   Fingerprint fingerprint(CollectiveKind::Broadcast, static_cast<int64_t>(tensor.scalar_type()), tensor.numel(), -1,
                           root);
-  return submit(description, fingerprint, [this, tensor, root, description] {
-    MPI_Datatype type = detail::mpi_datatype(tensor.scalar_type());
-    for (int64_t offset = 0; offset < tensor.numel(); offset += kMaxCount) {
-      int count = static_cast<int>(std::min(kMaxCount, tensor.numel() - offset));
-      MPI_CHECK(MPI_Bcast(bytes_at(tensor, offset), count, type, root, comm_), who(), ": ", description);
+  auto staged = detail::stage(tensor, /*copy_values=*/rank_ == root, cuda_aware());
+  auto work = submit(description, fingerprint, [this, buffer = staged.buffer, ready = staged.ready, root, description] {
+    ready();
+    MPI_Datatype type = detail::mpi_datatype(buffer.scalar_type());
+    for (int64_t offset = 0; offset < buffer.numel(); offset += kMaxCount) {
+      int count = static_cast<int>(std::min(kMaxCount, buffer.numel() - offset));
+      MPI_CHECK(MPI_Bcast(bytes_at(buffer, offset), count, type, root, comm_), who(), ": ", description);
     }
   });
+  auto copy = detail::copy_back({{staged, tensor}});
+  return copy ? std::make_shared<detail::FinishingWork>(std::move(work), std::move(copy)) : work;
 }
 
 WorkPtr MpiCommunicator::allgather_async(const torch::Tensor& input, torch::Tensor& output) {
-  check_tensor(input, who(), "allgather: input", torch::kCPU, /*allow_cuda=*/true);
-  check_tensor(output, who(), "allgather: output", torch::kCPU, /*allow_cuda=*/true);
+  check_tensor(input, who(), "allgather: input", *this);
+  check_tensor(output, who(), "allgather: output", *this);
   check_same_kind(input, output, who(), "allgather");
   DPT_CHECK(output.numel() == input.numel() * size_, InvalidArgumentError, who(), ": allgather: output has ",
             output.numel(), " elements but needs world size ", size_, " x input's ", input.numel());
-  if (input.is_cuda()) {
-    auto host_in = detail::stage_to_host(input);
-    auto host_out = detail::stage_to_host(output, /*copy_values=*/false);
-    auto inner = allgather_async(host_in, host_out);
-    return std::make_shared<detail::StagedWork>(inner, std::vector<torch::Tensor>{host_out},
-                                                std::vector<torch::Tensor>{output});
-  }
   int count = checked_count(input.numel(), who() + ": allgather");
   std::string description = detail::concat("allgather #", ++sequence_, " of ", describe(input));
   Fingerprint fingerprint(CollectiveKind::Allgather, static_cast<int64_t>(input.scalar_type()), input.numel());
-  return submit(description, fingerprint, [this, input, output, count, description] {
-    if (count == 0) return;
-    MPI_Datatype type = detail::mpi_datatype(input.scalar_type());
-    MPI_CHECK(MPI_Allgather(input.data_ptr(), count, type, output.data_ptr(), count, type, comm_), who(), ": ",
-              description);
-  });
+  auto in = detail::stage(input, /*copy_values=*/true, cuda_aware());
+  auto out = detail::stage(output, /*copy_values=*/false, cuda_aware());
+  auto work = submit(description, fingerprint,
+                     [this, in_buffer = in.buffer, ready = in.ready, out_buffer = out.buffer, count, description] {
+                       ready();
+                       if (count == 0) return;
+                       MPI_Datatype type = detail::mpi_datatype(in_buffer.scalar_type());
+                       MPI_CHECK(MPI_Allgather(in_buffer.data_ptr(), count, type, out_buffer.data_ptr(), count, type,
+                                               comm_),
+                                 who(), ": ", description);
+                     });
+  auto copy = detail::copy_back({{out, output}});
+  return copy ? std::make_shared<detail::FinishingWork>(std::move(work), std::move(copy)) : work;
 }
 
 WorkPtr MpiCommunicator::reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output, ReduceOp op) {
   std::string what = detail::concat("reduce_scatter(", to_string(op), ")");
-  check_tensor(input, who(), what + ": input", torch::kCPU, /*allow_cuda=*/true);
-  check_tensor(output, who(), what + ": output", torch::kCPU, /*allow_cuda=*/true);
+  check_tensor(input, who(), what + ": input", *this);
+  check_tensor(output, who(), what + ": output", *this);
   check_same_kind(input, output, who(), what);
   check_reduce_op(op, input.scalar_type(), who(), what);
   DPT_CHECK(input.numel() == output.numel() * size_, InvalidArgumentError, who(), ": ", what, ": input has ",
             input.numel(), " elements but needs world size ", size_, " x output's ", output.numel());
-  if (input.is_cuda()) {
-    auto host_in = detail::stage_to_host(input);
-    auto host_out = detail::stage_to_host(output, /*copy_values=*/false);
-    auto inner = reduce_scatter_async(host_in, host_out, op);
-    return std::make_shared<detail::StagedWork>(inner, std::vector<torch::Tensor>{host_out},
-                                                std::vector<torch::Tensor>{output});
-  }
   int count = checked_count(output.numel(), who() + ": " + what);
   std::string description = detail::concat(what, " #", ++sequence_, " of ", describe(input));
   Fingerprint fingerprint(CollectiveKind::ReduceScatter, static_cast<int64_t>(input.scalar_type()), input.numel(),
                           static_cast<int64_t>(op));
-  return submit(description, fingerprint, [this, input, output, op, count, description]() mutable {
-    if (count == 0) return;
-    MPI_Datatype type = detail::mpi_datatype(input.scalar_type());
-    MPI_CHECK(MPI_Reduce_scatter_block(input.data_ptr(), output.data_ptr(), count, type,
-                                       detail::mpi_op(op, input.scalar_type()), comm_),
-              who(), ": ", description);
-    if (op == ReduceOp::Avg) output.div_(size_);
-  });
+  auto in = detail::stage(input, /*copy_values=*/true, cuda_aware());
+  auto out = detail::stage(output, /*copy_values=*/false, cuda_aware());
+  const bool divide_on_device = op == ReduceOp::Avg && out.buffer.is_cuda();
+  auto work = submit(description, fingerprint,
+                     [this, in_buffer = in.buffer, ready = in.ready, out_buffer = out.buffer, op, count,
+                      divide_on_device, description]() mutable {
+                       ready();
+                       if (count == 0) return;
+                       MPI_Datatype type = detail::mpi_datatype(in_buffer.scalar_type());
+                       MPI_CHECK(MPI_Reduce_scatter_block(in_buffer.data_ptr(), out_buffer.data_ptr(), count, type,
+                                                          detail::mpi_op(op, in_buffer.scalar_type()), comm_),
+                                 who(), ": ", description);
+                       if (op == ReduceOp::Avg && !divide_on_device) out_buffer.div_(size_);
+                     });
+  auto copy = detail::copy_back({{out, output}});
+  if (divide_on_device) {
+    const int size = size_;
+    copy = [output, size]() mutable { output.div_(size); };
+  }
+  return copy ? std::make_shared<detail::FinishingWork>(std::move(work), std::move(copy)) : work;
 }
 
 WorkPtr MpiCommunicator::barrier_async() {
@@ -238,9 +248,9 @@ WorkPtr MpiCommunicator::barrier_async() {
 WorkPtr MpiCommunicator::allreduce_coalesced_async(std::vector<torch::Tensor>& tensors, ReduceOp op) {
   std::string what = detail::concat("allreduce_coalesced(", to_string(op), ")");
   DPT_CHECK(!tensors.empty(), InvalidArgumentError, who(), ": ", what, ": the tensor list is empty");
-  if (tensors[0].is_cuda()) return Communicator::allreduce_coalesced_async(tensors, op);  // fused on the device, staged
+  if (!tensors[0].is_cpu()) return Communicator::allreduce_coalesced_async(tensors, op);  // fused on the device
   for (size_t i = 0; i < tensors.size(); ++i) {
-    check_tensor(tensors[i], who(), detail::concat(what, ": tensor ", i), torch::kCPU);
+    check_tensor(tensors[i], who(), detail::concat(what, ": tensor ", i), *this);
     check_same_kind(tensors[0], tensors[i], who(), detail::concat(what, ": tensors 0 and ", i));
   }
   check_reduce_op(op, tensors[0].scalar_type(), who(), what);
@@ -292,7 +302,7 @@ std::shared_ptr<Communicator> MpiCommunicator::split(int color, int key) {
     thread = detail::ProgressThread::create(
         detail::concat("mpi rank ", child_rank, "/", child_size, " (split of ", who(), ")"), timeout());
   }
-  return std::shared_ptr<MpiCommunicator>(new MpiCommunicator(child, local_rank_, std::move(thread)));
+  return std::shared_ptr<MpiCommunicator>(new MpiCommunicator(child, local_rank_, device_, std::move(thread)));
 }
 
 }  // namespace dpt

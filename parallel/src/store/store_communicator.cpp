@@ -83,7 +83,7 @@ std::shared_ptr<StoreCommunicator> StoreCommunicator::create_world(const LaunchI
         launch.rank, launch.world_size, std::chrono::seconds(1), deadline);
   }
   store->store = c10::make_intrusive<c10d::PrefixStore>("dptrain/world", store->store);
-  store->check_collectives = env::get_flag("DPTRAIN_CHECK_COLLECTIVES", true);
+  store->check_collectives = detail::call_check_enabled();
   auto world = std::shared_ptr<StoreCommunicator>(
       new StoreCommunicator(std::move(store), launch.rank, launch.world_size, launch.local_rank, timeout),
       &StoreCommunicator::destroy);
@@ -210,7 +210,7 @@ std::vector<std::vector<uint8_t>> StoreCommunicator::exchange(uint64_t id, const
 
 WorkPtr StoreCommunicator::allreduce_async(torch::Tensor& tensor, ReduceOp op) {
   std::string what = detail::concat("allreduce(", to_string(op), ")");
-  detail::check_tensor(tensor, who(), what + ": tensor", torch::kCPU);
+  detail::check_tensor(tensor, who(), what + ": tensor", *this);
   detail::check_reduce_op(op, tensor.scalar_type(), who(), what);
   std::string description = detail::concat(what, " #", ++sequence_, " of ", describe(tensor));
   auto fingerprint = detail::make_fingerprint(CollectiveKind::Allreduce, static_cast<int64_t>(tensor.scalar_type()),
@@ -231,7 +231,7 @@ WorkPtr StoreCommunicator::allreduce_async(torch::Tensor& tensor, ReduceOp op) {
 }
 
 WorkPtr StoreCommunicator::broadcast_async(torch::Tensor& tensor, int root) {
-  detail::check_tensor(tensor, who(), "broadcast: tensor", torch::kCPU);
+  detail::check_tensor(tensor, who(), "broadcast: tensor", *this);
   DPT_CHECK(root >= 0 && root < size_, InvalidArgumentError, who(), ": broadcast: root ", root, " is not in [0, ",
             size_, ")");
   std::string description = detail::concat("broadcast from rank ", root, " #", ++sequence_, " of ", describe(tensor));
@@ -244,8 +244,8 @@ WorkPtr StoreCommunicator::broadcast_async(torch::Tensor& tensor, int root) {
 }
 
 WorkPtr StoreCommunicator::allgather_async(const torch::Tensor& input, torch::Tensor& output) {
-  detail::check_tensor(input, who(), "allgather: input", torch::kCPU);
-  detail::check_tensor(output, who(), "allgather: output", torch::kCPU);
+  detail::check_tensor(input, who(), "allgather: input", *this);
+  detail::check_tensor(output, who(), "allgather: output", *this);
   detail::check_same_kind(input, output, who(), "allgather");
   DPT_CHECK(output.numel() == input.numel() * size_, InvalidArgumentError, who(), ": allgather: output has ",
             output.numel(), " elements but needs world size ", size_, " x input's ", input.numel());
@@ -266,8 +266,8 @@ WorkPtr StoreCommunicator::allgather_async(const torch::Tensor& input, torch::Te
 
 WorkPtr StoreCommunicator::reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output, ReduceOp op) {
   std::string what = detail::concat("reduce_scatter(", to_string(op), ")");
-  detail::check_tensor(input, who(), what + ": input", torch::kCPU);
-  detail::check_tensor(output, who(), what + ": output", torch::kCPU);
+  detail::check_tensor(input, who(), what + ": input", *this);
+  detail::check_tensor(output, who(), what + ": output", *this);
   detail::check_same_kind(input, output, who(), what);
   detail::check_reduce_op(op, input.scalar_type(), who(), what);
   DPT_CHECK(input.numel() == output.numel() * size_, InvalidArgumentError, who(), ": ", what, ": input has ",
@@ -319,10 +319,12 @@ std::shared_ptr<Communicator> StoreCommunicator::split(int color, int key) {
   auto store = std::make_shared<Store>();
   store->store = c10::make_intrusive<c10d::PrefixStore>(detail::concat("split", sequence_, "/color", color),
                                                         store_->store);
-  store->check_collectives = store_->check_collectives;
+  store->check_collectives = detail::call_check_enabled();
   store->peers = store_->peers;
   return std::shared_ptr<StoreCommunicator>(new StoreCommunicator(
       std::move(store), new_rank, static_cast<int>(members.size()), local_rank_, timeout()), &StoreCommunicator::destroy);
 }
+
+bool StoreCommunicator::checks_calls() const { return store_->check_collectives; }
 
 }  // namespace dpt

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <functional>
+#include <string>
 
 namespace dpt {
 
@@ -23,5 +24,10 @@ int run_main(const char* program, const std::function<int()>& body);
 // Called with the exit code after the error line is printed, before run_main returns. The
 // parallel layer installs one that aborts the whole job when more than one rank runs.
 void set_fatal_hook(std::function<void(int exit_code)> hook);
+
+// For a failure found off the main thread (a communicator's watchdog) that the main thread may
+// never get to report, blocked as it can be: prints "error: <message>" the way run_main does, runs
+// the fatal hook, and ends the process with `exit_code`.
+[[noreturn]] void fail_fast(const std::string& message, int exit_code);
 
 }  // namespace dpt

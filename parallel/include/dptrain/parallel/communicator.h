@@ -5,8 +5,10 @@
 // binary holds all of them. Contracts shared by every backend:
 //  - Every rank calls the same collectives in the same order with tensors of the same dtype and
 //    element count. A violation is reported as CommunicationError, never silently reduced.
-//  - Tensors are contiguous, on device() (CPU for MPI on CPU tensors; MPI also takes CUDA tensors),
-//    and of a supported dtype: float32, float64, float16, bfloat16, int32, int64, uint8.
+//  - Tensors are contiguous, on a device the communicator accepts (accepts_device: device() itself;
+//    an MPI communicator on the CPU also takes CUDA tensors), and of a supported dtype: float32,
+//    float64, float16, bfloat16, int32, int64, uint8. Any other device is an InvalidArgumentError
+//    naming both devices: code that talks to a communicator creates its tensors on device().
 //  - In-place ops (allreduce, broadcast) write their result into the tensor they were given.
 //  - An *_async call returns at once; the tensors must stay alive and untouched until the Work's
 //    wait() returns. Collectives complete in the order they were issued.
@@ -84,8 +86,18 @@ class Communicator {
   torch::jit::Module broadcast_module(const torch::jit::Module* module, int root,
                                       const c10::optional<c10::Device>& device = c10::nullopt);
 
-  // The device this communicator's tensors live on (CPU, or the rank's CUDA device for NCCL).
+  // The device this communicator's tensors live on (CPU, or the rank's CUDA device for NCCL, and
+  // for MPI in a job that trains on GPUs).
   virtual torch::Device device() const { return torch::kCPU; }
+  // Whether collectives take tensors on `device`; by default only device() itself.
+  virtual bool accepts_device(const torch::Device& device) const { return device == this->device(); }
+  // InvalidArgumentError naming this rank, `what` ("allreduce(sum): tensor") and both devices
+  // unless accepts_device(tensor.device()). Every backend checks every tensor argument with it.
+  void check_device(const torch::Tensor& tensor, const std::string& what) const;
+
+  // Whether each collective is first checked against the other ranks' call (kind, dtype, element
+  // count, op, root): on under DPTRAIN_DEBUG=DETAIL, read when the communicator is created.
+  virtual bool checks_calls() const { return false; }
 
   // True after a collective timed out or the backend reported a fatal error: every later call
   // throws CommunicationError, and the process should exit (see dpt::Runtime).

@@ -47,7 +47,9 @@ struct DdpOptions {
   TORCH_ARG(bool, broadcast_buffers) = true;
   // .grad tensors become views into the buckets: no gradient copies, no second gradient copy in memory.
   TORCH_ARG(bool, gradient_as_bucket_view) = false;
-  // How buckets are reduced; empty = comm_hooks::allreduce_average.
+  // How buckets are reduced; empty: each gradient is divided by the world size as it is copied into
+  // its bucket and the buckets are summed (PyTorch's default; comm_hooks::allreduce_average gives
+  // the same result with a separate division pass).
   TORCH_ARG(CommHook, comm_hook);
   // Overrides DPTRAIN_DEBUG.
   TORCH_ARG(std::optional<DebugLevel>, debug) = std::nullopt;
@@ -86,6 +88,12 @@ class DistributedDataParallel {
   };
   [[nodiscard]] NoSyncGuard no_sync() { return NoSyncGuard(*this); }
 
+  // For training loops that cannot be sure the loss reached the model: after backward, if it
+  // reached no parameter of this rank, reduces now (zero gradients), so the other ranks are not
+  // left waiting for this rank's buckets. A no-op after a normal backward. (A backward that reaches
+  // the forward's output starts the reduction by itself.)
+  void finish_backward();
+
   // Before the first backward; see comm_hooks.h.
   void register_comm_hook(CommHook hook);
   // Forward, backward and each bucket's reduction as timed spans (e.g. for a Chrome trace).
@@ -100,7 +108,7 @@ class DistributedDataParallel {
   void train(bool on = true);
   void eval() { train(false); }
 
-  struct Impl;
+  struct Impl;  // private: parallel/src/ddp/ddp_impl.h
 
  private:
   friend class Join;

@@ -34,8 +34,11 @@ class ProgressThread;
 class MpiCommunicator final : public Communicator {
  public:
   // A communicator over a duplicate of MPI_COMM_WORLD (collective over the world; call it on the
-  // thread that initialised MPI). `local_rank` selects the CUDA device for staged copies.
-  static std::shared_ptr<MpiCommunicator> create_world(int local_rank, std::chrono::milliseconds timeout);
+  // thread that initialised MPI). `device`: where the job's tensors live. On the CPU the
+  // communicator takes CPU and CUDA tensors; on a CUDA device (a GPU job over MPI) only that
+  // device's tensors, like NCCL, so code written for one backend is right for the other.
+  static std::shared_ptr<MpiCommunicator> create_world(int local_rank, std::chrono::milliseconds timeout,
+                                                       const torch::Device& device = torch::kCPU);
 
   ~MpiCommunicator() override;
 
@@ -43,6 +46,10 @@ class MpiCommunicator final : public Communicator {
   int size() const override { return size_; }
   int local_rank() const override { return local_rank_; }
   std::string backend_name() const override { return "mpi"; }
+  torch::Device device() const override { return device_; }
+  bool accepts_device(const torch::Device& device) const override {
+    return device_.is_cpu() ? (device.is_cpu() || device.is_cuda()) : device == device_;
+  }
 
   WorkPtr allreduce_async(torch::Tensor& tensor, ReduceOp op = ReduceOp::Sum) override;
   WorkPtr broadcast_async(torch::Tensor& tensor, int root) override;
@@ -56,6 +63,7 @@ class MpiCommunicator final : public Communicator {
   void set_timeout(std::chrono::milliseconds timeout) override;
   std::chrono::milliseconds timeout() const override;
   bool is_broken() const override;
+  bool checks_calls() const override { return check_collectives_; }
 
   // Whether the MPI library passes CUDA device pointers straight through (MPIX_Query_cuda_support).
   static bool cuda_aware();
@@ -66,7 +74,8 @@ class MpiCommunicator final : public Communicator {
 
  private:
   struct Fingerprint;
-  MpiCommunicator(MPI_Comm owned_comm, int local_rank, std::shared_ptr<detail::ProgressThread> thread);
+  MpiCommunicator(MPI_Comm owned_comm, int local_rank, const torch::Device& device,
+                  std::shared_ptr<detail::ProgressThread> thread);
 
   std::string who() const;
   // Queues `body` behind the fingerprint exchange of `fingerprint`.
@@ -77,6 +86,7 @@ class MpiCommunicator final : public Communicator {
   int rank_ = 0;
   int size_ = 1;
   int local_rank_ = 0;
+  torch::Device device_{torch::kCPU};
   bool check_collectives_ = true;
   uint64_t sequence_ = 0;  // collectives issued so far, named in messages ("allreduce #12")
   std::shared_ptr<detail::ProgressThread> thread_;

@@ -6,19 +6,26 @@
 //   ...                                          // the caller's stream runs on meanwhile
 //   work->wait();                                // the caller's current stream now waits for it
 //
-// Streams: each collective runs on the communicator's own CUDA stream. It first waits (a CUDA
-// event) for the work already queued on the caller's current stream, so the tensor's producer
-// finishes first; the tensor is recordStream'ed with the caching allocator so its memory is not
-// reused while NCCL still reads it. Work::wait() blocks the host until the collective's end event
-// has fired - polling ncclCommGetAsyncError meanwhile - and then makes the caller's current stream
-// wait for it too. A collective that does not finish within the timeout, or an asynchronous NCCL
-// error, aborts the communicator (ncclCommAbort) and throws TimeoutError / CommunicationError;
-// the communicator is broken afterwards.
+// Streams: each collective runs on the communicator's own CUDA stream, behind an event recorded on
+// the caller's current stream (so the tensor's producer finishes first); the tensors are
+// recordStream'ed with the caching allocator so their memory is not reused while NCCL still uses
+// it. Work::wait() never blocks the host: it makes the caller's current stream wait for the
+// collective's end event, as PyTorch's ProcessGroupNCCL does; the host waits only where it reads a
+// result (.item(), .cpu()) or calls barrier().
+//
+// Failures: a watchdog thread per communicator follows the collectives in flight (see
+// nccl_watchdog.h). A collective that does not finish within the timeout, or an asynchronous NCCL
+// error, aborts the communicator (ncclCommAbort); later calls and waits throw TimeoutError /
+// CommunicationError with the reason, and the process ends after a grace period unless
+// DPTRAIN_WATCHDOG_EXIT=0. The communicator is non-blocking, so its creation (ncclCommInitRank)
+// and split are bounded by the timeout too: a rank that never shows up is a TimeoutError, not a
+// hang. Destruction finalizes the communicator when its collectives finish within the timeout and
+// aborts it otherwise (or while an exception unwinds).
 //
 // The unique id travels over MPI when MPI is initialised (mpirun), else through the TCP
-// rendezvous at MASTER_ADDR:MASTER_PORT (c10d::TCPStore, rank 0 serves it).
-// The cross-rank fingerprint check (see mpi_communicator.h) costs one tiny NCCL allreduce and a
-// host sync per collective here; DPTRAIN_CHECK_COLLECTIVES=0 turns it off.
+// rendezvous at MASTER_ADDR:MASTER_PORT (c10d::TCPStore, rank 0 serves it for as long as the
+// communicator lives). The cross-rank call check (DPTRAIN_DEBUG=DETAIL, see mpi_communicator.h)
+// costs a small NCCL allreduce and a host round trip per collective here.
 #pragma once
 
 #include <memory>
@@ -27,6 +34,10 @@
 #include "dptrain/parallel/launch_info.h"
 
 namespace dpt {
+
+namespace detail {
+class NcclWatchdog;
+}
 
 class NcclCommunicator final : public Communicator {
  public:
@@ -52,17 +63,25 @@ class NcclCommunicator final : public Communicator {
   void set_timeout(std::chrono::milliseconds timeout) override;
   std::chrono::milliseconds timeout() const override;
   bool is_broken() const override;
+  bool checks_calls() const override { return check_collectives_; }
 
   struct State;  // the NCCL communicator, stream and health, shared with in-flight Work
 
  private:
   NcclCommunicator(std::shared_ptr<State> state, int local_rank, const torch::Device& device);
+  // Creates a non-blocking NCCL communicator, waiting for it at most `timeout`.
+  static std::shared_ptr<NcclCommunicator> create(const std::string& who, int world_size, int rank,
+                                                  const void* unique_id, const torch::Device& device, int local_rank,
+                                                  std::chrono::milliseconds timeout);
   std::string who() const;
   // Runs `launch` on the NCCL stream after the caller's stream, behind the fingerprint check.
   WorkPtr enqueue(const std::string& description, const std::vector<int64_t>& fingerprint,
-                  const std::vector<torch::Tensor>& tensors, const std::function<void(void* stream)>& launch);
+                  const std::vector<torch::Tensor>& tensors, const std::function<int(void* stream)>& launch,
+                  bool blocks_host = false);
+  void check_call(const std::string& description, const std::vector<int64_t>& fingerprint);
 
   std::shared_ptr<State> state_;
+  std::unique_ptr<detail::NcclWatchdog> watchdog_;
   int rank_ = 0;
   int size_ = 1;
   int local_rank_ = 0;

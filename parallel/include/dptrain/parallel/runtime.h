@@ -12,9 +12,9 @@
 //
 // What the constructor does, in this order:
 //  1. detect_launch() (see launch_info.h); logging is initialised with the rank (dpt::log::init).
-//  2. When a CUDA device exists, the rank's device (local_rank % device count) becomes the current
-//     CUDA device before anything else touches CUDA, so no rank creates a context on GPU 0 by
-//     mistake.
+//  2. When a CUDA device exists (and RuntimeOptions::device / DPTRAIN_DEVICE is not "cpu"), the
+//     rank's device (local_rank % device count) becomes the current CUDA device before anything
+//     else touches CUDA, so no rank creates a context on GPU 0 by mistake.
 //  3. Picks the backend: RuntimeOptions::backend, else DPTRAIN_BACKEND, else "nccl" when a CUDA
 //     device is available, "gloo" for a torchrun-style launch without MPI, else "mpi". A backend
 //     this build or this launch cannot provide is an UnsupportedError naming the alternatives.
@@ -48,6 +48,9 @@ struct RuntimeOptions {
   std::chrono::milliseconds timeout{0};
   // Log level (trace .. off); empty: DPTRAIN_LOG_LEVEL, else info.
   std::string log_level;
+  // "cpu" or "cuda"; empty: DPTRAIN_DEVICE, else the rank's GPU when one exists. The world
+  // communicator works on this device (see Communicator::device()), whatever the backend.
+  std::string device;
 };
 
 class Runtime {
@@ -60,7 +63,7 @@ class Runtime {
   // The communicator over every rank of the job.
   CommunicatorPtr world() const { return world_; }
   const LaunchInfo& launch() const { return launch_; }
-  // cuda:<local rank % device count> when a CUDA device exists, else cpu.
+  // cuda:<local rank % device count> when a CUDA device exists (unless asked for cpu), else cpu.
   torch::Device device() const { return device_; }
   const std::string& backend() const { return backend_; }
   std::chrono::milliseconds timeout() const { return timeout_; }

@@ -50,6 +50,7 @@ class StoreCommunicator final : public Communicator {
   void set_timeout(std::chrono::milliseconds timeout) override;
   std::chrono::milliseconds timeout() const override;
   bool is_broken() const override;
+  bool checks_calls() const override;
 
   struct Store;  // the c10d store, kept out of this header
 

@@ -5,8 +5,9 @@
 //   8 bytes  payload size (little-endian uint64)
 //   8 bytes  FNV-1a checksum64 of the payload
 //   payload  libtorch pickle of a name -> tensor map: "model.<name>" for each parameter/buffer,
-//            "optimizer" (the optimizer's torch::serialize archive as uint8), "rng" (the CPU
-//            generator state), "meta" (JSON as uint8: epoch, step, world size, options, ...).
+//            "optimizer" (the optimizer's torch::serialize archive as uint8), "rng" (rank 0's CPU
+//            generator state), "rng.<device>/<rank>" (every rank's CPU and CUDA generator
+//            states), "meta" (JSON as uint8: epoch, step, world size, options, ...).
 // A truncated file fails the size check, a flipped byte the checksum; both errors name the file.
 //
 // Only rank 0 writes (dpt::write_file_atomic: temporary file, fsync, rename), and only rank 0
@@ -32,7 +33,8 @@ struct Checkpoint {
   int64_t seed = 0;
   NamedTensors model;          // parameters and buffers by name
   Bytes optimizer;             // torch::optim::Optimizer::save archive
-  torch::Tensor rng_state;     // CPU generator state (dropout masks, ...)
+  torch::Tensor rng_state;     // rank 0's CPU generator state (dropout masks, ...)
+  NamedTensors generator_states;  // "cpu/<rank>", "cuda/<rank>": each rank's generators
   std::string extra_json = "{}";  // free-form JSON for callers (loss scaler state, options)
 };
 
@@ -43,7 +45,10 @@ Checkpoint decode_checkpoint(const Bytes& bytes, const std::string& origin);
 
 // Optimizer state <-> bytes through torch::serialize archives.
 Bytes save_optimizer_state(torch::optim::Optimizer& optimizer);
-void load_optimizer_state(torch::optim::Optimizer& optimizer, const Bytes& bytes, const std::string& origin);
+// The state tensors are loaded onto `device` (map_location): each rank's own GPU, whatever device
+// the rank that saved them used.
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const Bytes& bytes, const std::string& origin,
+                          const torch::Device& device = torch::kCPU);
 
 // The checkpoint files of one directory: writing (atomic, keeps the newest `keep_last`) and
 // finding the newest.

@@ -43,6 +43,8 @@
 
 namespace dpt {
 
+class LossTracker;  // private (trainers/src/loss_tracker.h)
+
 struct TrainerOptions {
   TORCH_ARG(int64_t, epochs) = 3;
   TORCH_ARG(int64_t, max_steps) = 0;  // > 0: stop after this many optimizer steps in total
@@ -90,7 +92,12 @@ struct EvalResult {
 struct StepInfo {
   int64_t epoch = 0;
   int64_t step = 0;  // optimizer steps taken so far (this one included)
-  double loss = 0.0;  // global mean loss of this step
+  // Global mean loss of this step at log steps (every --log-every steps, and step 1); NaN at
+  // other steps. Reading the loss needs the step's GPU work finished and a collective: doing that
+  // every step would stall the GPU pipeline. `local_loss` is this rank's loss as a 0-dim tensor on
+  // the training device (reading it waits for the step).
+  double loss = 0.0;
+  torch::Tensor local_loss;
   double lr = 0.0;
   bool skipped = false;  // non-finite loss or gradients: no update
 };
@@ -153,11 +160,15 @@ class Trainer {
 
  private:
   struct State;
+  // One optimizer step over options.accumulation_steps() micro-batches from `next_micro_batch`.
+  StepInfo train_step(const std::function<std::pair<torch::Tensor, torch::Tensor>()>& next_micro_batch,
+                      LossTracker& losses);
   Model model_;
   CommunicatorPtr world_;
   TrainerOptions options_;
   std::vector<std::shared_ptr<TrainerCallback>> callbacks_;
   std::unique_ptr<State> state_;
+  int64_t position_step_ = 0;  // optimizer steps taken before the one train_step is taking
 };
 
 // Rank 0 runs `produce` (e.g. reads a file); every rank returns rank 0's bytes, or throws the

@@ -1,5 +1,5 @@
-// Private state of DistributedDataParallel, shared by its .cpp files (wrapper and Join). Not an
-// installed API: include only from parallel/src/ddp.
+// Private state of DistributedDataParallel, shared by its .cpp files (wrapper and Join). Not
+// installed: it lives beside them in parallel/src/ddp.
 #pragma once
 
 #include <memory>
@@ -18,6 +18,8 @@ struct DistributedDataParallel::Impl {
   ~Impl();
 
   void on_grad_ready(size_t index);  // autograd hook
+  void watch_output(const torch::Tensor& output);  // hook on the forward's output (see .cpp)
+  void watch_outputs(const c10::IValue& output);
   void finalize();                   // end-of-backward callback
   void pre_forward();
   void post_forward();

@@ -1,0 +1,132 @@
+#include "run_state.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <nlohmann/json.hpp>
+
+#include <mutex>
+
+#include "dptrain/core/config.h"
+#include "dptrain/core/error.h"
+#include "dptrain/core/logging.h"
+#include "dptrain/core/serialize.h"
+
+#if DPTRAIN_HAVE_CUDA
+#include <ATen/cuda/CUDAGeneratorImpl.h>
+#endif
+
+namespace dpt {
+namespace {
+
+int rank_of(const CommunicatorPtr& world) { return world ? world->rank() : 0; }
+int size_of(const CommunicatorPtr& world) { return world ? world->size() : 1; }
+
+// This rank's generators: the CPU one always, the CUDA one of the training device when there is.
+NamedTensors my_generator_states(const torch::Device& device) {
+  NamedTensors states;
+  states.emplace("cpu", at::detail::getDefaultCPUGenerator().get_state());
+#if DPTRAIN_HAVE_CUDA
+  if (device.is_cuda()) states.emplace("cuda", at::cuda::detail::getDefaultCUDAGenerator(device.index()).get_state());
+#else
+  (void)device;
+#endif
+  return states;
+}
+
+void set_generator_state(at::Generator generator, const torch::Tensor& state) {
+  std::lock_guard<std::mutex> lock(generator.mutex());
+  generator.set_state(state);
+}
+
+// Rank r resumes with rank r's saved generators (rank r % saved ranks after a world size change;
+// the trajectory then differs anyway), or rank 0's CPU state of an older checkpoint.
+void restore_generators(const Checkpoint& checkpoint, int rank, const torch::Device& device) {
+  const int64_t saved_ranks = std::max<int64_t>(checkpoint.world_size, 1);
+  const std::string me = std::to_string(rank % saved_ranks);
+  if (auto cpu = checkpoint.generator_states.find("cpu/" + me); cpu != checkpoint.generator_states.end()) {
+    set_generator_state(at::detail::getDefaultCPUGenerator(), cpu->second);
+  } else if (checkpoint.rng_state.defined()) {
+    set_generator_state(at::detail::getDefaultCPUGenerator(), checkpoint.rng_state);
+  }
+#if DPTRAIN_HAVE_CUDA
+  auto cuda = checkpoint.generator_states.find("cuda/" + me);
+  if (device.is_cuda() && cuda != checkpoint.generator_states.end()) {
+    set_generator_state(at::cuda::detail::getDefaultCUDAGenerator(device.index()), cuda->second);
+  }
+#else
+  (void)device;
+#endif
+}
+
+}  // namespace
+
+Position restore_run(const RunParts& run) {
+  const auto& o = run.options;
+  std::string chosen;
+  Bytes bytes = bytes_from_rank0(run.world, [&] { return read_checkpoint_file(o.resume(), o.checkpoint_dir(), chosen); });
+  std::string origin = rank_of(run.world) == 0 ? chosen : "checkpoint received from rank 0";
+  Checkpoint checkpoint = decode_checkpoint(bytes, origin);
+  DPT_CHECK(checkpoint.seed == o.seed(), InvalidArgumentError, "--seed ", o.seed(), " differs from the seed ",
+            checkpoint.seed, " of checkpoint ", origin, ": the data order would change; pass --seed ", checkpoint.seed);
+  run.model.load_state_dict(checkpoint.model);
+  load_optimizer_state(run.optimizer, checkpoint.optimizer, origin, o.device());
+  restore_generators(checkpoint, rank_of(run.world), o.device());
+  auto extra = nlohmann::json::parse(checkpoint.extra_json);
+  run.scaler.scale = extra.value("loss_scale", run.scaler.scale);
+  run.scaler.clean_steps = extra.value("loss_scale_clean_steps", int64_t{0});
+  const int64_t old_offset = extra.value("epoch_offset", int64_t{0});
+  const int64_t old_global_batch = extra.value("global_batch", run.global_batch);
+
+  Position position;
+  position.epoch = checkpoint.epoch;
+  position.step = checkpoint.step;
+  const int64_t consumed = old_offset + checkpoint.batch_in_epoch * old_global_batch;
+  if (old_global_batch != run.global_batch) {
+    position.epoch_offset = consumed;
+    DPT_LOG_WARN(
+        "checkpoint {} was written by {} rank(s) with a global batch of {}; resuming on {} rank(s) with a global "
+        "batch of {}: the data is re-sharded, continuing epoch {} from sample {} of its order",
+        origin, checkpoint.world_size, old_global_batch, size_of(run.world), run.global_batch, position.epoch + 1,
+        consumed);
+  } else {
+    position.epoch_offset = old_offset;
+    position.batch_in_epoch = checkpoint.batch_in_epoch;
+  }
+  DPT_LOG_INFO("resumed from {}: epoch {}, step {}", origin, position.epoch + 1, position.step);
+  return position;
+}
+
+void save_run(const RunParts& run, const Position& position, const CheckpointDirectory& directory) {
+  // Every rank's generators travel to rank 0 (one small allgather).
+  NamedTensors generators;
+  const auto mine = my_generator_states(run.options.device());
+  if (size_of(run.world) > 1) {
+    auto all = run.world->allgather_bytes(serialize_named_tensors(mine));
+    for (size_t r = 0; r < all.size(); ++r) {
+      for (auto& [name, state] : deserialize_named_tensors(all[r], "generator states of rank " + std::to_string(r))) {
+        generators.emplace(name + "/" + std::to_string(r), state);
+      }
+    }
+  } else {
+    for (const auto& [name, state] : mine) generators.emplace(name + "/0", state);
+  }
+  if (rank_of(run.world) != 0) return;
+  Checkpoint checkpoint;
+  checkpoint.epoch = position.epoch;
+  checkpoint.batch_in_epoch = position.batch_in_epoch;
+  checkpoint.step = position.step;
+  checkpoint.world_size = size_of(run.world);
+  checkpoint.seed = run.options.seed();
+  checkpoint.model = run.model.state_dict();
+  checkpoint.optimizer = save_optimizer_state(run.optimizer);
+  checkpoint.rng_state = mine.at("cpu");
+  checkpoint.generator_states = std::move(generators);
+  checkpoint.extra_json = nlohmann::json{{"loss_scale", run.scaler.scale},
+                                         {"loss_scale_clean_steps", run.scaler.clean_steps},
+                                         {"epoch_offset", position.epoch_offset},
+                                         {"global_batch", run.global_batch}}
+                              .dump();
+  std::string path = directory.write(checkpoint);
+  DPT_LOG_INFO("checkpoint {} written (epoch {}, step {})", path, position.epoch + 1, position.step);
+}
+
+}  // namespace dpt

@@ -1,0 +1,47 @@
+// Where a training run is, and how it is saved to and restored from a checkpoint (private to the
+// Trainer). Every function here is collective: all ranks call it at the same point.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+
+#include "dptrain/core/model.h"
+#include "dptrain/parallel/communicator.h"
+#include "dptrain/trainers/checkpoint.h"
+#include "dptrain/trainers/trainer.h"
+#include "loss_scaler.h"
+
+namespace dpt {
+
+// The checkpointed position of a run.
+struct Position {
+  int64_t epoch = 0;
+  int64_t batch_in_epoch = 0;  // optimizer steps taken in `epoch`
+  int64_t step = 0;            // optimizer steps in total
+  // Samples of epoch `epoch`'s permutation consumed before this run's world size took over (set
+  // on a resume at a different world size; 0 otherwise).
+  int64_t epoch_offset = 0;
+};
+
+// What a run needs to checkpoint and resume: the pieces the Trainer owns.
+struct RunParts {
+  Model& model;
+  torch::optim::Optimizer& optimizer;
+  LossScaler& scaler;
+  const CommunicatorPtr& world;  // may be null (one process)
+  const TrainerOptions& options;
+  int64_t global_batch;          // ranks x batch x accumulation of this run
+};
+
+// Reads options.resume() on rank 0 (its bytes reach every rank), loads the model, the optimizer
+// state (onto options.device()), each rank's CPU and CUDA generator states and the loss scale, and
+// returns where to continue; re-shards the epoch when the global batch changed.
+Position restore_run(const RunParts& run);
+
+// Writes a checkpoint of `position` into `directory` (rank 0 writes; every rank contributes its
+// generator states).
+void save_run(const RunParts& run, const Position& position, const CheckpointDirectory& directory);
+
+}  // namespace dpt
