@@ -30,7 +30,17 @@ struct Batch {
   Batch chunk(int index, int64_t size = kLocalBatch) const {
     return {x.narrow(0, index * size, size), y.narrow(0, index * size, size)};
   }
+  // What a DDP rank feeds its model: the batch on test_device() (references stay on the CPU).
+  Batch to_test_device() const { return {x.to(test_device()), y.to(test_device())}; }
 };
+
+// A module moved to test_device(): the CPU, or the rank's GPU when the suite runs on CUDA
+// (scripts/gpu/build-and-test.sh); its single-process reference stays on the CPU.
+template <typename ModuleHolder>
+ModuleHolder on_test_device(ModuleHolder module) {
+  module->to(test_device());
+  return module;
+}
 inline Batch global_batch(int step, int world_size, int64_t local = kLocalBatch, uint64_t seed = 1000) {
   auto gen = torch::make_generator<torch::CPUGeneratorImpl>(seed + static_cast<uint64_t>(step));
   auto x = torch::randn({world_size * local, kIn}, gen);

@@ -14,13 +14,13 @@ constexpr double kLr = 0.1;
 void check_mlp_equivalence(DdpOptions options, double tolerance, size_t* buckets_out = nullptr) {
   auto comm = world();
   const int W = comm->size(), rank = comm->rank();
-  auto net = make_mlp();
+  auto net = on_test_device(make_mlp());
   auto reference = make_mlp();
   auto initial = snapshot(reference->parameters());
   DistributedDataParallel ddp(net, comm, options);
   for (int step = 0; step < kSteps; ++step) {
     auto batch = global_batch(step, W);
-    auto local = batch.chunk(rank);
+    auto local = batch.chunk(rank).to_test_device();
     torch::mse_loss(ddp.forward(local.x), local.y).backward();
     sgd_step(ddp.parameters(), kLr);
     torch::mse_loss(reference->forward(batch.x), batch.y).backward();
@@ -52,9 +52,9 @@ TEST(DdpEquivalence, GradientAsBucketView) {
 
 TEST(DdpEquivalence, GradientAsBucketViewSharesStorage) {
   auto comm = world();
-  DistributedDataParallel ddp(make_mlp(), comm, DdpOptions().gradient_as_bucket_view(true));
+  DistributedDataParallel ddp(on_test_device(make_mlp()), comm, DdpOptions().gradient_as_bucket_view(true));
   for (int step = 0; step < 2; ++step) {  // the second step runs on the rebuilt buckets
-    auto local = global_batch(step, comm->size()).chunk(comm->rank());
+    auto local = global_batch(step, comm->size()).chunk(comm->rank()).to_test_device();
     torch::mse_loss(ddp.forward(local.x), local.y).backward();
     for (const auto& param : ddp.parameters()) {
       bool shares = false;
@@ -64,8 +64,8 @@ TEST(DdpEquivalence, GradientAsBucketViewSharesStorage) {
     sgd_step(ddp.parameters(), kLr);
   }
   // Without the option the gradients are separate tensors.
-  DistributedDataParallel copying(make_mlp(), comm, DdpOptions());
-  auto local = global_batch(0, comm->size()).chunk(comm->rank());
+  DistributedDataParallel copying(on_test_device(make_mlp()), comm, DdpOptions());
+  auto local = global_batch(0, comm->size()).chunk(comm->rank()).to_test_device();
   torch::mse_loss(copying.forward(local.x), local.y).backward();
   EXPECT_FALSE(copying.parameters()[0].grad().is_alias_of(copying.reducer().buckets()[0].contents));
 }
@@ -96,18 +96,18 @@ TEST(DdpEquivalence, UserCommHookSeesEveryBucketInOrder) {
 TEST(DdpEquivalence, NoSyncAccumulatesTwoMicroBatches) {
   auto comm = world();
   const int W = comm->size(), rank = comm->rank();
-  auto net = make_mlp();
+  auto net = on_test_device(make_mlp());
   auto reference = make_mlp();
   DistributedDataParallel ddp(net, comm);
   for (int step = 0; step < kSteps; ++step) {
     auto first = global_batch(2 * step, W), second = global_batch(2 * step + 1, W);
     {
       auto guard = ddp.no_sync();
-      auto local = first.chunk(rank);
+      auto local = first.chunk(rank).to_test_device();
       torch::mse_loss(ddp.forward(local.x), local.y).backward();
       // Not synchronized: the gradient is this rank's own (differs between ranks when W > 1).
     }
-    auto local = second.chunk(rank);
+    auto local = second.chunk(rank).to_test_device();
     torch::mse_loss(ddp.forward(local.x), local.y).backward();
     sgd_step(ddp.parameters(), kLr);
     (torch::mse_loss(reference->forward(first.x), first.y) + torch::mse_loss(reference->forward(second.x), second.y))
@@ -136,7 +136,7 @@ struct TwoBranchImpl : torch::nn::Module {
 TEST(DdpEquivalence, FindUnusedParametersWithRankDependentBranch) {
   auto comm = world();
   const int W = comm->size(), rank = comm->rank();
-  auto net = std::make_shared<TwoBranchImpl>();
+  auto net = on_test_device(std::make_shared<TwoBranchImpl>());
   auto reference = std::make_shared<TwoBranchImpl>();
   auto initial_b = reference->b->weight.detach().clone();
   const bool use_b = rank == 1;
@@ -146,7 +146,7 @@ TEST(DdpEquivalence, FindUnusedParametersWithRankDependentBranch) {
   DistributedDataParallel ddp(model, comm, DdpOptions().find_unused_parameters(true));
   for (int step = 0; step < kSteps; ++step) {
     auto batch = global_batch(step, W);
-    auto local = batch.chunk(rank);
+    auto local = batch.chunk(rank).to_test_device();
     torch::mse_loss(ddp.forward(local.x), local.y).backward();
     sgd_step(ddp.parameters(), kLr);
     torch::Tensor loss = torch::zeros({});
@@ -160,9 +160,9 @@ TEST(DdpEquivalence, FindUnusedParametersWithRankDependentBranch) {
   expect_params_near(ddp.parameters(), reference->parameters(), 1e-5);
   if (W == 1) {
     EXPECT_FALSE(net->b->weight.grad().defined()) << "a parameter no rank used keeps its .grad";
-    EXPECT_LT(max_relative_error(net->b->weight, initial_b), 1e-12);
+    EXPECT_LT(max_relative_error(net->b->weight.cpu(), initial_b), 1e-12);
   } else {
-    EXPECT_GT(max_relative_error(net->b->weight, initial_b), 1e-5);
+    EXPECT_GT(max_relative_error(net->b->weight.cpu(), initial_b), 1e-5);
   }
 }
 
@@ -178,15 +178,15 @@ TEST(DdpEquivalence, CnnWithBatchNormMatchesPerRankStatisticsReference) {
                                  torch::nn::BatchNorm2d(4), torch::nn::ReLU(), torch::nn::Flatten(),
                                  torch::nn::Linear(4 * 5 * 5, kOut));
   };
-  auto net = make_cnn();
+  auto net = on_test_device(make_cnn());
   auto reference = make_cnn();
   auto initial = snapshot(reference->parameters());
   DistributedDataParallel ddp(net, comm);
   for (int step = 0; step < kSteps; ++step) {
     auto gen = torch::make_generator<torch::CPUGeneratorImpl>(2000 + step);
     auto x = torch::randn({W * kLocalBatch, 2, 5, 5}, gen), y = torch::randn({W * kLocalBatch, kOut}, gen);
-    torch::mse_loss(ddp.forward(x.narrow(0, rank * kLocalBatch, kLocalBatch)),
-                    y.narrow(0, rank * kLocalBatch, kLocalBatch))
+    torch::mse_loss(ddp.forward(x.narrow(0, rank * kLocalBatch, kLocalBatch).to(test_device())),
+                    y.narrow(0, rank * kLocalBatch, kLocalBatch).to(test_device()))
         .backward();
     sgd_step(ddp.parameters(), kLr);
     torch::Tensor loss = torch::zeros({});
@@ -202,7 +202,7 @@ TEST(DdpEquivalence, CnnWithBatchNormMatchesPerRankStatisticsReference) {
   // broadcast_buffers: a forward with grad enabled copies rank 0's running statistics everywhere
   // (eval mode, so this forward does not update them again).
   ddp.eval();
-  ddp.forward(torch::zeros({1, 2, 5, 5}));
+  ddp.forward(torch::zeros({1, 2, 5, 5}, test_device()));
   for (auto& [name, buffer] : ddp.model().named_buffers()) {
     auto from_root = comm->broadcast_tensor(buffer, 0);
     EXPECT_TRUE(torch::equal(buffer, from_root)) << name << " on rank " << rank;
@@ -226,11 +226,13 @@ TEST(DdpEquivalence, TorchScriptModule) {
   };
   Model reference(make_script());
   auto initial = snapshot(reference.parameters());
-  DistributedDataParallel ddp(make_script(), comm);
+  auto script = make_script();
+  script.to(test_device());
+  DistributedDataParallel ddp(script, comm);
   ASSERT_EQ(ddp.parameters().size(), 3u);
   for (int step = 0; step < kSteps + 2; ++step) {  // past the profiling runs of the JIT executor
     auto batch = global_batch(step, W);
-    auto local = batch.chunk(rank);
+    auto local = batch.chunk(rank).to_test_device();
     torch::mse_loss(ddp.forward(local.x), local.y).backward();
     EXPECT_EQ(ddp.last_iteration_stats().iteration, step + 1) << "the hooks did not fire for TorchScript";
     sgd_step(ddp.parameters(), kLr);
@@ -244,9 +246,10 @@ TEST(DdpEquivalence, TorchScriptModule) {
 TEST(DdpEquivalence, StatsAndTraceEvents) {
   auto comm = world();
   std::vector<TraceEvent> events;
-  DistributedDataParallel ddp(make_mlp(), comm, DdpOptions().bucket_cap_mb(1e-4).first_bucket_cap_mb(1e-4));
+  DistributedDataParallel ddp(on_test_device(make_mlp()), comm,
+                              DdpOptions().bucket_cap_mb(1e-4).first_bucket_cap_mb(1e-4));
   ddp.set_trace_recorder([&events](const TraceEvent& e) { events.push_back(e); });
-  auto local = global_batch(0, comm->size()).chunk(comm->rank());
+  auto local = global_batch(0, comm->size()).chunk(comm->rank()).to_test_device();
   torch::mse_loss(ddp.forward(local.x), local.y).backward();
   auto stats = ddp.last_iteration_stats();
   EXPECT_EQ(stats.iteration, 1);

@@ -45,7 +45,7 @@ TEST(TrainerEquivalence, RanksAtBatchBEqualOneProcessAtBatchWB) {
 
   for (int64_t accumulation : {1, 2}) {
     dpt::Model model = fresh_model();
-    dpt::Trainer trainer(model, world, options(4 / accumulation, accumulation));
+    dpt::Trainer trainer(model, world, options(4 / accumulation, accumulation).device(dpt::testing::test_device()));
     auto result = trainer.fit(data);
     EXPECT_EQ(result.steps, 2 * 96 / 4);
     auto ours = model.parameters(), theirs = reference.parameters();
@@ -58,7 +58,7 @@ TEST(TrainerEquivalence, RanksAtBatchBEqualOneProcessAtBatchWB) {
 
   // evaluate(): the all-reduced loss/accuracy equal the single process's over the whole set.
   dpt::Model model = fresh_model();
-  dpt::Trainer trainer(model, world, options(4, 1));
+  dpt::Trainer trainer(model, world, options(4, 1).device(dpt::testing::test_device()));
   auto distributed = trainer.evaluate(data);
   dpt::Model local_model = fresh_model();
   dpt::Trainer local(local_model, nullptr, options(4, 1));

@@ -58,6 +58,9 @@ CommunicatorPtr world() {
 }
 
 int run_all_tests() {
+  // Equivalence tests on a GPU compare float32 results with a CPU reference: no TF32 rounding.
+  at::globalContext().setAllowTF32CuDNN(false);
+  at::globalContext().setAllowTF32CuBLAS(false);
   const auto launch = dpt::detect_launch();
   const bool multi_rank = launch.launcher != "none";
   if (multi_rank) {

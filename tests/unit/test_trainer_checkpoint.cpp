@@ -28,6 +28,8 @@ dpt::Checkpoint sample_checkpoint(int64_t step) {
   checkpoint.model = model.state_dict();
   checkpoint.optimizer = dpt::save_optimizer_state(*optimizer);
   checkpoint.rng_state = at::detail::getDefaultCPUGenerator().get_state();
+  checkpoint.generator_states.emplace("cpu/0", checkpoint.rng_state);
+  checkpoint.generator_states.emplace("cpu/3", torch::arange(7, torch::kUInt8));
   checkpoint.extra_json = R"({"loss_scale":1024.0})";
   return checkpoint;
 }
@@ -53,6 +55,8 @@ TEST(TrainerCheckpoint, RoundTripsEveryPart) {
   EXPECT_EQ(decoded.seed, 11);
   EXPECT_EQ(decoded.extra_json, R"({"loss_scale":1024.0})");
   EXPECT_TRUE(torch::equal(decoded.rng_state, original.rng_state));
+  ASSERT_EQ(decoded.generator_states.size(), 2u);
+  EXPECT_TRUE(torch::equal(decoded.generator_states.at("cpu/3"), original.generator_states.at("cpu/3")));
   ASSERT_EQ(decoded.model.size(), original.model.size());
   for (auto& [name, tensor] : original.model) EXPECT_TRUE(torch::equal(decoded.model.at(name), tensor)) << name;
   EXPECT_EQ(decoded.optimizer, original.optimizer);
@@ -65,6 +69,30 @@ TEST(TrainerCheckpoint, RoundTripsEveryPart) {
   dpt::load_optimizer_state(*optimizer, decoded.optimizer, "memory");
   auto& state = optimizer->state();
   EXPECT_EQ(state.size(), model.parameters().size());
+}
+
+// A rank resumes with the optimizer state on its parameters' device, whatever device the saving
+// rank used (map_location): on a multi-GPU node rank 3 must not get cuda:0 tensors. The meta
+// device stands in for "another device" on a machine without GPUs.
+TEST(TrainerCheckpoint, OptimizerStateLoadsOntoTheRequestedDevice) {
+  torch::manual_seed(5);
+  dpt::Model model(dpt::make_builtin_model("mlp", {1, 4, 4, 3}));
+  const auto sgd = dpt::OptimizerOptions().name("sgd").lr(0.01).momentum(0.9);
+  auto trained = dpt::make_optimizer(model.parameters(), sgd);
+  model.forward(torch::rand({5, 1, 4, 4})).sum().backward();
+  trained->step();
+  const dpt::Bytes saved = dpt::save_optimizer_state(*trained);
+
+  std::vector<torch::Tensor> params;
+  for (const auto& p : model.parameters()) {
+    params.push_back(torch::empty(p.sizes(), p.options().device(torch::kMeta)).requires_grad_());
+  }
+  auto optimizer = dpt::make_optimizer(params, sgd);
+  dpt::load_optimizer_state(*optimizer, saved, "memory");
+  ASSERT_EQ(optimizer->state().size(), params.size());
+  for (const auto& [key, state] : optimizer->state()) {
+    EXPECT_TRUE(static_cast<torch::optim::SGDParamState&>(*state).momentum_buffer().is_meta()) << key;
+  }
 }
 
 TEST(TrainerCheckpoint, TruncatedAndCorruptFilesAreNamed) {

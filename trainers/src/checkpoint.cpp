@@ -130,13 +130,41 @@ Bytes save_optimizer_state(torch::optim::Optimizer& optimizer) {
   return Bytes(text.begin(), text.end());
 }
 
-void load_optimizer_state(torch::optim::Optimizer& optimizer, const Bytes& bytes, const std::string& origin,
-                          const torch::Device& device) {
+namespace {
+
+// Moves each parameter's optimizer state onto that parameter's device.
+void place_state_with_parameters(torch::optim::Optimizer& optimizer) {
+  auto& states = optimizer.state();
+  for (auto& group : optimizer.param_groups()) {
+    for (auto& param : group.params()) {
+      auto found = states.find(param.unsafeGetTensorImpl());
+      if (found == states.end()) continue;
+      const torch::Device device = param.device();
+      auto moved = [device](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
+      if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(found->second.get())) {
+        sgd->momentum_buffer(moved(sgd->momentum_buffer()));
+      } else if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(found->second.get())) {
+        adam->exp_avg(moved(adam->exp_avg()));
+        adam->exp_avg_sq(moved(adam->exp_avg_sq()));
+        adam->max_exp_avg_sq(moved(adam->max_exp_avg_sq()));
+      } else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(found->second.get())) {
+        adamw->exp_avg(moved(adamw->exp_avg()));
+        adamw->exp_avg_sq(moved(adamw->exp_avg_sq()));
+        adamw->max_exp_avg_sq(moved(adamw->max_exp_avg_sq()));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const Bytes& bytes, const std::string& origin) {
   try {
     torch::serialize::InputArchive archive;
     std::istringstream stream(std::string(bytes.begin(), bytes.end()));
-    archive.load_from(stream, device);
+    archive.load_from(stream, torch::Device(torch::kCPU));  // not the saving rank's cuda:N
     optimizer.load(archive);
+    place_state_with_parameters(optimizer);
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
     DPT_THROW(DataError, "checkpoint ", origin, ": optimizer state does not fit this optimizer (",

@@ -68,7 +68,7 @@ Position restore_run(const RunParts& run) {
   DPT_CHECK(checkpoint.seed == o.seed(), InvalidArgumentError, "--seed ", o.seed(), " differs from the seed ",
             checkpoint.seed, " of checkpoint ", origin, ": the data order would change; pass --seed ", checkpoint.seed);
   run.model.load_state_dict(checkpoint.model);
-  load_optimizer_state(run.optimizer, checkpoint.optimizer, origin, o.device());
+  load_optimizer_state(run.optimizer, checkpoint.optimizer, origin);
   restore_generators(checkpoint, rank_of(run.world), o.device());
   auto extra = nlohmann::json::parse(checkpoint.extra_json);
   run.scaler.scale = extra.value("loss_scale", run.scaler.scale);

@@ -45,10 +45,9 @@ Checkpoint decode_checkpoint(const Bytes& bytes, const std::string& origin);
 
 // Optimizer state <-> bytes through torch::serialize archives.
 Bytes save_optimizer_state(torch::optim::Optimizer& optimizer);
-// The state tensors are loaded onto `device` (map_location): each rank's own GPU, whatever device
-// the rank that saved them used.
-void load_optimizer_state(torch::optim::Optimizer& optimizer, const Bytes& bytes, const std::string& origin,
-                          const torch::Device& device = torch::kCPU);
+// The state tensors land on the device of the parameter they belong to (map_location): each
+// rank's own GPU, whatever device the rank that saved them used.
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const Bytes& bytes, const std::string& origin);
 
 // The checkpoint files of one directory: writing (atomic, keeps the newest `keep_last`) and
 // finding the newest.
