@@ -17,6 +17,11 @@
 //                    did not hide); optimizer_s measured here.
 // --trace FILE: a Chrome trace of every timed step on every rank (forward, backward, each bucket's
 //   all-reduce from launch to completion, the wait for buckets, the optimizer), gathered on rank 0.
+//   On CUDA it is a Kineto trace instead (GPU kernels, copies and NCCL kernels on every stream;
+//   each rank writes FILE, rank r > 0 FILE with ".rank<r>" before the extension): collectives
+//   there are asynchronous, so only the GPU timeline shows what overlaps. On CUDA the forward and
+//   backward times are synchronised wall times (exposed_comm_s is null: the backward time holds
+//   whatever communication it did not hide).
 #include <torch/torch.h>
 
 #include <atomic>
@@ -34,6 +39,8 @@
 #include "dptrain/parallel/distributed_data_parallel.h"
 #include "dptrain/parallel/runtime.h"
 #include "dptrain/trainers/model_zoo.h"
+#include "dptrain/trainers/optim.h"
+#include "gpu_profile.h"
 #include "json_output.h"
 #include "machine_info.h"
 #include "stats.h"
@@ -59,6 +66,16 @@ struct Options {
 std::vector<int64_t> sample_shape(const std::string& model) {
   if (model == "resnet18") return {3, 32, 32};
   return {1, 28, 28};  // mlp and cnn: Fashion-MNIST images
+}
+
+// FILE for rank 0, FILE with ".rank<r>" before its extension for rank r.
+std::string rank_file(const std::string& path, int rank) {
+  if (rank == 0) return path;
+  const auto dot = path.rfind('.');
+  const auto slash = path.rfind('/');
+  const bool has_extension = dot != std::string::npos && (slash == std::string::npos || dot > slash);
+  const std::string tag = ".rank" + std::to_string(rank);
+  return has_extension ? path.substr(0, dot) + tag + path.substr(dot) : path + tag;
 }
 
 struct StepTimes {
@@ -128,7 +145,9 @@ int run(int argc, char** argv) {
         dpt::DdpOptions().bucket_cap_mb(options.bucket_cap_mb).gradient_as_bucket_view(options.gradient_as_bucket_view));
   }
   std::vector<torch::Tensor> parameters = ddp ? ddp->parameters() : model.parameters();
-  torch::optim::SGD optimizer(parameters, torch::optim::SGDOptions(0.01).momentum(0.9));
+  // dptrain's SGD: multi-tensor kernels, as torch.optim.SGD's default on the PyTorch side.
+  auto optimizer_holder = dpt::make_optimizer(parameters, dpt::OptimizerOptions().name("sgd").lr(0.01).momentum(0.9));
+  auto& optimizer = *optimizer_holder;
   auto generator_seed = options.seed + 1 + rank;
   torch::manual_seed(generator_seed);
   std::vector<int64_t> input_shape = {options.batch};
@@ -144,7 +163,8 @@ int run(int argc, char** argv) {
   std::unique_ptr<dpt::bench::ChromeTrace> trace;
   std::atomic<bool> recording{false};  // the recorder may run on an autograd thread
   comm->barrier();
-  if (!options.trace_path.empty()) {
+  std::unique_ptr<dpt::bench::GpuProfile> gpu_profile;
+  if (!options.trace_path.empty() && !device.is_cuda()) {
     trace = std::make_unique<dpt::bench::ChromeTrace>(rank);
     if (ddp) {
       ddp->set_trace_recorder([&trace, &recording](const dpt::TraceEvent& event) {
@@ -166,6 +186,7 @@ int run(int argc, char** argv) {
       comm->barrier();
       wall_start = Clock::now();
       recording = true;
+      if (!options.trace_path.empty() && device.is_cuda()) gpu_profile = std::make_unique<dpt::bench::GpuProfile>();
     }
     const auto t0 = Clock::now();
     optimizer.zero_grad();
@@ -182,7 +203,7 @@ int run(int argc, char** argv) {
     if (!timed) continue;
     times.step.push_back(dpt::bench::seconds_between(t0, t3));
     times.optimizer.push_back(dpt::bench::seconds_between(t2, t3));
-    if (ddp) {
+    if (ddp && !device.is_cuda()) {
       auto stats = ddp->last_iteration_stats();
       times.forward.push_back(stats.forward_s);
       times.backward.push_back(stats.backward_s);
@@ -201,6 +222,7 @@ int run(int argc, char** argv) {
   }
   std::vector<double> wall = {dpt::bench::seconds_since(wall_start)};
   recording = false;
+  if (gpu_profile) gpu_profile->save(rank_file(options.trace_path, rank));
 
   max_over_ranks(*comm, wall);
   max_over_ranks(*comm, times.step);
@@ -228,7 +250,8 @@ int run(int argc, char** argv) {
       {"forward_s", dpt::bench::to_json(dpt::bench::summarize(times.forward))},
       {"backward_s", dpt::bench::to_json(dpt::bench::summarize(times.backward))},
       {"optimizer_s", dpt::bench::to_json(dpt::bench::summarize(times.optimizer))},
-      {"exposed_comm_s", ddp ? dpt::bench::to_json(dpt::bench::summarize(times.exposed_comm)) : nlohmann::json(nullptr)}};
+      {"exposed_comm_s", ddp && !times.exposed_comm.empty() ? dpt::bench::to_json(dpt::bench::summarize(times.exposed_comm))
+                                                         : nlohmann::json(nullptr)}};
   nlohmann::json document = {{"benchmark", "ddp"},
                              {"framework", "dptrain"},
                              {"model", options.model},

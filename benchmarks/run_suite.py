@@ -28,6 +28,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gpu_suite  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_PYTHON = os.path.expanduser("~/.cache/dptrain/torch-2.11.0/bin/python")
 
@@ -144,9 +147,10 @@ class Suite:
                 results[n] = doc
         return results
 
-    def ddp(self, model, world_sizes, device="cpu", backend=None, extra=(), tag=""):
-        plan = dict(MODEL_PLAN[model])
-        if self.args.quick:
+    def ddp(self, model, world_sizes, device="cpu", backend=None, extra=(), tag="", plan=None):
+        explicit = plan is not None
+        plan = dict(plan or MODEL_PLAN[model])
+        if self.args.quick and not explicit:
             plan["steps"] = max(3, plan["steps"] // 4)
         results = {}
         for n in world_sizes:
@@ -162,9 +166,10 @@ class Suite:
                 results[n] = doc
         return results
 
-    def pytorch(self, model, world_sizes, device="cpu", extra=(), tag=""):
-        plan = dict(MODEL_PLAN[model])
-        if self.args.quick:
+    def pytorch(self, model, world_sizes, device="cpu", extra=(), tag="", plan=None):
+        explicit = plan is not None
+        plan = dict(plan or MODEL_PLAN[model])
+        if self.args.quick and not explicit:
             plan["steps"] = max(3, plan["steps"] // 4)
         results = {}
         for n in world_sizes:
@@ -406,24 +411,9 @@ def main(argv=None):
             pass
         if gpus == 0:
             sys.exit("run_suite.py: error: --gpu but no CUDA device is visible to torch")
-        if "allreduce" not in args.skip:
-            allreduce = suite.allreduce(range(1, min(n_max, gpus) + 1), backend="nccl", device="cuda")
-            for n, doc in suite.allreduce([2], backend="mpi", device="cuda").items():
-                allreduce[f"mpi-cuda-{n}"] = doc
-        model = "resnet18"
-        MODEL_PLAN[model].update(batch=128, steps=30, warmup=5)
-        if "ddp" not in args.skip:
-            ours[model] = suite.ddp(model, range(1, min(n_max, gpus) + 1), device="cuda")
-            plain = suite.ddp(model, [1], device="cuda", extra=["--no-ddp"], tag="_noddp")
-            if plain and 1 in ours[model]:
-                a, b = ours[model][1]["results"], plain[1]["results"]
-                extra_rows += ["## DDP overhead on one GPU (ResNet-18, batch 128)", "",
-                               "| | samples/s | step (ms) |", "|---|---:|---:|",
-                               f"| plain training | {fmt(b['samples_per_s'])} | {fmt(b['step_time_s']['median'] * 1e3, 2)} |",
-                               f"| DDP (NCCL, world size 1) | {fmt(a['samples_per_s'])} | {fmt(a['step_time_s']['median'] * 1e3, 2)} |",
-                               f"| overhead | {fmt((1 - a['samples_per_s'] / b['samples_per_s']) * 100)}% | |", ""]
-        if "pytorch" not in args.skip:
-            theirs[model] = suite.pytorch(model, range(1, min(n_max, gpus) + 1), device="cuda")
+        allreduce, ours, theirs, extra_rows, gpu_summaries = gpu_suite.run_gpu(suite, args, gpus)
+        with open(os.path.join(suite.out, "gpu_summary.json"), "w") as f:
+            json.dump(gpu_summaries, f, indent=1)
     if "preprocess" not in args.skip:
         preprocess = suite.preprocess()
     if "dp" not in args.skip:

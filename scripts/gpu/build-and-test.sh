@@ -12,11 +12,11 @@
 #
 # Phases (in this order; `build` is implied by the others):
 #   build   configure + build the GPU targets with -j$(nproc)
-#   tests   gpu_tests at world 1 (NCCL), the CUDA tests of gpu_tests and mpi_tests at world 2 over
-#           MPI (one GPU: NCCL refuses two ranks on one device), the DDP/communicator mpi tests at
-#           world 1 on the NCCL backend
+#   tests   gpu_tests at world 1 (NCCL) and their CUDA tests at world 2 over MPI (one GPU: NCCL
+#           refuses two ranks on one device); the communicator, DDP and Trainer suites of mpi_tests
+#           on CUDA tensors: NCCL at world 1, MPI at world 2
 #   train   dptrain train on the GPU: Fashion-MNIST CNN to >= 90% test accuracy (NCCL, world 1),
-#           2 ranks over MPI on one GPU, AMP, ResNet-18 steps
+#           2 ranks over MPI on one GPU then a resume of it on NCCL, AMP, ResNet-18 steps, eval/infer
 #   bench   benchmarks/run_suite.py --gpu (NCCL all-reduce, DDP vs plain vs PyTorch DDP, trace)
 # DPTRAIN_GPU_DATA: Fashion-MNIST IDX directory (default: .gpu-data/fashion-mnist, else the
 # Debian package's /usr/share/datasets/fashion-mnist).
@@ -49,8 +49,10 @@ run_phase() {
   return $rc
 }
 wants() { [[ " $phases " == *" $1 "* ]]; }
+# Everything but the summary goes into one tarball (the device tool returns a few files only).
 pack() {
-  tar -czf "$out/gpu-results.tar.gz" -C "$out" logs $(cd "$out" && ls -d bench 2>/dev/null) 2>/dev/null
+  tar -czf "$out/gpu-results.tar.gz" -C "$out" logs $(cd "$out" && ls -d bench 2>/dev/null) 2>/dev/null &&
+    rm -rf "$out/logs" "$out/bench"
   cat "$summary"
 }
 trap pack EXIT
@@ -70,6 +72,7 @@ export LD_LIBRARY_PATH=$P/usr/lib/x86_64-linux-gnu:$P/usr/lib/x86_64-linux-gnu/o
 export PATH=$P/usr/bin:$PATH
 ln -sf "$P/usr/bin/mpiexec.openmpi" "$P/usr/bin/mpirun" 2>/dev/null
 export OMPI_MCA_plm_rsh_agent=false   # one node: never look for ssh
+export PMIX_MCA_pcompress_base_silence_warning=1  # the relocated PMIx lacks its zlib plugin
 python=${DPTRAIN_PYTHON:-python3}
 export DPTRAIN_PYTHON=$(command -v "$python")
 torch_prefix=$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)')
@@ -96,13 +99,15 @@ limit=420 run_phase build bash -c configure_and_build || exit 1
 mpirun_np() { local np=$1; shift; "$root/scripts/dpt-mpirun" -np "$np" "$@"; }
 export -f mpirun_np; export root
 w2_filter='*_CUDA:-NcclCommunicator.*'  # NCCL: one rank per GPU
+# The communicator, DDP and Trainer suites of mpi_tests on the GPU: every tensor on the
+# communicator's device, checked against CPU references (see tests/support/test_support.h).
+suites='Comm*:Ddp*:Trainer*:-CommFailureDrill*'
 if wants tests; then
   run_phase gpu_tests_nccl_w1 "$build/tests/gpu_tests"
   DPTRAIN_BACKEND=mpi run_phase gpu_tests_mpi_w2 bash -c 'mpirun_np "$@"' _ 2 "$build/tests/gpu_tests" --gtest_filter="$w2_filter"
-  DPTRAIN_BACKEND=mpi run_phase mpi_cuda_tests_w2 bash -c 'mpirun_np "$@"' _ 2 "$build/tests/mpi_tests" --gtest_filter="$w2_filter"
-  # The communicator and DDP suites at world 1 with the NCCL backend: every call site on the device.
-  DPTRAIN_BACKEND=nccl run_phase mpi_tests_nccl_w1 "$build/tests/mpi_tests" \
-    --gtest_filter='Comm*:Ddp*:Trainer*:-CommFailureDrill*:DdpSoak*'
+  DPTRAIN_BACKEND=nccl DPTRAIN_DEVICE=cuda run_phase mpi_suites_nccl_cuda_w1 "$build/tests/mpi_tests" --gtest_filter="$suites"
+  DPTRAIN_BACKEND=mpi DPTRAIN_DEVICE=cuda run_phase mpi_suites_mpi_cuda_w2 bash -c 'mpirun_np "$@"' _ 2 \
+    "$build/tests/mpi_tests" --gtest_filter="$suites"
 fi
 
 data=${DPTRAIN_GPU_DATA:-}
@@ -110,17 +115,24 @@ data=${DPTRAIN_GPU_DATA:-}
 [ -z "$data" ] && data=/usr/share/datasets/fashion-mnist
 if wants train; then
   t=$out/logs/train; mkdir -p "$t"
-  run_phase train_cnn_nccl_w1 "$build/bin/dptrain" train --data "$data" --model cnn --epochs 3 --batch-size 64 \
-    --lr 0.05 --metrics "$t/cnn_nccl.jsonl" --out "$t/cnn.pt"
+  run_phase train_cnn_nccl_w1 "$build/bin/dptrain" train --data "$data" --model cnn --epochs 5 --batch-size 64 \
+    --metrics "$t/cnn_nccl.jsonl" --out "$t/cnn.pt" --checkpoint-dir "$t/ckpt"
   grep '"test_accuracy"' "$t/cnn_nccl.jsonl" | tail -1 | tee -a "$summary"
   "$python" -c "import json,sys; r=[json.loads(l) for l in open('$t/cnn_nccl.jsonl') if 'test_accuracy' in l][-1]; \
 sys.exit(0 if r['test_accuracy'] >= 0.90 else 1)" || { note "cnn accuracy below 90%"; overall=1; }
-  DPTRAIN_BACKEND=mpi run_phase train_cnn_mpi_w2 bash -c 'mpirun_np "$@"' _ 2 "$build/bin/dptrain" train --data "$data" --model cnn \
-    --epochs 1 --batch-size 32 --lr 0.05 --metrics "$t/cnn_mpi.jsonl"
+  # 2 ranks on one GPU over MPI: the trainer's own collectives (loss, evaluation, checkpoints) on
+  # CUDA tensors, then a resume of that run at world size 1 over NCCL.
+  DPTRAIN_BACKEND=mpi run_phase train_cnn_mpi_w2 bash -c 'mpirun_np "$@"' _ 2 "$build/bin/dptrain" train \
+    --data "$data" --model cnn --epochs 1 --batch-size 32 --metrics "$t/cnn_mpi.jsonl" --checkpoint-dir "$t/ckpt_mpi"
+  run_phase train_cnn_resume_nccl_w1 "$build/bin/dptrain" train --data "$data" --model cnn --epochs 2 \
+    --batch-size 64 --checkpoint-dir "$t/ckpt_mpi" --resume latest --metrics "$t/cnn_resume.jsonl"
   run_phase train_cnn_amp_w1 "$build/bin/dptrain" train --data "$data" --model cnn --epochs 1 --batch-size 64 \
-    --lr 0.05 --amp --metrics "$t/cnn_amp.jsonl"
-  run_phase train_resnet18_w1 "$build/bin/dptrain" train --data "$data" --model resnet18 --max-steps 30 \
-    --batch-size 64 --lr 0.05 --metrics "$t/resnet18.jsonl"
+    --amp --metrics "$t/cnn_amp.jsonl"
+  run_phase train_resnet18_w1 "$build/bin/dptrain" train --data "$data" --model resnet18 --max-steps 100 \
+    --batch-size 128 --metrics "$t/resnet18.jsonl" --log-every 20
+  run_phase eval_infer_cnn_w1 bash -c "'$build/bin/dptrain' eval --data '$data' --model '$t/cnn.pt' && \
+    '$build/bin/dptrain' infer --data '$data' --model '$t/cnn.pt' --out '$t/logits.pt'"
+  rm -rf "$t/ckpt" "$t/ckpt_mpi" "$t/cnn.pt" "$t/logits.pt"
 fi
 
 if wants bench; then

@@ -58,7 +58,7 @@ INSTANTIATE_TEST_SUITE_P(AllOpsAllDtypes, CommAllreduce,
 
 TEST(CommAllreduceErrors, AvgOnIntegersIsRejected) {
   auto comm = world();
-  auto tensor = torch::ones({4}, torch::kInt32);
+  auto tensor = torch::ones({4}, torch::TensorOptions(torch::kInt32).device(comm->device()));
   try {
     comm->allreduce(tensor, ReduceOp::Avg);
     FAIL() << "expected InvalidArgumentError";

@@ -11,7 +11,7 @@ namespace {
 
 TEST(CommAsync, CompletesWhileCallerComputesWithoutWaiting) {
   auto comm = world();
-  auto tensor = rank_tensor(comm->rank(), 1 << 20, torch::kFloat32);
+  auto tensor = rank_tensor(comm->rank(), 1 << 20, torch::kFloat32).to(comm->device());
   auto work = comm->allreduce_async(tensor, ReduceOp::Sum);
   // The caller never calls into the communicator until the collective is done: it only computes
   // and polls is_completed(). Completion therefore proves the collective progressed on its own.
@@ -33,9 +33,9 @@ TEST(CommAsync, ManyOutstandingOpsOfMixedKinds) {
   std::vector<torch::Tensor> sums, broadcasts;
   std::vector<WorkPtr> works;
   for (int i = 0; i < 20; ++i) {
-    sums.push_back(torch::full({100}, comm->rank() + i, torch::kInt64));
+    sums.push_back(torch::full({100}, comm->rank() + i, torch::TensorOptions(torch::kInt64).device(comm->device())));
     works.push_back(comm->allreduce_async(sums.back()));
-    broadcasts.push_back(torch::full({10}, comm->rank(), torch::kFloat64));
+    broadcasts.push_back(torch::full({10}, comm->rank(), torch::TensorOptions(torch::kFloat64).device(comm->device())));
     works.push_back(comm->broadcast_async(broadcasts.back(), i % comm->size()));
   }
   for (auto& w : works) w->wait();

@@ -106,13 +106,13 @@ TEST(CommCollectivesBasic, SplitIntoEvenAndOddRanks) {
   std::reverse(world_ranks.begin(), world_ranks.end());
   EXPECT_EQ(world_ranks[static_cast<size_t>(group->rank())], comm->rank());
   // A sum over the group adds exactly its members' world ranks.
-  auto tensor = torch::full({3}, comm->rank(), torch::kInt64);
+  auto tensor = torch::full({3}, comm->rank(), torch::TensorOptions(torch::kInt64).device(comm->device()));
   group->allreduce(tensor);
   int64_t expected = 0;
   for (int r : world_ranks) expected += r;
   EXPECT_EQ(tensor[2].item<int64_t>(), expected);
   // The parent keeps working while the group exists.
-  auto ones = torch::ones({2});
+  auto ones = torch::ones({2}, comm->device());
   comm->allreduce(ones);
   EXPECT_EQ(ones[0].item<float>(), comm->size());
 }
@@ -125,7 +125,7 @@ TEST(CommCollectivesBasic, SplitWithNegativeColorLeavesRankOut) {
   } else {
     ASSERT_NE(group, nullptr);
     EXPECT_EQ(group->size(), comm->size() - 1);
-    auto t = torch::ones({1}, torch::kInt32);
+    auto t = torch::ones({1}, torch::TensorOptions(torch::kInt32).device(comm->device()));
     group->allreduce(t);
     EXPECT_EQ(t.item<int>(), comm->size() - 1);
   }

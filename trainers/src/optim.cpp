@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "dptrain/core/error.h"
+#include "foreach_sgd.h"
 
 namespace dpt {
 namespace {
@@ -50,7 +51,7 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch:
   validate(o);
   DPT_CHECK(!parameters.empty(), InvalidArgumentError, "the model has no trainable parameters");
   if (o.name() == "sgd") {
-    return std::make_unique<torch::optim::SGD>(
+    return std::make_unique<ForeachSGD>(
         parameters,
         torch::optim::SGDOptions(o.lr()).momentum(o.momentum()).weight_decay(o.weight_decay()).nesterov(o.nesterov()));
   }

@@ -40,14 +40,22 @@ ncclResult_t NcclCommunicator::State::async_error() {
 void NcclCommunicator::State::settle(ncclResult_t launched, std::chrono::steady_clock::time_point deadline,
                                      const std::string& what) {
   ncclResult_t state = launched;
+  // A launch that NCCL finishes in the background usually does so within microseconds: poll
+  // without sleeping first (PyTorch busy-polls here too), then back off.
+  const auto spin_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2);
   while (state == ncclInProgress) {
-    if (std::chrono::steady_clock::now() > deadline) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now > deadline) {
       std::string reason = detail::concat(who, ": ", what, " did not complete within ", timeout_ms.load() / 1000.0,
                                           " s (a rank is missing, died or hangs); NCCL communicator aborted");
       abort(reason);
       DPT_THROW(TimeoutError, reason);
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (now < spin_until) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
     std::lock_guard<std::mutex> lock(nccl_mutex);
     if (broken_) DPT_THROW(CommunicationError, who, ": ", what, ": the communicator was aborted (", broken_reason(), ")");
     ncclCommGetAsyncError(comm, &state);
