@@ -1,5 +1,7 @@
 #include "dptrain/core/model.h"
 
+#include <torch/csrc/jit/runtime/graph_executor.h>
+
 #include "dptrain/core/error.h"
 
 #include <string>
@@ -20,8 +22,8 @@ Model::Model(std::shared_ptr<torch::nn::Module> module, CppForward forward)
   DPT_CHECK(cpp_ && cpp_forward_, InvalidArgumentError, "dpt::Model: empty torch::nn module");
 }
 
-Model::Model(torch::jit::Module module) : script_(std::move(module)) {
-  check_has_forward(*script_, "the given module");
+Model::Model(torch::jit::Module module) : script_(std::make_shared<Script>(Script{std::move(module)})) {
+  check_has_forward(script_->module, "the given module");
 }
 
 Model Model::load_torchscript(const std::string& path, const std::optional<torch::Device>& device) {
@@ -37,7 +39,7 @@ Model Model::from_torchscript_bytes(const Bytes& bytes, const std::string& origi
 
 torch::jit::Module& Model::torchscript() {
   DPT_CHECK(script_, InvalidArgumentError, "this dpt::Model holds a C++ torch::nn module, not TorchScript");
-  return *script_;
+  return script_->module;
 }
 
 torch::nn::Module& Model::module() {
@@ -47,16 +49,44 @@ torch::nn::Module& Model::module() {
 
 std::shared_ptr<torch::nn::Module> Model::module_ptr() const { return cpp_; }
 
+// Note [TorchScript training runs the unoptimized plan]: the graph executor's optimized plan
+// turns each differentiable region into one DifferentiableGraph autograd node with symbolic
+// gradients (relu's backward becomes gt + type_as + mul), so every parameter in it gets its
+// gradient at the same moment, at the end of backward: DDP's buckets could not overlap backward,
+// the backward is slower than eager, and eager autocast (AMP) does not apply inside it. With the
+// optimizer off, the interpreter runs each op through its eager kernel and autograd records eager
+// nodes. The flag is thread-local and read per call, so it is set here, on whatever thread runs a
+// training forward (DataParallel's device workers too); evaluation keeps the optimized plan.
+// The executor caches its plan per compiled function and keeps an optimized plan once it has one
+// (turning the flag off later does not bring eager autograd back): a model that trains runs every
+// call unoptimized from prepare_for_training() on, and one that already ran optimized gets a fresh
+// compiled copy of its code then (sharing its tensors).
+c10::IValue Model::run_script(std::vector<c10::IValue> inputs) {
+  auto& script = *script_;
+  if (script.eager_autograd || (script.module.is_training() && torch::GradMode::is_enabled())) {
+    torch::jit::GraphOptimizerEnabledGuard eager_autograd(false);
+    return script.module.forward(std::move(inputs));
+  }
+  script.ran_optimized = true;
+  return script.module.forward(std::move(inputs));
+}
+
+void Model::prepare_for_training() {
+  if (!script_ || script_->eager_autograd) return;
+  script_->eager_autograd = true;
+  if (script_->ran_optimized) script_->module = script_->module.clone(/*inplace=*/true);
+}
+
 torch::Tensor Model::forward(const torch::Tensor& input) {
   if (cpp_) return cpp_forward_(*cpp_, input);
-  auto output = script_->forward({input});
+  auto output = run_script({input});
   DPT_CHECK(output.isTensor(), ModelError, "the TorchScript model's forward returned ", output.tagKind(),
             ", expected a Tensor");
   return output.toTensor();
 }
 
 c10::IValue Model::forward(std::vector<c10::IValue> inputs) {
-  if (script_) return script_->forward(std::move(inputs));
+  if (script_) return run_script(std::move(inputs));
   DPT_CHECK(inputs.size() == 1 && inputs[0].isTensor(), InvalidArgumentError,
             "a C++ dpt::Model takes one tensor input, got ", inputs.size(), " inputs");
   return cpp_forward_(*cpp_, inputs[0].toTensor());
@@ -69,7 +99,7 @@ NamedTensorList Model::named_parameters() const {
       if (item.value().requires_grad()) out.emplace_back(item.key(), item.value());
     }
   } else {
-    for (const auto& item : script_->named_parameters(/*recurse=*/true)) {
+    for (const auto& item : script_->module.named_parameters(/*recurse=*/true)) {
       if (item.value.requires_grad()) out.emplace_back(item.name, item.value);
     }
   }
@@ -87,21 +117,22 @@ NamedTensorList Model::named_buffers() const {
   if (cpp_) {
     for (const auto& item : cpp_->named_buffers(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
   } else {
-    for (const auto& item : script_->named_buffers(/*recurse=*/true)) out.emplace_back(item.name, item.value);
+    for (const auto& item : script_->module.named_buffers(/*recurse=*/true)) out.emplace_back(item.name, item.value);
   }
   return out;
 }
 
 void Model::train(bool on) {
+  if (on) prepare_for_training();
   if (cpp_) cpp_->train(on);
-  else script_->train(on);
+  else script_->module.train(on);
 }
 
-bool Model::is_training() const { return cpp_ ? cpp_->is_training() : script_->is_training(); }
+bool Model::is_training() const { return cpp_ ? cpp_->is_training() : script_->module.is_training(); }
 
 void Model::to(torch::Device device) {
   if (cpp_) cpp_->to(device);
-  else script_->to(device);
+  else script_->module.to(device);
 }
 
 torch::Device Model::device() const {
@@ -120,13 +151,17 @@ Model Model::clone(torch::Device device) const {
     torch::jit::Module copy;
     {
       torch::NoGradGuard no_grad;
-      copy = script_->deepcopy();
+      copy = script_->module.deepcopy();
       copy.to(device);
     }
     std::unordered_map<std::string, bool> wants_grad;
-    for (const auto& item : script_->named_parameters(true)) wants_grad[item.name] = item.value.requires_grad();
+    for (const auto& item : script_->module.named_parameters(true)) wants_grad[item.name] = item.value.requires_grad();
     for (const auto& item : copy.named_parameters(true)) item.value.requires_grad_(wants_grad[item.name]);
-    return Model(copy);
+    Model replica(copy);
+    // The copy shares the original's compiled code, and so its executor plans.
+    replica.script_->eager_autograd = script_->eager_autograd;
+    replica.script_->ran_optimized = script_->ran_optimized;
+    return replica;
   }
   try {
     return Model(cpp_->clone(device), cpp_forward_);
@@ -141,7 +176,7 @@ NamedTensors Model::state_dict() const {
   if (cpp_) {
     for (const auto& item : cpp_->named_parameters(true)) state.emplace(item.key(), item.value().detach());
   } else {
-    for (const auto& item : script_->named_parameters(true)) state.emplace(item.name, item.value.detach());
+    for (const auto& item : script_->module.named_parameters(true)) state.emplace(item.name, item.value.detach());
   }
   for (auto& [name, buffer] : named_buffers()) state.emplace(name, buffer.detach());
   return state;
@@ -164,7 +199,7 @@ void Model::load_state_dict(const NamedTensors& state, bool strict) {
   if (cpp_) {
     for (const auto& item : cpp_->named_parameters(true)) assign(item.key(), item.value());
   } else {
-    for (const auto& item : script_->named_parameters(true)) assign(item.name, item.value);
+    for (const auto& item : script_->module.named_parameters(true)) assign(item.name, item.value);
   }
   for (auto& [name, buffer] : named_buffers()) assign(name, buffer);
   DPT_CHECK(!strict || matched == state.size(), ModelError, "state dict has ", state.size() - matched,

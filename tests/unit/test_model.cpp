@@ -81,3 +81,37 @@ TEST(Model, NotATorchScriptFileIsAClearError) {
   }
   EXPECT_THROW(dpt::Model::load_torchscript(dir.file("missing.pt")), dpt::IoError);
 }
+
+// Note [TorchScript training runs the unoptimized plan]: a scripted model's training forward
+// records eager autograd nodes, one per op, so its parameters get their gradients one by one during
+// backward (what lets DDP's buckets overlap it) - also after the executor has built its optimized
+// plan in evaluation. Evaluation with grad enabled still gets that plan: one DifferentiableGraph
+// node for the whole region, which shows what the training forward avoids.
+TEST(Model, TorchScriptTrainingForwardRecordsEagerAutograd) {
+  torch::jit::Module script("Net");
+  script.register_attribute("training", c10::BoolType::get(), true);  // what train()/eval() set
+  script.register_parameter("w1", torch::randn({4, 8}).requires_grad_(), /*is_buffer=*/false);
+  script.register_parameter("b1", torch::randn({8}).requires_grad_(), /*is_buffer=*/false);
+  script.register_parameter("w2", torch::randn({8, 3}).requires_grad_(), /*is_buffer=*/false);
+  script.define(R"(
+def forward(self, x):
+    h = torch.relu(x.mm(self.w1) + self.b1)
+    return torch.tanh(h * 2.0 + 1.0).mm(self.w2) * 0.5
+)");
+  dpt::Model model(script);
+  auto x = torch::randn({5, 4});
+  model.eval();
+  torch::Tensor evaluated;
+  for (int run = 0; run < 20; ++run) evaluated = model.forward(x);  // past the profiling runs
+  ASSERT_TRUE(evaluated.grad_fn());
+  EXPECT_NE(evaluated.grad_fn()->name().find("DifferentiableGraph"), std::string::npos)
+      << "evaluation should keep the optimized plan; got " << evaluated.grad_fn()->name();
+
+  model.train();
+  for (int run = 0; run < 20; ++run) {
+    auto out = model.forward(x);
+    ASSERT_TRUE(out.grad_fn());
+    EXPECT_EQ(out.grad_fn()->name().find("DifferentiableGraph"), std::string::npos) << out.grad_fn()->name();
+    EXPECT_TRUE(torch::allclose(out, evaluated));
+  }
+}

@@ -181,6 +181,7 @@ struct Trainer::State {
 Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
     : model_(std::move(model)), world_(std::move(world)), options_(std::move(options)), state_(new State) {
   validate(options_);
+  model_.prepare_for_training();
   model_.to(options_.device());
   state_->sync = std::make_unique<GradientSync>(model_, world_);
   state_->optimizer = make_optimizer(model_.parameters(), options_.optimizer());

@@ -141,6 +141,7 @@ struct DataParallel::Impl {
       : original(std::move(model)),
         devices(resolve_devices(std::move(requested))),
         output_device(output.value_or(devices.front())) {
+    original.prepare_for_training();  // before the replicas copy it (see dpt::Model)
     replicas.push_back(Replica{original, all_parameters(original), all_buffers(original)});
     check_original_placement();
     for (size_t k = 1; k < devices.size(); ++k) {

@@ -48,6 +48,7 @@ DistributedDataParallel::Impl::Impl(Model model_in, CommunicatorPtr comm_in, Ddp
             "DdpOptions: bucket_cap_mb and first_bucket_cap_mb must be > 0, got ", options.bucket_cap_mb(), " and ",
             options.first_bucket_cap_mb());
   debug = options.debug() ? *options.debug() : debug_level_from_env();
+  model.prepare_for_training();  // TorchScript: eager autograd, so buckets fill during backward
   for (auto& [name, param] : model.named_parameters()) {
     param_names.push_back(name);
     params.push_back(param);

@@ -47,12 +47,14 @@ class Model {
   static Model from_torchscript_bytes(const Bytes& bytes, const std::string& origin,
                                       const std::optional<torch::Device>& device = std::nullopt);
 
-  bool is_torchscript() const { return script_.has_value(); }
+  bool is_torchscript() const { return script_ != nullptr; }
   torch::jit::Module& torchscript();        // throws InvalidArgumentError for a C++ model
   torch::nn::Module& module();              // throws InvalidArgumentError for a TorchScript model
   std::shared_ptr<torch::nn::Module> module_ptr() const;
 
-  // forward(x) for single-tensor models; the IValue form for anything else.
+  // forward(x) for single-tensor models; the IValue form for anything else. A TorchScript model in
+  // training mode with grad enabled runs the executor's unoptimized plan (eager autograd, see
+  // Note [TorchScript training runs the unoptimized plan] in model.cpp).
   torch::Tensor forward(const torch::Tensor& input);
   c10::IValue forward(std::vector<c10::IValue> inputs);
 
@@ -62,7 +64,12 @@ class Model {
   // Buffers (BatchNorm running statistics, ...) in registration order.
   NamedTensorList named_buffers() const;
 
+  // train(true) also calls prepare_for_training().
   void train(bool on = true);
+  // This model is about to be trained (DistributedDataParallel, DataParallel and the Trainer call
+  // it): from now on a TorchScript model runs the executor's unoptimized plan in every call, so its
+  // backward is eager autograd, parameter by parameter. No-op for C++ models.
+  void prepare_for_training();
   void eval() { train(false); }
   bool is_training() const;
   void to(torch::Device device);
@@ -76,9 +83,18 @@ class Model {
   void load_state_dict(const NamedTensors& state, bool strict = true);
 
  private:
+  c10::IValue run_script(std::vector<c10::IValue> inputs);
+
+  // Shared by the copies of this Model (see run_script).
+  struct Script {
+    torch::jit::Module module;
+    bool eager_autograd = false;  // every call runs the unoptimized plan
+    bool ran_optimized = false;   // the executor may hold an optimized plan
+  };
+
   std::shared_ptr<torch::nn::Module> cpp_;
   CppForward cpp_forward_;
-  std::optional<torch::jit::Module> script_;
+  std::shared_ptr<Script> script_;
 };
 
 }  // namespace dpt
