@@ -121,7 +121,9 @@ def run_gpu(suite, args, gpus, repeats=3):
                 with open(os.path.join(suite.out, f"overlap_{backend}_np{n}.json"), "w") as f:
                     json.dump(result, f, indent=1)
                 frac = result["overlap_fraction"]
+                what = ", ".join(result["kinds"][:3]) or ("no NCCL kernel: an in-place all-reduce over one rank moves "
+                                                          "no data" if n == 1 else "none found")
                 rows.append(f"| {backend} | {n} | {result['communication_events']} | {result['communication_us']:.0f} | "
-                            f"{'-' if frac is None else f'{frac * 100:.1f}%'} | {', '.join(result['kinds'][:3])} |")
+                            f"{'-' if frac is None else f'{frac * 100:.1f}%'} | {what} |")
         rows.append("")
     return allreduce, ours, theirs, rows, summaries

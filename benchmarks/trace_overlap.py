@@ -4,9 +4,12 @@
   python benchmarks/trace_overlap.py trace.json [--json out.json]
 
 The trace is what `ddp_bench --device cuda --trace FILE` writes (torch.profiler's Chrome trace
-format). Communication is every NCCL kernel, and every device<->host copy (the MPI backend stages
-CUDA buckets through pinned host memory); compute is every other kernel. For each communication
-event the time during which some compute kernel also ran on the GPU counts as overlapped:
+format). Communication is every NCCL kernel, and every device->host copy (the MPI backend stages
+each CUDA bucket through pinned host memory on a side stream as soon as the bucket is full);
+compute is every other kernel. Device-to-device copies (gradients into buckets) and the
+host->device copies of results (made when backward waits for them) are neither. For each
+communication event the time during which some compute kernel also ran on the GPU counts as
+overlapped:
   overlap = sum over communication events of |event interval ∩ union of compute intervals|
             / sum of communication event durations
 A DDP that waited for each bucket before computing on would show an overlap near 0.
@@ -42,9 +45,9 @@ def covered(union, start, end):
 def analyze(trace):
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
     gpu = [e for e in events if e.get("ph") == "X" and e.get("cat") in ("kernel", "gpu_memcpy") and e.get("dur")]
-    is_comm = lambda e: "nccl" in e["name"].lower() or e["cat"] == "gpu_memcpy"  # noqa: E731
+    is_comm = lambda e: "nccl" in e["name"].lower() or (e["cat"] == "gpu_memcpy" and "DtoH" in e["name"])  # noqa: E731
     comm = [e for e in gpu if is_comm(e)]
-    compute = [e for e in gpu if not is_comm(e)]
+    compute = [e for e in gpu if e["cat"] == "kernel" and not is_comm(e)]
     union = intervals_union([(e["ts"], e["ts"] + e["dur"]) for e in compute])
     comm_us = sum(e["dur"] for e in comm)
     overlapped_us = sum(covered(union, e["ts"], e["ts"] + e["dur"]) for e in comm)

@@ -73,6 +73,7 @@ export PATH=$P/usr/bin:$PATH
 ln -sf "$P/usr/bin/mpiexec.openmpi" "$P/usr/bin/mpirun" 2>/dev/null
 export OMPI_MCA_plm_rsh_agent=false   # one node: never look for ssh
 export PMIX_MCA_pcompress_base_silence_warning=1  # the relocated PMIx lacks its zlib plugin
+export PMIX_MCA_mca_base_component_path=$P/usr/lib/x86_64-linux-gnu/pmix2/lib/pmix  # not /usr/lib/...
 python=${DPTRAIN_PYTHON:-python3}
 export DPTRAIN_PYTHON=$(command -v "$python")
 torch_prefix=$("$python" -c 'import torch; print(torch.utils.cmake_prefix_path)')

@@ -102,7 +102,7 @@ TEST(CommErrors, BadShapesAndRootsAreRejected) {
 TEST(CommErrors, MismatchedElementCountsFailOnEveryRank) {
   auto comm = checked_world();
   if (comm->size() < 2) GTEST_SKIP() << "needs 2 ranks";
-  auto t = torch::ones({comm->rank() == 0 ? 5 : 6});
+  auto t = torch::ones({comm->rank() == 0 ? 5 : 6}, comm->device());
   auto message = expect_error<CommunicationError>([&] { comm->allreduce(t); });
   EXPECT_TRUE(contains(message, "ranks disagree on the element count (5 .. 6)")) << message;
   EXPECT_EQ(t[0].item<float>(), 1.0f) << "the tensor must be left untouched";
@@ -112,7 +112,8 @@ TEST(CommErrors, MismatchedElementCountsFailOnEveryRank) {
 TEST(CommErrors, MismatchedDtypesFailOnEveryRank) {
   auto comm = checked_world();
   if (comm->size() < 2) GTEST_SKIP() << "needs 2 ranks";
-  auto t = torch::ones({5}, comm->rank() == 0 ? torch::kFloat32 : torch::kFloat64);
+  auto t = torch::ones({5}, torch::TensorOptions(comm->rank() == 0 ? torch::kFloat32 : torch::kFloat64)
+                                .device(comm->device()));
   auto message = expect_error<CommunicationError>([&] { comm->allreduce(t); });
   EXPECT_TRUE(contains(message, "ranks disagree on the dtype")) << message;
   expect_still_usable(comm);
@@ -121,7 +122,7 @@ TEST(CommErrors, MismatchedDtypesFailOnEveryRank) {
 TEST(CommErrors, MismatchedOpsAndCollectivesFailOnEveryRank) {
   auto comm = checked_world();
   if (comm->size() < 2) GTEST_SKIP() << "needs 2 ranks";
-  auto t = torch::ones({5});
+  auto t = torch::ones({5}, comm->device());
   auto message =
       expect_error<CommunicationError>([&] { comm->allreduce(t, comm->rank() == 0 ? ReduceOp::Sum : ReduceOp::Max); });
   EXPECT_TRUE(contains(message, "ranks disagree on the reduce op (sum vs max)")) << message;

@@ -37,9 +37,9 @@ int64_t first_parameter_differing_from_rank0(const std::vector<torch::Tensor>& p
     auto rank0 = params[i].detach().clone();
     comm->broadcast(rank0, 0);
   }
-  auto verdict = torch::tensor({local}, torch::kLong);
+  auto verdict = torch::tensor({local}, torch::kLong).to(comm->device());
   comm->allreduce(verdict, ReduceOp::Max);
-  return verdict.item<int64_t>();
+  return verdict.cpu().item<int64_t>();
 }
 
 TEST(DdpSoak, RandomBucketCapsAndNoSyncKeepReplicasBitwiseEqual) {
@@ -52,7 +52,7 @@ TEST(DdpSoak, RandomBucketCapsAndNoSyncKeepReplicasBitwiseEqual) {
   std::uniform_real_distribution<double> cap_mb(0.0005, 0.05);
   std::bernoulli_distribution skip_sync(0.3);
 
-  auto net = make_wide_mlp(5);
+  auto net = on_test_device(make_wide_mlp(5));
   const auto initial = snapshot(net->parameters());
   int synced_steps = 0, accumulated_steps = 0;
   for (int round = 0; round < kRounds; ++round) {
@@ -63,8 +63,8 @@ TEST(DdpSoak, RandomBucketCapsAndNoSyncKeepReplicasBitwiseEqual) {
     const int begin = round * iterations / kRounds, end = (round + 1) * iterations / kRounds;
     for (int it = begin; it < end; ++it) {
       auto gen = torch::make_generator<torch::CPUGeneratorImpl>(static_cast<uint64_t>(it) * 131 + rank);
-      auto x = torch::randn({kLocalBatch, kIn}, gen);
-      auto y = torch::randn({kLocalBatch, kOut}, gen);
+      auto x = torch::randn({kLocalBatch, kIn}, gen).to(test_device());
+      auto y = torch::randn({kLocalBatch, kOut}, gen).to(test_device());
       // The last iteration of a round always synchronizes, so no rank-local gradient is left over.
       if (it + 1 < end && skip_sync(shared_rng)) {
         auto guard = ddp.no_sync();

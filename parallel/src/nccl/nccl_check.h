@@ -16,12 +16,14 @@
     }                                                                                          \
   } while (false)
 
+// `call` is an NCCL call or an ncclResult_t it returned; ncclInProgress (non-blocking
+// communicators) is not an error here: see NcclCommunicator::State::settle.
 #define NCCL_CHECK(call, ...)                                                                  \
   do {                                                                                         \
     ncclResult_t nccl_check_rc_ = (call);                                                      \
     if (nccl_check_rc_ != ncclSuccess && nccl_check_rc_ != ncclInProgress) {                   \
       const char* nccl_check_last_ = ncclGetLastError(nullptr);                                \
-      DPT_THROW(CommunicationError, __VA_ARGS__, ": ", #call, " failed: ",                     \
+      DPT_THROW(CommunicationError, __VA_ARGS__, ": NCCL failed: ",                            \
                 ncclGetErrorString(nccl_check_rc_), (nccl_check_last_ ? " (" : ""),            \
                 (nccl_check_last_ ? nccl_check_last_ : ""), (nccl_check_last_ ? ")" : ""));    \
     }                                                                                          \

@@ -295,10 +295,16 @@ std::shared_ptr<Communicator> NcclCommunicator::split(int color, int key) {
     rc = ncclCommSplit(state_->comm, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &child, nullptr);
   }
   NCCL_CHECK(rc, who(), ": ", description);
+  // Non-blocking: the split is an operation of the parent, which must settle before anything else
+  // uses it (seen on an H100: the next collective failed with "Attempt to use communicator before
+  // the previous operation returned ncclSuccess"), and only then is `child` set.
+  state_->settle(rc, state_->deadline_from_now(), description);
   if (child == nullptr) return nullptr;
   auto stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device_.index());
   auto state = std::make_shared<State>(child, stream, detail::concat(who(), " (split, color ", color, ")"), timeout());
-  state->settle(rc, state->deadline_from_now(), description);  // the child inherits the non-blocking config
+  ncclResult_t child_state = ncclSuccess;
+  ncclCommGetAsyncError(child, &child_state);
+  state->settle(child_state, state->deadline_from_now(), description);  // the child inherits the non-blocking config
   return std::shared_ptr<NcclCommunicator>(new NcclCommunicator(std::move(state), local_rank_, device_));
 }
 

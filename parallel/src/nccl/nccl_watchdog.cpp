@@ -54,9 +54,10 @@ std::string NcclWatchdog::inspect() {
     std::lock_guard<std::mutex> lock(mutex_);
     std::string what = pending_.empty() ? std::string("the communicator") : pending_.front().description;
     const char* detail = ncclGetLastError(nullptr);
+    const bool peer_or_network = error == ncclRemoteError || error == ncclSystemError;
     return concat(state_->who, ": ", what, " failed: ", ncclGetErrorString(error),
                   detail && *detail ? concat(" (", detail, ")") : std::string(),
-                  " (a peer rank died or the network failed); NCCL communicator aborted");
+                  peer_or_network ? " (a peer rank died or the network failed)" : "", "; NCCL communicator aborted");
   }
   std::lock_guard<std::mutex> lock(mutex_);
   while (!pending_.empty() && pending_.front().done->query()) pending_.pop_front();
