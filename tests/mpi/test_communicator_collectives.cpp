@@ -1,6 +1,8 @@
 // broadcast, allgather, reduce_scatter, barrier, coalesced allreduce and split, every dtype.
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include <algorithm>
 #include <cstdlib>
 
@@ -129,6 +131,33 @@ TEST(CommCollectivesBasic, SplitWithNegativeColorLeavesRankOut) {
     group->allreduce(t);
     EXPECT_EQ(t.item<int>(), comm->size() - 1);
   }
+}
+
+// Collectives of two communicators, issued in opposite orders on different ranks, complete: every
+// communicator progresses on its own thread (or connection). With one thread shared by both,
+// rank 0 would sit in A's allreduce waiting for rank 1, which sits in B's waiting for rank 0.
+// CTest also runs this binary under DPTRAIN_MPI_THREAD_LEVEL=serialized (mpi_tests_np2_serialized).
+TEST(CommCollectivesBasic, CommunicatorsProgressIndependentlyOfEachOther) {
+  auto comm = world();
+  if (comm->size() < 2) GTEST_SKIP() << "needs 2 ranks";
+  auto a = comm->split(0, comm->rank());
+  auto b = comm->split(0, comm->rank());
+  a->set_timeout(std::chrono::seconds(30));
+  b->set_timeout(std::chrono::seconds(30));
+  auto x = torch::ones({1000}, comm->device());
+  auto y = torch::full({1000}, 2.0, torch::TensorOptions().device(comm->device()));
+  WorkPtr on_a, on_b;
+  if (comm->rank() % 2 == 0) {
+    on_a = a->allreduce_async(x);
+    on_b = b->allreduce_async(y);
+  } else {
+    on_b = b->allreduce_async(y);
+    on_a = a->allreduce_async(x);
+  }
+  on_a->wait();
+  on_b->wait();
+  EXPECT_EQ(x[999].item<float>(), comm->size());
+  EXPECT_EQ(y[999].item<float>(), 2.0f * comm->size());
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "../tensor_checks.h"
 #include "dptrain/core/env.h"
 #include "dptrain/core/error.h"
+#include "mpi_call.h"
 #include "mpi_check.h"
 #include "mpi_datatypes.h"
 
@@ -53,11 +54,12 @@ std::shared_ptr<MpiCommunicator> MpiCommunicator::create_world(int local_rank, s
   MPI_Initialized(&initialized);
   DPT_CHECK(initialized, InternalError, "MpiCommunicator::create_world needs MPI initialised (create a dpt::Runtime)");
   MPI_Comm comm = MPI_COMM_NULL;
-  MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &comm), "mpi: creating the world communicator");
-  MPI_CHECK(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN), "mpi: creating the world communicator");
+  MPI_CHECK(detail::mpi_locked([&] { return MPI_Comm_dup(MPI_COMM_WORLD, &comm); }),
+            "mpi: creating the world communicator");
+  MPI_CHECK(detail::mpi_locked([&] { return MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN); }),
+            "mpi: creating the world communicator");
   int rank = 0, size = 1;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &size);
+  detail::mpi_locked([&] { return MPI_Comm_rank(comm, &rank) | MPI_Comm_size(comm, &size); });
   auto thread = detail::ProgressThread::create(detail::concat("mpi rank ", rank, "/", size), timeout);
   return std::shared_ptr<MpiCommunicator>(new MpiCommunicator(comm, local_rank, device, std::move(thread)));
 }
@@ -65,13 +67,12 @@ std::shared_ptr<MpiCommunicator> MpiCommunicator::create_world(int local_rank, s
 MpiCommunicator::MpiCommunicator(MPI_Comm owned_comm, int local_rank, const torch::Device& device,
                                  std::shared_ptr<detail::ProgressThread> thread)
     : comm_(owned_comm), local_rank_(local_rank), device_(device), thread_(std::move(thread)) {
-  MPI_Comm_rank(comm_, &rank_);
-  MPI_Comm_size(comm_, &size_);
+  detail::mpi_locked([&] { return MPI_Comm_rank(comm_, &rank_) | MPI_Comm_size(comm_, &size_); });
   check_collectives_ = detail::call_check_enabled();
 }
 
 MpiCommunicator::~MpiCommunicator() {
-  // MPI_Comm_free goes through the progress thread: with a shared thread (no THREAD_MULTIPLE) no
+  // MPI_Comm_free goes through the progress thread (and the serial lock, see mpi_call.h), so no
   // other thread may call MPI. Skipped when MPI is finalised or the thread is stuck in a timeout.
   try {
     if (!thread_->broken()) {
@@ -81,7 +82,7 @@ MpiCommunicator::~MpiCommunicator() {
       thread_->submit("free communicator", [comm]() mutable {
         int finalized = 0;
         MPI_Finalized(&finalized);
-        if (!finalized) MPI_Comm_free(&comm);
+        if (!finalized) detail::mpi_locked([&] { return MPI_Comm_free(&comm); });
       })->wait();
     }
   } catch (...) {
@@ -117,8 +118,11 @@ bool MpiCommunicator::is_broken() const { return thread_->broken(); }
 
 void MpiCommunicator::exchange_fingerprint(const Fingerprint& fingerprint, const std::string& description) const {
   auto payload = detail::fingerprint_payload(fingerprint.values);
-  MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, payload.data(), static_cast<int>(payload.size()), MPI_INT64_T, MPI_MAX, comm_),
-            who(), ": ", description, ": checking the call against the other ranks");
+  const int count = static_cast<int>(payload.size());
+  detail::mpi_collective(
+      [&] { return MPI_Allreduce(MPI_IN_PLACE, payload.data(), count, MPI_INT64_T, MPI_MAX, comm_); },
+      [&](MPI_Request* r) { return MPI_Iallreduce(MPI_IN_PLACE, payload.data(), count, MPI_INT64_T, MPI_MAX, comm_, r); },
+      detail::concat(who(), ": ", description, ": checking the call against the other ranks"));
   detail::check_fingerprint(payload, who(), description);
 }
 
@@ -147,8 +151,13 @@ WorkPtr MpiCommunicator::allreduce_async(torch::Tensor& tensor, ReduceOp op) {
                        MPI_Op mpi_op = detail::mpi_op(op, buffer.scalar_type());
                        for (int64_t offset = 0; offset < buffer.numel(); offset += kMaxCount) {
                          int count = static_cast<int>(std::min(kMaxCount, buffer.numel() - offset));
-                         MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, bytes_at(buffer, offset), count, type, mpi_op, comm_),
-                                   who(), ": ", description);
+                         char* data = bytes_at(buffer, offset);
+                         detail::mpi_collective(
+                             [&] { return MPI_Allreduce(MPI_IN_PLACE, data, count, type, mpi_op, comm_); },
+                             [&](MPI_Request* r) {
+                               return MPI_Iallreduce(MPI_IN_PLACE, data, count, type, mpi_op, comm_, r);
+                             },
+                             detail::concat(who(), ": ", description));
                        }
                        if (op == ReduceOp::Avg && !divide_on_device) buffer.div_(size_);
                      });
@@ -174,7 +183,10 @@ WorkPtr MpiCommunicator::broadcast_async(torch::Tensor& tensor, int root) {
     MPI_Datatype type = detail::mpi_datatype(buffer.scalar_type());
     for (int64_t offset = 0; offset < buffer.numel(); offset += kMaxCount) {
       int count = static_cast<int>(std::min(kMaxCount, buffer.numel() - offset));
-      MPI_CHECK(MPI_Bcast(bytes_at(buffer, offset), count, type, root, comm_), who(), ": ", description);
+      char* data = bytes_at(buffer, offset);
+      detail::mpi_collective([&] { return MPI_Bcast(data, count, type, root, comm_); },
+                             [&](MPI_Request* r) { return MPI_Ibcast(data, count, type, root, comm_, r); },
+                             detail::concat(who(), ": ", description));
     }
   });
   auto copy = detail::copy_back({{staged, tensor}});
@@ -197,9 +209,12 @@ WorkPtr MpiCommunicator::allgather_async(const torch::Tensor& input, torch::Tens
                        ready();
                        if (count == 0) return;
                        MPI_Datatype type = detail::mpi_datatype(in_buffer.scalar_type());
-                       MPI_CHECK(MPI_Allgather(in_buffer.data_ptr(), count, type, out_buffer.data_ptr(), count, type,
-                                               comm_),
-                                 who(), ": ", description);
+                       void* in = in_buffer.data_ptr();
+                       void* out = out_buffer.data_ptr();
+                       detail::mpi_collective(
+                           [&] { return MPI_Allgather(in, count, type, out, count, type, comm_); },
+                           [&](MPI_Request* r) { return MPI_Iallgather(in, count, type, out, count, type, comm_, r); },
+                           detail::concat(who(), ": ", description));
                      });
   auto copy = detail::copy_back({{out, output}});
   return copy ? std::make_shared<detail::FinishingWork>(std::move(work), std::move(copy)) : work;
@@ -226,9 +241,15 @@ WorkPtr MpiCommunicator::reduce_scatter_async(const torch::Tensor& input, torch:
                        ready();
                        if (count == 0) return;
                        MPI_Datatype type = detail::mpi_datatype(in_buffer.scalar_type());
-                       MPI_CHECK(MPI_Reduce_scatter_block(in_buffer.data_ptr(), out_buffer.data_ptr(), count, type,
-                                                          detail::mpi_op(op, in_buffer.scalar_type()), comm_),
-                                 who(), ": ", description);
+                       void* in = in_buffer.data_ptr();
+                       void* out = out_buffer.data_ptr();
+                       MPI_Op mpi_op = detail::mpi_op(op, in_buffer.scalar_type());
+                       detail::mpi_collective(
+                           [&] { return MPI_Reduce_scatter_block(in, out, count, type, mpi_op, comm_); },
+                           [&](MPI_Request* r) {
+                             return MPI_Ireduce_scatter_block(in, out, count, type, mpi_op, comm_, r);
+                           },
+                           detail::concat(who(), ": ", description));
                        if (op == ReduceOp::Avg && !divide_on_device) out_buffer.div_(size_);
                      });
   auto copy = detail::copy_back({{out, output}});
@@ -242,7 +263,11 @@ WorkPtr MpiCommunicator::reduce_scatter_async(const torch::Tensor& input, torch:
 WorkPtr MpiCommunicator::barrier_async() {
   std::string description = detail::concat("barrier #", ++sequence_);
   return submit(description, Fingerprint(CollectiveKind::Barrier),
-                [this, description] { MPI_CHECK(MPI_Barrier(comm_), who(), ": ", description); });
+                [this, description] {
+                  detail::mpi_collective([&] { return MPI_Barrier(comm_); },
+                                         [&](MPI_Request* r) { return MPI_Ibarrier(comm_, r); },
+                                         detail::concat(who(), ": ", description));
+                });
 }
 
 WorkPtr MpiCommunicator::allreduce_coalesced_async(std::vector<torch::Tensor>& tensors, ReduceOp op) {
@@ -269,8 +294,12 @@ WorkPtr MpiCommunicator::allreduce_coalesced_async(std::vector<torch::Tensor>& t
     MPI_Op mpi_op = detail::mpi_op(op, fused.scalar_type());
     for (int64_t offset = 0; offset < fused.numel(); offset += kMaxCount) {
       int count = static_cast<int>(std::min(kMaxCount, fused.numel() - offset));
-      MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, bytes_at(fused, offset), count, type, mpi_op, comm_), who(), ": ",
-                description);
+      char* data = bytes_at(fused, offset);
+      detail::mpi_collective([&] { return MPI_Allreduce(MPI_IN_PLACE, data, count, type, mpi_op, comm_); },
+                             [&](MPI_Request* r) {
+                               return MPI_Iallreduce(MPI_IN_PLACE, data, count, type, mpi_op, comm_, r);
+                             },
+                             detail::concat(who(), ": ", description));
     }
     if (op == ReduceOp::Avg) fused.div_(size_);
     int64_t offset = 0;
@@ -285,23 +314,21 @@ std::shared_ptr<Communicator> MpiCommunicator::split(int color, int key) {
   std::string description = detail::concat("split(color ", color, ", key ", key, ") #", ++sequence_);
   auto result = std::make_shared<MPI_Comm>(MPI_COMM_NULL);  // outlives a wait() that times out
   auto work = submit(description, Fingerprint(CollectiveKind::Split), [this, color, key, description, result] {
-    MPI_CHECK(MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, result.get()), who(), ": ",
-              description);
+    MPI_CHECK(detail::mpi_locked([&] { return MPI_Comm_split(comm_, color < 0 ? MPI_UNDEFINED : color, key, result.get()); }),
+              who(), ": ", description);
     if (*result != MPI_COMM_NULL) {
-      MPI_CHECK(MPI_Comm_set_errhandler(*result, MPI_ERRORS_RETURN), who(), ": ", description);
+      MPI_CHECK(detail::mpi_locked([&] { return MPI_Comm_set_errhandler(*result, MPI_ERRORS_RETURN); }), who(), ": ",
+                description);
     }
   });
   work->wait();
   MPI_Comm child = *result;
   if (child == MPI_COMM_NULL) return nullptr;
-  std::shared_ptr<detail::ProgressThread> thread = thread_;
-  if (thread_multiple()) {
-    int child_rank = 0, child_size = 1;
-    MPI_Comm_rank(child, &child_rank);
-    MPI_Comm_size(child, &child_size);
-    thread = detail::ProgressThread::create(
-        detail::concat("mpi rank ", child_rank, "/", child_size, " (split of ", who(), ")"), timeout());
-  }
+  // Its own progress thread at every thread level (see mpi_call.h).
+  int child_rank = 0, child_size = 1;
+  detail::mpi_locked([&] { return MPI_Comm_rank(child, &child_rank) | MPI_Comm_size(child, &child_size); });
+  auto thread = detail::ProgressThread::create(
+      detail::concat("mpi rank ", child_rank, "/", child_size, " (split of ", who(), ")"), timeout());
   return std::shared_ptr<MpiCommunicator>(new MpiCommunicator(child, local_rank_, device_, std::move(thread)));
 }
 

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cctype>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "../fingerprint.h"
@@ -26,6 +27,10 @@ using detail::describe;
 
 struct StoreCommunicator::Store {
   c10::intrusive_ptr<c10d::Store> store;
+  // Where rank 0's TCPStore is (unset for an in-process HashStore): each split opens a connection
+  // of its own, so one communicator's blocking read never holds up another's writes.
+  std::optional<LaunchInfo> tcp;
+  std::string prefix;  // the keys' prefix on the TCPStore ("dptrain/world", then "/split..." per split)
   bool check_collectives = true;
   std::atomic<bool> failed{false};
   // The world's heartbeats, shared with the communicators split from it (declared last: it says
@@ -75,6 +80,7 @@ std::shared_ptr<StoreCommunicator> StoreCommunicator::create_world(const LaunchI
     // our one-line error; keep c10's own log at errors unless the user chose a level.
     if (!env::get("TORCH_CPP_LOG_LEVEL")) FLAGS_caffe2_log_level = std::max(FLAGS_caffe2_log_level, 2);
     store->store = detail::connect_tcp_store(launch, timeout);
+    store->tcp = launch;
     const auto deadline = std::chrono::seconds(env::get_int_or("DPTRAIN_PEER_TIMEOUT", 20));
     DPT_CHECK(deadline.count() > 0, InvalidArgumentError, "DPTRAIN_PEER_TIMEOUT=", deadline.count(),
               " must be > 0 (seconds)");
@@ -82,7 +88,8 @@ std::shared_ptr<StoreCommunicator> StoreCommunicator::create_world(const LaunchI
         c10::make_intrusive<c10d::PrefixStore>("dptrain/peers", detail::connect_tcp_store_client(launch, timeout)),
         launch.rank, launch.world_size, std::chrono::seconds(1), deadline);
   }
-  store->store = c10::make_intrusive<c10d::PrefixStore>("dptrain/world", store->store);
+  store->prefix = "dptrain/world";
+  store->store = c10::make_intrusive<c10d::PrefixStore>(store->prefix, store->store);
   store->check_collectives = detail::call_check_enabled();
   auto world = std::shared_ptr<StoreCommunicator>(
       new StoreCommunicator(std::move(store), launch.rank, launch.world_size, launch.local_rank, timeout),
@@ -317,8 +324,15 @@ std::shared_ptr<Communicator> StoreCommunicator::split(int color, int key) {
     if (members[i].second == rank_) new_rank = static_cast<int>(i);
   }
   auto store = std::make_shared<Store>();
-  store->store = c10::make_intrusive<c10d::PrefixStore>(detail::concat("split", sequence_, "/color", color),
-                                                        store_->store);
+  // Its own connection to rank 0's store (see Store::tcp), under the same key prefixes.
+  c10::intrusive_ptr<c10d::Store> base = store_->store;
+  if (store_->tcp) {
+    base = c10::make_intrusive<c10d::PrefixStore>(store_->prefix,
+                                                  detail::connect_tcp_store_client(*store_->tcp, timeout()));
+  }
+  store->tcp = store_->tcp;
+  store->prefix = store_->prefix + "/" + detail::concat("split", sequence_, "/color", color);
+  store->store = c10::make_intrusive<c10d::PrefixStore>(detail::concat("split", sequence_, "/color", color), base);
   store->check_collectives = detail::call_check_enabled();
   store->peers = store_->peers;
   return std::shared_ptr<StoreCommunicator>(new StoreCommunicator(

@@ -13,9 +13,10 @@
 // CommunicationError ("ranks disagree on the element count: 10 .. 12") instead of reducing
 // garbage or hanging. DPTRAIN_CHECK_COLLECTIVES=0 turns the check off (benchmarks).
 //
-// Requires MPI_Init_thread to have run (dpt::Runtime does it). With MPI_THREAD_MULTIPLE each
-// communicator (world and every split) has its own progress thread; with a lower thread level
-// they all share the world's thread, so no two threads ever call MPI at once.
+// Requires MPI_Init_thread to have run (dpt::Runtime does it). Each communicator (world and every
+// split) has its own progress thread, so collectives of different communicators never queue behind
+// each other; under MPI_THREAD_SERIALIZED the threads take turns inside MPI (nonblocking calls
+// polled under one lock, see parallel/src/mpi/mpi_call.h).
 #pragma once
 
 #include <mpi.h>
