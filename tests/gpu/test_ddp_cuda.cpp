@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <ATen/autocast_mode.h>
+
+#include "dptrain/core/model.h"
 #include "dptrain/parallel/distributed_data_parallel.h"
 #include "dptrain/parallel/reducer.h"
 #include "dptrain/parallel/runtime.h"
@@ -32,6 +35,29 @@ TEST(DdpCuda, MatchesCpuReference_CUDA) {
   }
   auto mine = ddp.parameters(), expected = reference->parameters();
   for (size_t i = 0; i < mine.size(); ++i) EXPECT_LT(dpt::testing::max_relative_error(mine[i], expected[i]), 1e-5);
+}
+
+// AMP with a scripted model: the training forward runs the executor's unoptimized plan, where
+// eager autocast applies to each op (inside an optimized DifferentiableGraph it would not).
+TEST(DdpCuda, AutocastAppliesInsideAScriptedModel_CUDA) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  torch::jit::Module script("Net");
+  script.register_attribute("training", c10::BoolType::get(), true);
+  script.register_parameter("w", torch::randn({8, 4}, torch::kCUDA).requires_grad_(), false);
+  script.define("def forward(self, x):\n    return torch.relu(x.mm(self.w))\n");
+  dpt::Model model(script);
+  model.train();
+  auto x = torch::randn({16, 8}, torch::kCUDA);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  at::autocast::increment_nesting();
+  torch::Tensor out;
+  for (int run = 0; run < 4; ++run) out = model.forward(x);  // past the profiling runs
+  at::autocast::decrement_nesting();
+  at::autocast::clear_cache();
+  at::autocast::set_autocast_enabled(at::kCUDA, false);
+  EXPECT_EQ(out.scalar_type(), torch::kHalf);
+  out.to(torch::kFloat).sum().backward();
+  EXPECT_TRUE(model.parameters()[0].grad().defined());
 }
 
 }  // namespace

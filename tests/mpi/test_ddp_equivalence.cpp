@@ -1,6 +1,8 @@
 // DDP on N ranks == one process trained on the concatenated global batch.
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "ddp_test_util.h"
 #include "dptrain/parallel/reducer.h"
 
@@ -267,6 +269,61 @@ TEST(DdpEquivalence, StatsAndTraceEvents) {
   EXPECT_EQ(allreduces, ddp.reducer().buckets().size());
   EXPECT_EQ(forwards, 1u);
   EXPECT_EQ(backwards, 1u);
+}
+
+// Note [TorchScript training runs the unoptimized plan]: through DDP, a scripted model's parameters
+// get their gradients from separate autograd nodes, one op at a time, so buckets fill and launch
+// while backward goes on - also for a model whose executor already built its optimized plan in
+// evaluation, which would feed every parameter from one DifferentiableGraph node at the very end.
+TEST(DdpEquivalence, ScriptedModelGradientsComeFromSeparateNodes) {
+  auto comm = world();
+  torch::manual_seed(3);
+  torch::jit::Module script("Net");
+  script.register_attribute("training", c10::BoolType::get(), true);
+  script.register_parameter("w1", (torch::randn({kIn, 9}) * 0.3).requires_grad_(), false);
+  script.register_parameter("w2", (torch::randn({9, 9}) * 0.3).requires_grad_(), false);
+  script.register_parameter("w3", (torch::randn({9, kOut}) * 0.3).requires_grad_(), false);
+  script.define(R"(
+    def forward(self, x):
+        h = torch.tanh(x.mm(self.w1))
+        h = torch.tanh(h.mm(self.w2) + 1.0)
+        return h.mm(self.w3)
+  )");
+  script.to(test_device());
+  Model model(script);
+  auto local = global_batch(0, comm->size()).chunk(comm->rank()).to_test_device();
+  model.eval();
+  for (int run = 0; run < 20; ++run) model.forward(local.x);  // the optimized plan exists now
+  DistributedDataParallel ddp(model, comm, DdpOptions().bucket_cap_mb(1e-6).first_bucket_cap_mb(1e-6));
+  ddp.train();
+  for (int step = 0; step < 4; ++step) {
+    auto loss = torch::mse_loss(ddp.forward(local.x), local.y);
+    // Which autograd node feeds each parameter's AccumulateGrad.
+    std::set<const torch::autograd::Node*> producers, seen;
+    std::vector<torch::autograd::Node*> stack = {loss.grad_fn().get()};
+    size_t accumulators = 0;
+    while (!stack.empty()) {
+      auto* node = stack.back();
+      stack.pop_back();
+      if (!node || !seen.insert(node).second) continue;
+      EXPECT_EQ(node->name().find("DifferentiableGraph"), std::string::npos) << "step " << step;
+      for (const auto& edge : node->next_edges()) {
+        if (!edge.function) continue;
+        if (edge.function->name().find("AccumulateGrad") != std::string::npos) {
+          ++accumulators;
+          producers.insert(node);
+        } else {
+          stack.push_back(edge.function.get());
+        }
+      }
+    }
+    EXPECT_EQ(accumulators, 3u) << "step " << step;
+    EXPECT_EQ(producers.size(), 3u) << "step " << step << ": the parameters' gradients came from "
+                                    << producers.size() << " node(s)";
+    loss.backward();
+    sgd_step(ddp.parameters(), kLr);
+  }
+  EXPECT_EQ(ddp.last_iteration_stats().iteration, 4);
 }
 
 }  // namespace
