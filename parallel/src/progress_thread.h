@@ -62,6 +62,7 @@ class ProgressThread : public std::enable_shared_from_this<ProgressThread> {
   std::mutex mutex_;
   std::condition_variable queue_cv_;
   std::deque<QueuedWorkPtr> queue_;
+  std::atomic<size_t> queued_{0};  // queue_.size(), readable without the mutex (the idle spin)
   bool stopping_ = false;
   std::thread thread_;
   // The job on the thread now and since when (under mutex_).

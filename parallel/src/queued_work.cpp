@@ -1,5 +1,7 @@
 #include "queued_work.h"
 
+#include <thread>
+
 #include "dptrain/core/error.h"
 #include "progress_thread.h"
 
@@ -20,6 +22,7 @@ void QueuedWork::run() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     done_ = true;
+    finished_ = true;
     error_ = error;
   }
   done_cv_.notify_all();
@@ -29,6 +32,13 @@ void QueuedWork::wait() {
   // Short slices: the stall check also looks at the job ahead of this one, whose start this
   // wait does not see.
   constexpr auto kSlice = std::chrono::milliseconds(50);
+  // A small collective finishes within microseconds: look for a few before going to sleep, since
+  // a condition-variable wake-up costs more than the collective (Note [Hand-off latency] in
+  // progress_thread.cpp).
+  const auto spin_until = std::chrono::steady_clock::now() + kHandOffSpin;
+  while (!finished_.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < spin_until) {
+    std::this_thread::yield();
+  }
   std::unique_lock<std::mutex> lock(mutex_);
   while (!done_) {
     done_cv_.wait_for(lock, kSlice);

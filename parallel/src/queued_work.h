@@ -7,6 +7,7 @@
 // marked broken so later jobs fail at once instead of queueing behind it.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <exception>
@@ -18,6 +19,10 @@
 #include "dptrain/parallel/work.h"
 
 namespace dpt::detail {
+
+// How long a waiter, and the idle progress thread, look for the other side before sleeping on a
+// condition variable (Note [Hand-off latency] in progress_thread.cpp).
+constexpr auto kHandOffSpin = std::chrono::microseconds(50);
 
 class ProgressThread;
 
@@ -40,6 +45,7 @@ class QueuedWork final : public Work {
   std::mutex mutex_;
   std::condition_variable done_cv_;
   bool done_ = false;
+  std::atomic<bool> finished_{false};  // done_, readable without the mutex (wait()'s short spin)
   std::exception_ptr error_;
 };
 
