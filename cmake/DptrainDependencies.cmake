@@ -77,6 +77,7 @@ find_package(spdlog REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(nlohmann_json REQUIRED)
 find_package(PNG REQUIRED)
+find_package(JPEG REQUIRED)  # libjpeg-turbo (Debian's libjpeg-dev): ImageFolder decoding
 find_package(Threads REQUIRED)
 if(DPTRAIN_BUILD_TESTS)
   find_package(GTest REQUIRED)

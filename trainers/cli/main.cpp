@@ -17,6 +17,7 @@
 #include <iostream>
 #include <string>
 
+#include "data_sources.h"
 #include "dptrain/core/data/idx_dataset.h"
 #include "dptrain/core/error.h"
 #include "dptrain/core/fs.h"
@@ -43,6 +44,8 @@ struct CommonArgs {
   double timeout_s = 0;
   std::string log_level;
   std::string device;
+  int64_t image_size = 0;
+  std::vector<double> mean, std;
 };
 
 struct TrainArgs {
@@ -55,6 +58,7 @@ struct TrainArgs {
   double weight_decay = 0.0;
   bool nesterov = false;
   bool augment = false;
+  std::string transform;
   std::string lr_schedule = "cosine";
   int64_t warmup_steps = 0;
   int64_t lr_step_size = 1000;
@@ -91,8 +95,15 @@ void add_common(CLI::App& command, CommonArgs& args, bool model_required) {
                                   "built-in model (mlp, cnn, resnet18) or a TorchScript file (torch.jit.script(...).save)");
   if (model_required) model->required();
   else model->capture_default_str();
-  command.add_option("--data", args.data, "directory of MNIST-format IDX files (train-*/t10k-*, .gz or raw)")
+  command.add_option("--data", args.data,
+                     "data directory: MNIST IDX files, train.pt/test.pt tensor files, train-00000.pt... shards, or "
+                     "an image folder train/<class>/*.png|jpg (detected; see docs/data.md)")
       ->capture_default_str();
+  command.add_option("--image-size", args.image_size,
+                     "image folders: resize the shorter side to N, then centre-crop N x N (0: keep the size)");
+  command.add_option("--mean", args.mean, "image folders: per-channel mean to subtract (one value or one per channel)")
+      ->delimiter(',');
+  command.add_option("--std", args.std, "image folders: per-channel std to divide by")->delimiter(',');
   command.add_option("--batch-size", args.batch_size, "samples per rank per step")->capture_default_str();
   command.add_option("--limit-samples", args.limit_samples, "use only the first N samples of each split (0: all)");
   command.add_option("--workers", args.workers,
@@ -114,8 +125,9 @@ void check_common(const CommonArgs& args) {
   DPT_CHECK(args.device.empty() || args.device == "cpu" || args.device == "cuda", InvalidArgumentError,
             "--device must be cpu or cuda, got '", args.device, "'");
   if (!args.log_level.empty()) dpt::log::parse_level(args.log_level);
-  DPT_CHECK(dpt::fs::is_directory(args.data), InvalidArgumentError, "--data ", args.data,
-            ": no such directory (expected MNIST-format IDX files)");
+  DPT_CHECK(args.image_size >= 0, InvalidArgumentError, "--image-size must be >= 0, got ", args.image_size);
+  for (double s : args.std) DPT_CHECK(s > 0, InvalidArgumentError, "--std values must be > 0, got ", s);
+  dpt::cli::detect_data(args.data);  // one error naming what was looked for
   if (!dpt::is_builtin_model(args.model)) {
     DPT_CHECK(dpt::fs::is_regular_file(args.model), InvalidArgumentError, "--model ", args.model,
               ": neither a built-in model (mlp, cnn, resnet18) nor an existing TorchScript file");
@@ -196,26 +208,30 @@ torch::Device pick_device(const CommonArgs& args, const dpt::Runtime& runtime) {
   return runtime.device();
 }
 
-dpt::TensorDataset load_split(const CommonArgs& args, const std::string& split) {
-  dpt::IdxDataset data = dpt::load_mnist(args.data, split);
-  if (args.limit_samples > 0 && args.limit_samples < data.size()) {
-    return dpt::TensorDataset(data.inputs().narrow(0, 0, args.limit_samples).clone(),
-                           data.targets().narrow(0, 0, args.limit_samples).clone());
-  }
-  return data;
+dpt::cli::DataOptions data_options(const CommonArgs& args) {
+  dpt::cli::DataOptions options;
+  options.directory = args.data;
+  options.limit_samples = args.limit_samples;
+  options.images.image_size = args.image_size;
+  options.images.mean = args.mean;
+  options.images.std = args.std;
+  return options;
 }
 
 // A built-in model is built from the seed on every rank (DDP broadcasts rank 0's anyway); a
 // TorchScript file is read by rank 0 only and its bytes broadcast.
-dpt::Model load_model(const CommonArgs& args, const dpt::CommunicatorPtr& world, const dpt::TensorDataset& data,
-                      int64_t seed) {
+// `sample`: one input of the data; `max_label`: its largest class label when known.
+dpt::Model load_model(const CommonArgs& args, const dpt::CommunicatorPtr& world, const torch::Tensor& sample,
+                      std::optional<int64_t> max_label, int64_t seed) {
   if (dpt::is_builtin_model(args.model)) {
     torch::manual_seed(static_cast<uint64_t>(seed));
+    DPT_CHECK(sample.dim() == 3, InvalidArgumentError, "the built-in models take images [C, H, W]; the samples of ",
+              args.data, " are ", sample.sizes(), " (use your own TorchScript model with --model)");
     dpt::ModelZooOptions shape;
-    shape.in_channels = data.inputs().size(1);
-    shape.height = data.inputs().size(2);
-    shape.width = data.inputs().size(3);
-    shape.num_classes = std::max<int64_t>(10, data.targets().max().item<int64_t>() + 1);
+    shape.in_channels = sample.size(0);
+    shape.height = sample.size(1);
+    shape.width = sample.size(2);
+    shape.num_classes = std::max<int64_t>(10, max_label.value_or(9) + 1);
     return dpt::Model(dpt::make_builtin_model(args.model, shape));
   }
   dpt::Bytes bytes = dpt::bytes_from_rank0(world, [&] { return dpt::read_file(args.model); });
@@ -245,16 +261,30 @@ int run_train(const CommonArgs& common, const TrainArgs& args) {
   dpt::Runtime runtime(runtime_options(common));
   auto world = runtime.world();
   options.device(pick_device(common, runtime));
-  auto train = load_split(common, "train");
-  auto test = load_split(common, "test");
-  dpt::Model model = load_model(common, world, train, args.seed);
+  const auto data = data_options(common);
+  if (!args.transform.empty()) {
+    options.train_transform(dpt::compose({options.train_transform(), dpt::script_transform(args.transform)}));
+  }
+  auto train = dpt::cli::open_train_source(data, dpt::source_options(options), world);
+  auto test = args.no_eval ? nullptr : dpt::cli::open_split(data, "test", world);
+  auto first = train->first_samples(1);
+  dpt::Model model = load_model(common, world, first.first[0], train->largest_label(), args.seed);
   dpt::Trainer trainer(model, world, options);
-  DPT_LOG_INFO("dptrain train: model {}, {} rank(s) on {} ({}), {} training samples", common.model, world->size(),
-               options.device().str(), runtime.backend(), train.size());
-  dpt::TrainResult result = trainer.fit(train, args.no_eval ? nullptr : &test);
+  DPT_LOG_INFO("dptrain train: {} in {} ({}), model {}, {} rank(s) on {} ({})", train->describe(), common.data,
+               dpt::cli::describe(dpt::cli::detect_data(common.data)), common.model, world->size(),
+               options.device().str(), runtime.backend());
+  dpt::TrainResult result = trainer.fit(*train, test.get());
   if (!args.out.empty() && world->rank() == 0) {
     model.eval();
-    model.torchscript().save(args.out);
+    auto saved = model.torchscript();
+    // Image folders: the class of label i travels with the model (`infer` prints them).
+    if (auto classes = dpt::cli::class_names(data); !classes.empty()) {
+      c10::List<std::string> names;
+      for (const auto& name : classes) names.push_back(name);
+      if (saved.hasattr("class_names")) saved.setattr("class_names", names);
+      else saved.register_attribute("class_names", c10::ListType::ofStrings(), names);
+    }
+    saved.save(args.out);
     DPT_LOG_INFO("model saved to {} (TorchScript: torch.jit.load)", args.out);
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -276,8 +306,9 @@ int run_eval(const CommonArgs& common) {
   auto start = std::chrono::steady_clock::now();
   dpt::Runtime runtime(runtime_options(common));
   auto world = runtime.world();
-  auto test = load_split(common, "test");
-  dpt::Model model = load_model(common, world, test, 0);
+  auto test_split = dpt::cli::open_split(data_options(common), "test", world);
+  const auto& test = *test_split;
+  dpt::Model model = load_model(common, world, test.get(0).input, dpt::largest_label(test), 0);
   dpt::Trainer trainer(model, world,
                        dpt::TrainerOptions().batch_size(common.batch_size).eval_batch_size(common.batch_size)
                            .device(pick_device(common, runtime)));
@@ -299,8 +330,9 @@ int run_infer(const CommonArgs& common, const InferArgs& args) {
   check_output("--out", args.out);
   dpt::Runtime runtime(runtime_options(common));
   auto world = runtime.world();
-  auto data = load_split(common, args.split);
-  dpt::Model model = load_model(common, world, data, 0);
+  auto split = dpt::cli::open_split(data_options(common), args.split, world);
+  const auto& data = *split;
+  dpt::Model model = load_model(common, world, data.get(0).input, dpt::largest_label(data), 0);
   dpt::Trainer trainer(model, world,
                        dpt::TrainerOptions().batch_size(common.batch_size).eval_batch_size(common.batch_size)
                            .device(pick_device(common, runtime)));
@@ -309,6 +341,11 @@ int run_infer(const CommonArgs& common, const InferArgs& args) {
     dpt::write_file_atomic(args.out, torch::pickle_save(outputs));
     std::cout << "dptrain infer: outputs of shape " << outputs.sizes() << " for the " << args.split
               << " split written to " << args.out << " (python: torch.load(\"" << args.out << "\"))" << std::endl;
+    if (model.is_torchscript() && model.torchscript().hasattr("class_names")) {
+      std::cout << "classes (column i is class i):";
+      for (const auto& name : model.torchscript().attr("class_names").toListRef()) std::cout << " " << name.toStringRef();
+      std::cout << std::endl;
+    }
   }
   world->barrier();
   return 0;
@@ -351,6 +388,10 @@ int main(int argc, char** argv) {
     train_cmd->add_flag("--nesterov", train.nesterov, "Nesterov momentum (sgd)");
     train_cmd->add_flag("--augment", train.augment,
                         "augment training images (random crop with 4 px padding, horizontal flip) on the workers");
+    train_cmd->add_option("--transform", train.transform,
+                          "per-sample transform written in PyTorch: a TorchScript module, forward(x) or forward(x, "
+                          "seed: int), run on the workers after --augment")
+        ->check(CLI::ExistingFile);
     train_cmd->add_option("--lr-schedule", train.lr_schedule, "constant, step or cosine")->capture_default_str();
     train_cmd->add_option("--warmup-steps", train.warmup_steps, "linear warmup steps (any schedule)");
     train_cmd->add_option("--lr-step-size", train.lr_step_size, "step schedule: steps between decays");

@@ -80,7 +80,11 @@ Position restore_run(const RunParts& run) {
   position.epoch = checkpoint.epoch;
   position.step = checkpoint.step;
   const int64_t consumed = old_offset + checkpoint.batch_in_epoch * old_global_batch;
-  if (old_global_batch != run.global_batch) {
+  if (old_global_batch != run.global_batch && !run.reshardable) {
+    DPT_LOG_WARN("checkpoint {} was written with a global batch of {}, this run's is {}: a sharded source deals its "
+                 "shards differently now, so epoch {} restarts from its first sample",
+                 origin, old_global_batch, run.global_batch, position.epoch + 1);
+  } else if (old_global_batch != run.global_batch) {
     position.epoch_offset = consumed;
     DPT_LOG_WARN(
         "checkpoint {} was written by {} rank(s) with a global batch of {}; resuming on {} rank(s) with a global "

@@ -33,6 +33,8 @@ struct RunParts {
   const CommunicatorPtr& world;  // may be null (one process)
   const TrainerOptions& options;
   int64_t global_batch;          // ranks x batch x accumulation of this run
+  // The source continues an epoch exactly at another world size (else such a resume restarts it).
+  bool reshardable = true;
 };
 
 // Reads options.resume() on rank 0 (its bytes reach every rank), loads the model, the optimizer

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <mutex>
 
+#include "dptrain/core/data/image_folder.h"
 #include "dptrain/core/data/preprocess_pool.h"
 #include "dptrain/core/data/tensor_dataset.h"
 #include "dptrain/core/error.h"
@@ -54,18 +55,9 @@ torch::Tensor loss_of(const std::string& kind, const torch::Tensor& logits, cons
              : F::cross_entropy(outputs, targets);
 }
 
-// This rank's positions of an epoch: permutation[offset + rank :: world].
-torch::Tensor shard_indices(int64_t size, bool shuffle, int64_t seed, int64_t epoch, int64_t offset, int rank,
-                            int world) {
-  torch::Tensor order;
-  if (shuffle) {
-    auto generator = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed + epoch));
-    order = torch::randperm(size, generator, torch::TensorOptions().dtype(torch::kLong));
-  } else {
-    order = torch::arange(size, torch::kLong);
-  }
-  if (offset >= size) return torch::empty({0}, torch::kLong);
-  return order.slice(0, offset + rank, size, world);
+// This rank's share of an evaluation split: positions rank, rank + W, ...
+torch::Tensor evaluation_indices(int64_t size, int rank, int world) {
+  return torch::arange(rank, size, world, torch::kLong);
 }
 
 class MetricsWriter {
@@ -195,51 +187,19 @@ int Trainer::world_size() const { return world_ ? world_->size() : 1; }
 
 void Trainer::add_callback(std::shared_ptr<TrainerCallback> callback) { callbacks_.push_back(std::move(callback)); }
 
-namespace {
-
-// The examples at `indices`, each passed through `map(example, dataset index)`, stacked.
-std::pair<torch::Tensor, torch::Tensor> stack_examples(const Dataset& data, const torch::Tensor& indices,
-                                                       const std::function<Example(Example, int64_t)>& map) {
-  std::vector<torch::Tensor> inputs, targets;
-  auto accessor = indices.accessor<int64_t, 1>();
-  for (int64_t i = 0; i < indices.size(0); ++i) {
-    Example example = map(data.get(accessor[i]), accessor[i]);
-    inputs.push_back(example.input);
-    targets.push_back(example.target);
-  }
-  return {torch::stack(inputs), torch::stack(targets)};
-}
-
-}  // namespace
-
 std::pair<torch::Tensor, torch::Tensor> gather_batch(const Dataset& data, const torch::Tensor& indices) {
-  if (auto tensors = dynamic_cast<const TensorDataset*>(&data)) {
-    return {tensors->inputs().index_select(0, indices), tensors->targets().index_select(0, indices)};
-  }
-  return stack_examples(data, indices, [](Example example, int64_t) { return example; });
+  return gather_examples(data, indices);
 }
-
-namespace {
-
-// One training micro-batch as the pool's workers prepare it: the samples at `indices`, each through
-// `transform` (seeded per sample, so any worker count gives the same batch), pinned for a CUDA copy.
-std::pair<torch::Tensor, torch::Tensor> prepare_train_batch(const Dataset& data, const torch::Tensor& indices,
-                                                            const Transform& transform, uint64_t seed, int64_t epoch,
-                                                            bool pin) {
-  auto batch = !transform ? gather_batch(data, indices)
-                          : stack_examples(data, indices, [&](Example example, int64_t index) {
-                              SampleRng rng(seed, epoch, index);
-                              return transform(std::move(example), rng);
-                            });
-  if (pin) batch = {batch.first.pin_memory(), batch.second.pin_memory()};
-  return batch;
-}
-
-}  // namespace
 
 void Trainer::check_model_fits(const Dataset& data) {
   DPT_CHECK(data.size() > 0, DataError, "the dataset is empty");
-  auto [inputs, targets] = gather_batch(data, torch::arange(std::min<int64_t>(2, data.size()), torch::kLong));
+  check_model_fits(gather_batch(data, torch::arange(std::min<int64_t>(2, data.size()), torch::kLong)),
+                   dpt::largest_label(data));
+}
+
+void Trainer::check_model_fits(const std::pair<torch::Tensor, torch::Tensor>& samples,
+                               std::optional<int64_t> max_label_known) {
+  const auto& [inputs, targets] = samples;
   torch::Tensor outputs;
   bool was_training = model_.is_training();
   model_.eval();
@@ -254,8 +214,7 @@ void Trainer::check_model_fits(const Dataset& data) {
     DPT_THROW(ModelError, "the model cannot take inputs of shape ", inputs.sizes(), ": ", short_reason(e));
   }
   model_.train(was_training);
-  int64_t max_label = 0;
-  if (auto tensors = dynamic_cast<const TensorDataset*>(&data)) max_label = tensors->targets().max().item<int64_t>();
+  const int64_t max_label = max_label_known.value_or(targets.numel() > 0 ? targets.max().item<int64_t>() : 0);
   DPT_CHECK(outputs.dim() == 2 && outputs.size(0) == inputs.size(0) && outputs.size(1) > max_label, ModelError,
             "model output of shape ", outputs.sizes(), " for inputs of shape ", inputs.sizes(),
             " is incompatible with the labels: ", options_.loss(), " needs [N, C] class scores with C > ", max_label,
@@ -267,7 +226,7 @@ EvalResult Trainer::evaluate(const Dataset& data) {
   model_.eval();
   state_->sync->sync_buffers();
   torch::NoGradGuard no_grad;
-  auto indices = shard_indices(data.size(), false, 0, 0, 0, rank(), world_size());
+  auto indices = evaluation_indices(data.size(), rank(), world_size());
   // [loss sum, correct, count], accumulated on the device: no host round trip per batch.
   const torch::Device device = world_ ? world_->device() : options_.device();
   auto totals = torch::zeros({3}, torch::TensorOptions(torch::kDouble).device(options_.device()));
@@ -296,7 +255,7 @@ torch::Tensor Trainer::predict(const Dataset& data) {
   bool was_training = model_.is_training();
   model_.eval();
   torch::NoGradGuard no_grad;
-  auto indices = shard_indices(data.size(), false, 0, 0, 0, rank(), world_size());
+  auto indices = evaluation_indices(data.size(), rank(), world_size());
   std::vector<torch::Tensor> chunks;
   for (int64_t begin = 0; begin < indices.size(0); begin += options_.eval_batch_size()) {
     auto [inputs, targets] = gather_batch(data, indices.slice(0, begin, begin + options_.eval_batch_size()));
@@ -390,22 +349,39 @@ StepInfo Trainer::train_step(const std::function<std::pair<torch::Tensor, torch:
   return info;
 }
 
+SourceOptions source_options(const TrainerOptions& options) {
+  SourceOptions source;
+  source.shuffle = options.shuffle();
+  source.seed = options.seed();
+  source.transform = options.train_transform();
+  source.pin_memory = options.device().is_cuda() && torch::cuda::is_available();
+  return source;
+}
+
 TrainResult Trainer::fit(const Dataset& train, const Dataset* test) {
+  // A non-owning handle: `train` outlives this call.
+  std::shared_ptr<const Dataset> data(std::shared_ptr<const Dataset>(), &train);
+  return fit(IndexedSource(data, source_options(options_)), test);
+}
+
+TrainResult Trainer::fit(const TrainSource& train, const Dataset* test) {
   auto start = Clock::now();
   const int world = world_size();
   const auto& o = options_;
-  check_model_fits(train);
+  check_model_fits(train.first_samples(2), train.largest_label());
 
-  const int64_t global_batch = static_cast<int64_t>(world) * o.batch_size() * o.accumulation_steps();
-  DPT_CHECK(train.size() >= global_batch, InvalidArgumentError, "the training set has ", train.size(),
-            " samples, fewer than one global batch (", world, " ranks x --batch-size ", o.batch_size(),
-            " x --accumulation-steps ", o.accumulation_steps(), " = ", global_batch, ")");
-  int64_t steps_per_epoch = train.size() / global_batch;
-  int64_t planned_steps = steps_per_epoch * o.epochs();
+  const RankLayout layout{rank(), world, o.batch_size(), o.accumulation_steps()};
+  const int64_t global_batch = layout.global_batch();
+  DPT_CHECK(train.steps_in_epoch(0, 0, layout) > 0, InvalidArgumentError, "the training set (", train.describe(),
+            ") has fewer samples per rank than one global batch needs (", world, " ranks x --batch-size ",
+            o.batch_size(), " x --accumulation-steps ", o.accumulation_steps(), " = ", global_batch, ")");
+  int64_t planned_steps = 0;
+  for (int64_t epoch = 0; epoch < o.epochs(); ++epoch) planned_steps += train.steps_in_epoch(epoch, 0, layout);
   if (o.max_steps() > 0) planned_steps = std::min(planned_steps, o.max_steps());
   LrSchedule schedule(o.schedule(), o.optimizer().lr(), planned_steps);
   auto& optimizer = *state_->optimizer;
-  const RunParts run{model_, optimizer, state_->scaler, world_, o, global_batch};
+  const RunParts run{model_, optimizer, state_->scaler, world_, o, global_batch,
+                     train.resumes_exactly_at_other_world_sizes()};
 
   Position position;
   const bool resumed = !o.resume().empty();
@@ -430,32 +406,27 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset* test) {
   };
 
   for (auto& callback : callbacks_) callback->on_train_begin(position.step);
-  DPT_LOG_INFO("training: {} samples, {} rank(s) x batch {} x accumulation {} = global batch {}, {} steps/epoch, "
+  DPT_LOG_INFO("training: {}, {} rank(s) x batch {} x accumulation {} = global batch {}, {} steps in epoch 1, "
                "{} epochs, {} planned steps",
-               train.size(), world, o.batch_size(), o.accumulation_steps(), global_batch, steps_per_epoch, o.epochs(),
-               planned_steps);
+               train.describe(), world, o.batch_size(), o.accumulation_steps(), global_batch,
+               train.steps_in_epoch(0, 0, layout), o.epochs(), planned_steps);
 
   TrainResult result;
   model_.train();
   int64_t steps_this_run = 0;
   PreprocessPool pool(o.workers(), o.prefetch_batches());
-  const bool pin = o.device().is_cuda() && torch::cuda::is_available();
   bool finished = position.step >= planned_steps;
   for (; !finished && position.epoch < o.epochs(); ++position.epoch) {
     auto epoch_start = Clock::now();
-    auto indices = shard_indices(train.size(), o.shuffle(), o.seed(), position.epoch, position.epoch_offset, rank(),
-                                 world);
-    int64_t epoch_steps = (train.size() - position.epoch_offset) / global_batch;
+    const int64_t epoch_steps = train.steps_in_epoch(position.epoch, position.epoch_offset, layout);
     losses.start_epoch();
     // The rest of this epoch's micro-batches, in the order the loop below takes them, prepared
     // ahead on the pool; leaving the epoch early (stop, error) cancels the stream.
     const int64_t first_micro = position.batch_in_epoch * o.accumulation_steps();
-    auto micro_batches = pool.map<std::pair<torch::Tensor, torch::Tensor>>(
+    auto micro_batches = pool.map<Batch>(
         std::max<int64_t>(0, epoch_steps * o.accumulation_steps() - first_micro),
-        [&train, &o, indices, first_micro, pin, epoch = position.epoch](int64_t k) {
-          const int64_t first = (first_micro + k) * o.batch_size();
-          return prepare_train_batch(train, indices.slice(0, first, first + o.batch_size()), o.train_transform(),
-                                     static_cast<uint64_t>(o.seed()), epoch, pin);
+        [&train, layout, first_micro, epoch = position.epoch, offset = position.epoch_offset](int64_t k) {
+          return train.micro_batch(epoch, offset, first_micro + k, layout);
         });
     auto next_micro_batch = [&] {
       auto prepared = micro_batches.next();

@@ -40,6 +40,7 @@
 #include "dptrain/core/model.h"
 #include "dptrain/parallel/communicator.h"
 #include "dptrain/trainers/optim.h"
+#include "dptrain/trainers/train_source.h"
 
 namespace dpt {
 
@@ -141,6 +142,10 @@ class Trainer {
   // Trains on `train` (a TensorDataset is batched without copies per example) and evaluates on
   // `test` after each epoch and at the end when given. Resumes first when options.resume is set.
   TrainResult fit(const Dataset& train, const Dataset* test = nullptr);
+  // The same from any source of training micro-batches (a stream of tensor-file shards, ...; see
+  // train_source.h); options().shuffle/seed/train_transform are the source's own business there.
+  TrainResult fit(const TrainSource& train, const Dataset* test = nullptr);
+
 
   // Loss and accuracy on `data`, each rank scoring positions rank, rank+W, ...; reduced over ranks.
   EvalResult evaluate(const Dataset& data);
@@ -152,6 +157,8 @@ class Trainer {
   // Checks that the model maps a batch of `data` to [N, C] logits with C > the largest label:
   // ModelError naming both shapes otherwise. fit() calls it first.
   void check_model_fits(const Dataset& data);
+  // The same from a batch of samples; `max_label`: the largest label when known, else the batch's.
+  void check_model_fits(const std::pair<torch::Tensor, torch::Tensor>& samples, std::optional<int64_t> max_label);
 
   Model& model() { return model_; }
   const TrainerOptions& options() const { return options_; }
@@ -170,6 +177,10 @@ class Trainer {
   std::unique_ptr<State> state_;
   int64_t position_step_ = 0;  // optimizer steps taken before the one train_step is taking
 };
+
+// What a training source takes from the trainer's options (and fit(const Dataset&) gives its
+// IndexedSource): shuffle, seed, the per-sample transform, pinned batches when training on CUDA.
+SourceOptions source_options(const TrainerOptions& options);
 
 // Rank 0 runs `produce` (e.g. reads a file); every rank returns rank 0's bytes, or throws the
 // same error rank 0 met (kind and message), so no rank is left waiting in a broadcast. This is how

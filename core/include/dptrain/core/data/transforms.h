@@ -58,4 +58,22 @@ class RandomHorizontalFlip {
   double p_;
 };
 
+// A per-sample transform written in PyTorch: a TorchScript module (torch.jit.script(m).save(path))
+// whose forward takes the sample's input tensor, or the tensor and an int seed, and returns the
+// new input tensor. The seed comes from the sample's SampleRng, so a random transform gives the
+// same result with any number of workers; TorchScript runs without Python's GIL, so the pool's
+// workers run it truly in parallel. Draw randomness from a generator seeded with it:
+//
+//   class Augment(torch.nn.Module):
+//       def forward(self, x: torch.Tensor, seed: int) -> torch.Tensor:
+//           g = torch.Generator()
+//           g.manual_seed(seed)
+//           if torch.rand(1, generator=g).item() < 0.5:
+//               x = x.flip(-1)
+//           return x
+//
+// ModelError naming the file when it is not a TorchScript module or its forward does not take
+// (Tensor) or (Tensor, int); DataError naming the file when a call does not return a tensor.
+Transform script_transform(const std::string& path);
+
 }  // namespace dpt

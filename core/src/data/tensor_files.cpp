@@ -1,0 +1,68 @@
+#include "dptrain/core/data/tensor_files.h"
+
+#include <torch/serialize.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "dptrain/core/error.h"
+#include "dptrain/core/fs.h"
+#include "dptrain/core/serialize.h"
+
+namespace dpt {
+namespace {
+
+torch::Tensor tensor_entry(const c10::Dict<c10::IValue, c10::IValue>& dict, const char* key, const std::string& path) {
+  auto found = dict.find(key);
+  DPT_CHECK(found != dict.end(), DataError, path, ": no \"", key,
+            "\" entry (save it as torch.save({\"inputs\": X, \"targets\": Y}, path))");
+  const auto& value = found->value();
+  DPT_CHECK(!value.isTuple() && !value.isList(), DataError, path, ": \"", key,
+            "\" is a tuple or list of tensors; the command line trains models of one input tensor and one "
+            "target tensor (use the C++ API for several)");
+  DPT_CHECK(value.isTensor(), DataError, path, ": \"", key, "\" is a ", value.tagKind(), ", not a tensor");
+  auto tensor = value.toTensor();
+  DPT_CHECK(tensor.dim() >= 1, DataError, path, ": \"", key, "\" is a 0-d tensor; its first dimension must count "
+            "the samples");
+  return tensor.contiguous();
+}
+
+}  // namespace
+
+TensorDataset load_tensor_file(const std::string& path) {
+  Bytes bytes = read_file(path);
+  c10::IValue loaded;
+  try {
+    loaded = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    DPT_THROW(DataError, path, ": not a file torch.save wrote, or a damaged one (", what.substr(0, what.find('\n')),
+              ")");
+  }
+  DPT_CHECK(loaded.isGenericDict(), DataError, path, ": holds a ", loaded.tagKind(),
+            "; expected the dict torch.save({\"inputs\": X, \"targets\": Y}, path) writes");
+  auto dict = loaded.toGenericDict();
+  auto inputs = tensor_entry(dict, "inputs", path);
+  auto targets = tensor_entry(dict, "targets", path);
+  DPT_CHECK(inputs.size(0) == targets.size(0), DataError, path, ": ", inputs.size(0), " inputs but ", targets.size(0),
+            " targets (the first dimension counts samples in both)");
+  return TensorDataset(inputs, targets);
+}
+
+std::vector<std::string> list_shards(const std::string& directory, const std::string& split) {
+  std::vector<std::pair<long long, std::string>> found;
+  const std::string prefix = split + "-";
+  for (const auto& name : fs::list_directory(directory)) {
+    if (name.size() <= prefix.size() + 3 || name.compare(0, prefix.size(), prefix) != 0) continue;
+    if (name.compare(name.size() - 3, 3, ".pt") != 0) continue;
+    const std::string number = name.substr(prefix.size(), name.size() - prefix.size() - 3);
+    if (number.empty() || !std::all_of(number.begin(), number.end(), [](char c) { return std::isdigit(c); })) continue;
+    found.emplace_back(std::stoll(number), directory + "/" + name);
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> paths;
+  for (auto& [number, path] : found) paths.push_back(std::move(path));
+  return paths;
+}
+
+}  // namespace dpt

@@ -1,0 +1,133 @@
+#include "data_sources.h"
+
+#include "dptrain/core/data/idx_dataset.h"
+#include "dptrain/core/data/tensor_files.h"
+#include "dptrain/core/error.h"
+#include "dptrain/core/fs.h"
+#include "dptrain/core/logging.h"
+#include "dptrain/trainers/sharded_source.h"
+
+namespace dpt::cli {
+namespace {
+
+bool has_idx(const std::string& dir) {
+  for (const char* name : {"train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"}) {
+    if (fs::is_regular_file(dir + "/" + name)) return true;
+  }
+  return false;
+}
+
+// The first N samples of an in-memory dataset; an image folder (sorted by class) keeps an evenly
+// spread subset instead, so every class stays represented.
+std::shared_ptr<Dataset> limited(std::shared_ptr<Dataset> data, int64_t limit) {
+  if (limit <= 0 || limit >= data->size()) return data;
+  if (auto tensors = std::dynamic_pointer_cast<TensorDataset>(data)) {
+    return std::make_shared<TensorDataset>(tensors->inputs().narrow(0, 0, limit).clone(),
+                                           tensors->targets().narrow(0, 0, limit).clone());
+  }
+  if (auto images = std::dynamic_pointer_cast<ImageFolderDataset>(data)) {
+    ImageFolderIndex subset;
+    subset.class_names = images->class_names();
+    const auto& all = images->index();
+    for (int64_t k = 0; k < limit; ++k) {
+      const auto i = static_cast<size_t>(k * data->size() / limit);
+      subset.paths.push_back(all.paths[i]);
+      subset.labels.push_back(all.labels[i]);
+    }
+    return std::make_shared<ImageFolderDataset>(std::move(subset), images->options());
+  }
+  return data;
+}
+
+std::shared_ptr<Dataset> concatenated_shards(const std::vector<std::string>& paths) {
+  std::vector<torch::Tensor> inputs, targets;
+  for (const auto& path : paths) {
+    auto part = load_tensor_file(path);
+    inputs.push_back(part.inputs());
+    targets.push_back(part.targets());
+  }
+  return std::make_shared<TensorDataset>(torch::cat(inputs), torch::cat(targets));
+}
+
+// "test" falls back to "val" for tensor files and image folders.
+std::shared_ptr<Dataset> open_tensor_split(const std::string& dir, const std::string& split) {
+  for (const std::string& name : split == "test" ? std::vector<std::string>{"test", "val"}
+                                                 : std::vector<std::string>{split}) {
+    if (fs::is_regular_file(dir + "/" + name + ".pt")) {
+      return std::make_shared<TensorDataset>(load_tensor_file(dir + "/" + name + ".pt"));
+    }
+    auto shards = list_shards(dir, name);
+    if (!shards.empty()) return concatenated_shards(shards);
+  }
+  DPT_THROW(IoError, "--data ", dir, ": no ", split, ".pt", split == "test" ? " (or val.pt)" : "", " nor ", split,
+            "-00000.pt shards");
+}
+
+}  // namespace
+
+DataKind detect_data(const std::string& dir) {
+  DPT_CHECK(fs::is_directory(dir), InvalidArgumentError, "--data ", dir, ": no such directory");
+  if (has_idx(dir)) return DataKind::Idx;
+  if (fs::is_regular_file(dir + "/train.pt")) return DataKind::TensorFile;
+  if (!list_shards(dir, "train").empty()) return DataKind::TensorShards;
+  if (fs::is_directory(dir + "/train")) return DataKind::ImageFolder;
+  DPT_THROW(InvalidArgumentError, "--data ", dir,
+            ": no training data found; expected MNIST IDX files (train-images-idx3-ubyte[.gz]), a tensor file "
+            "train.pt, shards train-00000.pt, ..., or an image folder train/<class>/*.png|jpg");
+}
+
+const char* describe(DataKind kind) {
+  switch (kind) {
+    case DataKind::Idx: return "MNIST IDX files";
+    case DataKind::TensorFile: return "tensor files";
+    case DataKind::TensorShards: return "tensor-file shards";
+    case DataKind::ImageFolder: return "image folder";
+  }
+  return "?";
+}
+
+std::vector<std::string> class_names(const DataOptions& options) {
+  if (detect_data(options.directory) != DataKind::ImageFolder) return {};
+  return scan_image_folder(options.directory, "train").class_names;
+}
+
+std::shared_ptr<Dataset> open_split(const DataOptions& options, const std::string& split,
+                                    const CommunicatorPtr& /*world*/) {
+  const auto& dir = options.directory;
+  std::shared_ptr<Dataset> data;
+  switch (detect_data(dir)) {
+    case DataKind::Idx:
+      data = std::make_shared<IdxDataset>(load_mnist(dir, split));
+      break;
+    case DataKind::TensorFile:
+    case DataKind::TensorShards:
+      data = open_tensor_split(dir, split);
+      break;
+    case DataKind::ImageFolder: {
+      auto classes = scan_image_folder(dir, "train").class_names;
+      auto train = std::make_shared<ImageFolderDataset>(scan_image_folder(dir, "train"), options.images);
+      if (split == "train") {
+        data = train;
+      } else {
+        // The evaluation split is decoded like the training split: same classes, same channels.
+        const std::string name = fs::is_directory(dir + "/test") ? "test" : "val";
+        ImageFolderOptions images = options.images;
+        images.channels = train->channels();
+        data = std::make_shared<ImageFolderDataset>(scan_image_folder(dir, name, classes), images);
+      }
+      break;
+    }
+  }
+  return limited(std::move(data), options.limit_samples);
+}
+
+std::unique_ptr<TrainSource> open_train_source(const DataOptions& options, SourceOptions source,
+                                               const CommunicatorPtr& world) {
+  if (detect_data(options.directory) == DataKind::TensorShards) {
+    if (options.limit_samples > 0) DPT_LOG_WARN("--limit-samples does not apply to sharded training data");
+    return std::make_unique<ShardedSource>(find_shards(options.directory, "train", world), std::move(source));
+  }
+  return std::make_unique<IndexedSource>(open_split(options, "train", world), std::move(source));
+}
+
+}  // namespace dpt::cli
