@@ -1,28 +1,67 @@
+#include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
+
+#include <atomic>
+#include <unordered_map>
 
 #include "dptrain/core/data/transforms.h"
 #include "dptrain/core/error.h"
 #include "dptrain/core/model.h"
 
 namespace dpt {
+namespace {
+
+// A TorchScript transform as each worker thread runs it: its own copy of the module, loaded from
+// the file's bytes on the thread's first call. One copy must not serve several threads: TorchScript
+// folds `torch.Generator()` into a constant of the compiled graph, one generator object that
+// concurrent calls would seed and draw from at the same time.
+struct ScriptTransform {
+  Bytes bytes;
+  std::string path;
+  bool seeded = false;
+  // Never reused, unlike an address, so a thread never picks up another transform's module.
+  const uint64_t id = next_id()++;
+
+  static std::atomic<uint64_t>& next_id() {
+    static std::atomic<uint64_t> counter{0};
+    return counter;
+  }
+
+  torch::jit::Module& module_of_this_thread() const {
+    thread_local std::unordered_map<uint64_t, std::shared_ptr<torch::jit::Module>> modules;
+    auto& module = modules[id];
+    if (!module) {
+      module = std::make_shared<torch::jit::Module>(Model::from_torchscript_bytes(bytes, path).torchscript());
+      module->eval();
+    }
+    return *module;
+  }
+};
+
+}  // namespace
 
 Transform script_transform(const std::string& path) {
-  auto model = Model::load_torchscript(path);  // ModelError naming the file when it is not one
-  auto module = std::make_shared<torch::jit::Module>(model.torchscript());
-  module->eval();
-  const auto& schema = module->get_method("forward").function().getSchema();
+  auto transform = std::make_shared<ScriptTransform>();
+  transform->path = path;
+  transform->bytes = read_file(path);
+  auto model = Model::from_torchscript_bytes(transform->bytes, path);  // ModelError naming the file
+  const auto& schema = model.torchscript().get_method("forward").function().getSchema();
   const size_t arguments = schema.arguments().size() - 1;  // without self
   DPT_CHECK(arguments == 1 || arguments == 2, ModelError, "--transform ", path, ": forward takes ", arguments,
             " argument(s); expected forward(self, x: Tensor) or forward(self, x: Tensor, seed: int)");
-  const bool seeded = arguments == 2;
-  return [module, seeded, path](Example example, SampleRng& rng) {
+  transform->seeded = arguments == 2;
+  return [transform](Example example, SampleRng& rng) {
     torch::NoGradGuard no_grad;
+    // Always the executor's unoptimized plan: its optimized plan, built after a few profiling
+    // calls, may round differently (e.g. a fused x + a * y), and which samples a thread runs
+    // before it exists depends on timing - results would depend on the worker count.
+    torch::jit::GraphOptimizerEnabledGuard same_plan_every_call(false);
     std::vector<c10::IValue> inputs{example.input};
     // Non-negative and within TorchScript's int (int64).
-    if (seeded) inputs.emplace_back(static_cast<int64_t>(rng.next_u64() >> 1));
-    auto output = module->forward(std::move(inputs));
-    DPT_CHECK(output.isTensor(), DataError, "--transform ", path, ": forward returned a ", output.tagKind(),
-              ", expected the transformed input tensor");
+    if (transform->seeded) inputs.emplace_back(static_cast<int64_t>(rng.next_u64() >> 1));
+    auto output = transform->module_of_this_thread().forward(std::move(inputs));
+    DPT_CHECK(output.isTensor(), DataError, "--transform ", transform->path, ": forward returned a ",
+              output.tagKind(), ", expected the transformed input tensor");
     example.input = output.toTensor();
     return example;
   };

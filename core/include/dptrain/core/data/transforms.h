@@ -61,8 +61,10 @@ class RandomHorizontalFlip {
 // A per-sample transform written in PyTorch: a TorchScript module (torch.jit.script(m).save(path))
 // whose forward takes the sample's input tensor, or the tensor and an int seed, and returns the
 // new input tensor. The seed comes from the sample's SampleRng, so a random transform gives the
-// same result with any number of workers; TorchScript runs without Python's GIL, so the pool's
-// workers run it truly in parallel. Draw randomness from a generator seeded with it:
+// same result with any number of workers: each worker thread runs its own copy of the module
+// (TorchScript folds `torch.Generator()` into one constant generator per compiled copy), always on
+// the executor's unoptimized plan (whose arithmetic does not change after the first calls).
+// TorchScript runs without Python's GIL, so the workers run it truly in parallel. Draw randomness from a generator seeded with it:
 //
 //   class Augment(torch.nn.Module):
 //       def forward(self, x: torch.Tensor, seed: int) -> torch.Tensor:
