@@ -6,6 +6,10 @@
 // The dataset is synthetic (random 3x64x64 images in memory) so disk speed plays no part. Each
 // sample goes through RandomCrop(64, padding 4), RandomHorizontalFlip, Normalize and
 // --blur-passes 5x5 Gaussian blurs (conv2d): a few hundred microseconds of CPU per sample.
+// With --images DIR it is instead the image folder DIR/train/<class>/*.jpg|png (e.g. made by
+// scripts/data/make_datasets.py --format imagefolder --image-format jpg --size 224 --rgb): each
+// sample is read, decoded (libjpeg-turbo / libpng), resized to --image-size and augmented
+// (random crop, flip) - dptrain train's image-folder path.
 // torch runs single-threaded (at::set_num_threads(1), OMP_NUM_THREADS=1; recorded in the output)
 // so the measured scaling is that of the pool's threads alone, not of libtorch's intra-op pool.
 // Every worker count runs one untimed warm-up pass, then --repeats timed epochs; the best epoch
@@ -21,6 +25,7 @@
 
 #include "bench_options.h"
 #include "dptrain/core/data/data_loader.h"
+#include "dptrain/core/data/image_folder.h"
 #include "dptrain/core/data/tensor_dataset.h"
 #include "dptrain/core/data/transforms.h"
 #include "dptrain/core/error.h"
@@ -37,6 +42,8 @@ struct Options {
   int64_t batch_size = 32;
   int blur_passes = 4;
   int repeats = 3;
+  std::string images;       // an image folder instead of synthetic tensors
+  int64_t image_size = 64;
   std::string out;
 };
 
@@ -80,6 +87,8 @@ int run(int argc, char** argv) {
       ->check(CLI::Range(0, 1000));
   app.add_option("--repeats", options.repeats, "timed epochs per worker count (the best counts)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--images", options.images, "image folder DIR (DIR/train/<class>/*.jpg|png) to decode instead");
+  app.add_option("--image-size", options.image_size, "--images: resize to N x N")->check(CLI::PositiveNumber);
   app.add_option("--out", options.out, "JSON result file ('-' = stdout)");
   if (auto code = dpt::bench::parse(app, argc, argv)) return *code;
   DPT_CHECK(options.out.empty() || options.out == "-" || dpt::fs::parent_is_writable(options.out), InvalidArgumentError,
@@ -87,15 +96,25 @@ int run(int argc, char** argv) {
   const dpt::bench::ThreadSetup threads = dpt::bench::apply_threads(1);
 
   torch::manual_seed(0);
-  auto data = std::make_shared<dpt::TensorDataset>(torch::rand({options.samples, 3, 64, 64}),
-                                                   torch::randint(10, {options.samples}));
+  std::shared_ptr<dpt::Dataset> data;
+  int64_t size = 64;
+  if (options.images.empty()) {
+    data = std::make_shared<dpt::TensorDataset>(torch::rand({options.samples, 3, 64, 64}),
+                                                torch::randint(10, {options.samples}));
+  } else {
+    dpt::ImageFolderOptions images;
+    images.image_size = size = options.image_size;
+    data = std::make_shared<dpt::ImageFolderDataset>(dpt::scan_image_folder(options.images, "train"), images);
+    options.samples = std::min<int64_t>(options.samples, data->size());
+  }
   const dpt::Transform transform =
-      dpt::compose({dpt::RandomCrop(64, 4), dpt::RandomHorizontalFlip(0.5), blur(options.blur_passes),
-                    dpt::Normalize({0.5, 0.5, 0.5}, {0.25, 0.25, 0.25})});
+      dpt::compose({dpt::RandomCrop(size, 4), dpt::RandomHorizontalFlip(0.5), blur(options.blur_passes),
+                    dpt::Normalize({0.5}, {0.25})});
 
-  std::printf("preprocess_bench: %lld samples of 3x64x64, batch %lld, %d blur passes, torch threads %d\n",
-              static_cast<long long>(options.samples), static_cast<long long>(options.batch_size), options.blur_passes,
-              threads.intra_op_threads);
+  const std::string source = options.images.empty() ? "synthetic 3x64x64 tensors" : "image folder " + options.images;
+  std::printf("preprocess_bench: %lld samples (%s), batch %lld, %d blur passes, torch threads %d\n",
+              static_cast<long long>(options.samples), source.c_str(), static_cast<long long>(options.batch_size),
+              options.blur_passes, threads.intra_op_threads);
   std::printf("%8s %14s %10s\n", "workers", "samples/s", "speedup");
   nlohmann::json results = nlohmann::json::array();
   double baseline = 0;
@@ -117,7 +136,9 @@ int run(int argc, char** argv) {
                              {"batch_size", options.batch_size},
                              {"blur_passes", options.blur_passes},
                              {"repeats", options.repeats},
-                             {"image_shape", {3, 64, 64}},
+                             {"source", source},
+                             {"image_shape", options.images.empty() ? nlohmann::json({3, 64, 64})
+                                                                    : nlohmann::json({size, size})},
                              {"torch_threads", threads.intra_op_threads},
                              {"threads", dpt::bench::to_json(threads)},
                              {"machine", dpt::bench::machine_info()}};

@@ -29,6 +29,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import data_suite  # noqa: E402
 import gpu_suite  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,7 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="intra-op threads per rank")
     p.add_argument("--gpu", action="store_true", help="the GPU suite (NCCL, CUDA tensors, ResNet-18)")
     p.add_argument("--quick", action="store_true", help="fewer sizes and steps (a smoke run)")
-    p.add_argument("--skip", default="", help="comma list of: allreduce,ddp,pytorch,trace,preprocess,dp")
+    p.add_argument("--skip", default="", help="comma list of: allreduce,ddp,pytorch,trace,preprocess,dp,data")
     p.add_argument("--out", default="", help="result directory (default benchmarks/results/<date>-<host>)")
     p.add_argument("--mpi-spin", action="store_true",
                    help="keep OpenMPI's default busy polling (by default the suite sets "
@@ -68,7 +69,7 @@ def parse_args(argv=None):
     args.build = os.path.abspath(args.build)
     args.models = [m for m in args.models.split(",") if m]
     args.skip = set(filter(None, args.skip.split(",")))
-    bad = args.skip - {"allreduce", "ddp", "pytorch", "trace", "preprocess", "dp"}
+    bad = args.skip - {"allreduce", "ddp", "pytorch", "trace", "preprocess", "dp", "data"}
     if bad:
         p.error(f"--skip: unknown {sorted(bad)}")
     return args
@@ -416,6 +417,8 @@ def main(argv=None):
             json.dump(gpu_summaries, f, indent=1)
     if "preprocess" not in args.skip:
         preprocess = suite.preprocess()
+    if "data" not in args.skip and not args.gpu:
+        extra_rows += data_suite.run_data(suite)
     if "dp" not in args.skip:
         dp = suite.dp()
 

@@ -6,6 +6,7 @@ reads, for examples, tests and benchmarks:
   python scripts/data/make_datasets.py --format shards     --out data/fm-shards --shards 8
   python scripts/data/make_datasets.py --format imagefolder --out data/fm-png
   python scripts/data/make_datasets.py --format imagefolder --image-format jpg --out data/fm-jpg
+  python scripts/data/make_datasets.py --format imagefolder --image-format jpg --size 224 --rgb --limit 2048 ...
 
   tensors      OUT/train.pt, OUT/test.pt: torch.save({"inputs": float32 [N, 1, H, W] in [0, 1],
                "targets": int64 [N]}) - the same values dptrain's IDX reader gives
@@ -14,7 +15,8 @@ reads, for examples, tests and benchmarks:
   imagefolder  OUT/train/<k>_<class name>/<index>.png (or .jpg), OUT/test/...: torchvision's
                ImageFolder layout; folders sort in label order
 
---limit N keeps the first N samples of each split. Needs the venv's torch, numpy and Pillow (a
+--limit N keeps the first N samples of each split; --size N resizes the images to N x N (bilinear)
+and --rgb stores them as RGB (for decoding benchmarks of photo-sized JPEGs). Needs the venv's torch, numpy and Pillow (a
 matplotlib dependency).
 """
 
@@ -57,14 +59,21 @@ def as_tensors(images, labels):
     return {"inputs": inputs, "targets": torch.from_numpy(labels.astype(np.int64))}
 
 
-def write_imagefolder(out, split, images, labels, image_format, classes):
+def write_imagefolder(out, split, images, labels, image_format, classes, size, rgb):
     from PIL import Image
     for k, name in enumerate(classes):
         os.makedirs(os.path.join(out, split, f"{k}_{name}"), exist_ok=True)
     for i, (image, label) in enumerate(zip(images, labels)):
         path = os.path.join(out, split, f"{label}_{classes[label]}", f"{i:05d}.{image_format}")
-        Image.fromarray(image, mode="L").save(path, quality=95) if image_format == "jpg" else \
-            Image.fromarray(image, mode="L").save(path)
+        picture = Image.fromarray(image, mode="L")
+        if size:
+            picture = picture.resize((size, size), Image.BILINEAR)
+        if rgb:
+            picture = picture.convert("RGB")
+        if image_format == "jpg":
+            picture.save(path, quality=90)
+        else:
+            picture.save(path)
 
 
 def main(argv=None):
@@ -75,6 +84,8 @@ def main(argv=None):
     p.add_argument("--shards", type=int, default=4, help="shards of the training split (--format shards)")
     p.add_argument("--image-format", default="png", choices=["png", "jpg"])
     p.add_argument("--limit", type=int, default=0, help="keep the first N samples of each split (0: all)")
+    p.add_argument("--size", type=int, default=0, help="imagefolder: resize to N x N (0: keep 28 x 28)")
+    p.add_argument("--rgb", action="store_true", help="imagefolder: store RGB images")
     args = p.parse_args(argv)
     if args.shards < 1:
         p.error("--shards must be >= 1")
@@ -84,7 +95,7 @@ def main(argv=None):
         classes = FASHION_CLASSES if len(FASHION_CLASSES) > splits["train"][1].max() else \
             [str(k) for k in range(int(splits["train"][1].max()) + 1)]
         for split, (images, labels) in splits.items():
-            write_imagefolder(args.out, split, images, labels, args.image_format, classes)
+            write_imagefolder(args.out, split, images, labels, args.image_format, classes, args.size, args.rgb)
     else:
         import torch
         torch.save(as_tensors(*splits["test"]), os.path.join(args.out, "test.pt"))
