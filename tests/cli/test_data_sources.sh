@@ -34,6 +34,14 @@ expect_ok sharded "$MPIRUN" -np 2 "$DPTRAIN" train --data shards "${ordered[@]}"
 grep -q "4 shards, 2000 samples" sharded.log || { cat sharded.log; fail "the shards were not detected and counted"; }
 expect_ok dealt "$MPIRUN" -np 2 "$DPTRAIN" train --data dealt "${ordered[@]}" --out dealt.pt
 expect_equal_models dealt.pt sharded.pt "4 shards vs the same samples in one tensor file"
+# eval and infer read every source; infer writes the outputs in the source's sample order.
+expect_ok eval_shards "$MPIRUN" -np 2 "$DPTRAIN" eval --data shards --model sharded.pt
+expect_ok infer_shards "$MPIRUN" -np 2 "$DPTRAIN" infer --data shards --model sharded.pt --out shards_logits.pt
+expect_ok infer_dealt "$DPTRAIN" infer --data dealt --model sharded.pt --out dealt_logits.pt
+"$DPTRAIN_PYTHON" -c "
+import sys, torch
+a, b = torch.load('shards_logits.pt'), torch.load('dealt_logits.pt')
+sys.exit(0 if a.shape == (2000, 10) and torch.allclose(a, b, atol=1e-6) else f'FAIL: infer outputs differ {a.shape} {b.shape}')"
 
 # (c) a per-sample transform written in PyTorch, random and seeded per sample: 0, 1 and 3 workers.
 # (torch.jit.script reads the class's source, so it comes from a file.)

@@ -19,17 +19,13 @@
 #include "dptrain/trainers/plot.h"
 #include "gradient_sync.h"
 #include "loss_scaler.h"
+#include "fit_loop.h"
 #include "loss_tracker.h"
 #include "run_state.h"
+#include "trainer_state.h"
 
 namespace dpt {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 // The one line of a libtorch / TorchScript error that says what went wrong: TorchScript interpreter
 // errors end with "RuntimeError: <reason>" after a long traceback; c10 errors start with it.
@@ -58,45 +54,6 @@ torch::Tensor loss_of(const std::string& kind, const torch::Tensor& logits, cons
 // This rank's share of an evaluation split: positions rank, rank + W, ...
 torch::Tensor evaluation_indices(int64_t size, int rank, int world) {
   return torch::arange(rank, size, world, torch::kLong);
-}
-
-class MetricsWriter {
- public:
-  MetricsWriter(const std::string& path, bool append) : path_(path) {
-    if (path_.empty()) return;
-    out_.open(path_, append ? std::ios::app : std::ios::trunc);
-    DPT_CHECK(out_.good(), IoError, "cannot write metrics file ", path_);
-  }
-  void write(const nlohmann::json& record) {
-    if (!out_.is_open()) return;
-    out_ << record.dump() << '\n';
-    out_.flush();
-  }
-
- private:
-  std::string path_;
-  std::ofstream out_;
-};
-
-void write_plot_from_metrics(const std::string& metrics_path, const std::string& plot_path) {
-  PlotSeries train_loss{"train", {}, {}, 0x1f77b4}, test_loss{"test", {}, {}, 0xd62728};
-  PlotSeries test_accuracy{"test", {}, {}, 0x2ca02c};
-  std::ifstream in(metrics_path);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!record.is_object()) continue;
-    std::string type = record.value("type", "");
-    double step = record.value("step", 0.0);
-    if (type == "step") {
-      train_loss.x.push_back(step), train_loss.y.push_back(record.value("loss", NAN));
-    } else if (type == "epoch" && record.contains("test_loss")) {
-      test_loss.x.push_back(step), test_loss.y.push_back(record.value("test_loss", NAN));
-      test_accuracy.x.push_back(step), test_accuracy.y.push_back(100.0 * record.value("test_accuracy", NAN));
-    }
-  }
-  write_line_plot_png(plot_path, {PlotPanel{"loss", "step", {train_loss, test_loss}},
-                                  PlotPanel{"accuracy (%)", "step", {test_accuracy}}});
 }
 
 }  // namespace
@@ -163,12 +120,6 @@ void validate(const TrainerOptions& o) {
   validate(o.optimizer());
   validate(o.schedule());
 }
-
-struct Trainer::State {
-  std::unique_ptr<GradientSync> sync;
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
-  LossScaler scaler;
-};
 
 Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
     : model_(std::move(model)), world_(std::move(world)), options_(std::move(options)), state_(new State) {
@@ -301,8 +252,6 @@ torch::Tensor micro_batch_loss(GradientSync& sync, const std::string& kind, cons
   return loss_of(kind, sync.forward(inputs), targets, /*sum=*/false);
 }
 
-const char* kNonFiniteAdvice = "lower --lr, or pass --skip-nonfinite-loss to skip such steps";
-
 }  // namespace
 
 StepInfo Trainer::train_step(const std::function<std::pair<torch::Tensor, torch::Tensor>()>& next_micro_batch,
@@ -365,175 +314,8 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset* test) {
 }
 
 TrainResult Trainer::fit(const TrainSource& train, const Dataset* test) {
-  auto start = Clock::now();
-  const int world = world_size();
-  const auto& o = options_;
   check_model_fits(train.first_samples(2), train.largest_label());
-
-  const RankLayout layout{rank(), world, o.batch_size(), o.accumulation_steps()};
-  const int64_t global_batch = layout.global_batch();
-  DPT_CHECK(train.steps_in_epoch(0, 0, layout) > 0, InvalidArgumentError, "the training set (", train.describe(),
-            ") has fewer samples per rank than one global batch needs (", world, " ranks x --batch-size ",
-            o.batch_size(), " x --accumulation-steps ", o.accumulation_steps(), " = ", global_batch, ")");
-  int64_t planned_steps = 0;
-  for (int64_t epoch = 0; epoch < o.epochs(); ++epoch) planned_steps += train.steps_in_epoch(epoch, 0, layout);
-  if (o.max_steps() > 0) planned_steps = std::min(planned_steps, o.max_steps());
-  LrSchedule schedule(o.schedule(), o.optimizer().lr(), planned_steps);
-  auto& optimizer = *state_->optimizer;
-  const RunParts run{model_, optimizer, state_->scaler, world_, o, global_batch,
-                     train.resumes_exactly_at_other_world_sizes()};
-
-  Position position;
-  const bool resumed = !o.resume().empty();
-  if (resumed) position = restore_run(run);
-
-  std::unique_ptr<CheckpointDirectory> checkpoints;
-  if (!o.checkpoint_dir().empty()) {
-    checkpoints = std::make_unique<CheckpointDirectory>(o.checkpoint_dir(), o.keep_checkpoints());
-    if (rank() == 0) checkpoints->prepare();
-  }
-  MetricsWriter metrics(rank() == 0 ? o.metrics_file() : "", resumed);
-  LossTracker losses(world_, o.device());
-  // The model is never checkpointed (or reported) after a step whose loss was NaN or Inf.
-  auto check_finite = [&] {
-    if (!o.skip_nonfinite_loss()) losses.check_finite(kNonFiniteAdvice);
-  };
-  auto save_checkpoint = [&] {
-    if (!checkpoints) return;
-    check_finite();
-    state_->sync->sync_buffers();
-    save_run(run, position, *checkpoints);
-  };
-
-  for (auto& callback : callbacks_) callback->on_train_begin(position.step);
-  DPT_LOG_INFO("training: {}, {} rank(s) x batch {} x accumulation {} = global batch {}, {} steps in epoch 1, "
-               "{} epochs, {} planned steps",
-               train.describe(), world, o.batch_size(), o.accumulation_steps(), global_batch,
-               train.steps_in_epoch(0, 0, layout), o.epochs(), planned_steps);
-
-  TrainResult result;
-  model_.train();
-  int64_t steps_this_run = 0;
-  PreprocessPool pool(o.workers(), o.prefetch_batches());
-  bool finished = position.step >= planned_steps;
-  for (; !finished && position.epoch < o.epochs(); ++position.epoch) {
-    auto epoch_start = Clock::now();
-    const int64_t epoch_steps = train.steps_in_epoch(position.epoch, position.epoch_offset, layout);
-    losses.start_epoch();
-    // The rest of this epoch's micro-batches, in the order the loop below takes them, prepared
-    // ahead on the pool; leaving the epoch early (stop, error) cancels the stream.
-    const int64_t first_micro = position.batch_in_epoch * o.accumulation_steps();
-    auto micro_batches = pool.map<Batch>(
-        std::max<int64_t>(0, epoch_steps * o.accumulation_steps() - first_micro),
-        [&train, layout, first_micro, epoch = position.epoch, offset = position.epoch_offset](int64_t k) {
-          return train.micro_batch(epoch, offset, first_micro + k, layout);
-        });
-    auto next_micro_batch = [&] {
-      auto prepared = micro_batches.next();
-      DPT_ASSERT(prepared.has_value(), "the preprocessing stream ended before epoch ", position.epoch + 1);
-      return std::move(*prepared);
-    };
-    for (; position.batch_in_epoch < epoch_steps; ++position.batch_in_epoch) {
-      const double lr = schedule.lr_at(position.step);
-      set_learning_rate(optimizer, lr);
-      position_step_ = position.step;
-      StepInfo info = train_step(next_micro_batch, losses);
-      ++position.step;
-      ++steps_this_run;
-      info.epoch = position.epoch;
-      info.step = position.step;
-      info.lr = lr;
-      const bool log_now = o.log_every_steps() > 0 && (position.step % o.log_every_steps() == 0 || position.step == 1);
-      if (log_now) {
-        check_finite();
-        const bool loss_skipped = std::isnan(info.loss);
-        info.loss = loss_skipped ? NAN : losses.last_step_loss();
-        DPT_LOG_INFO("epoch {} step {} ({}/{}): loss {:.4f} lr {:.3g}", position.epoch + 1, position.step,
-                     position.batch_in_epoch + 1, epoch_steps, info.loss, lr);
-        metrics.write({{"type", "step"},
-                       {"epoch", position.epoch + 1},
-                       {"step", position.step},
-                       {"loss", loss_skipped ? nlohmann::json(nullptr) : nlohmann::json(info.loss)},
-                       {"lr", lr},
-                       {"elapsed_s", seconds_since(start)}});
-      } else {
-        info.loss = NAN;  // reported only at log steps (see StepInfo)
-      }
-      for (auto& callback : callbacks_) callback->on_step_end(info);
-      bool reached_max = position.step >= planned_steps;
-      bool stop_now = o.stop_after_steps() > 0 && steps_this_run >= o.stop_after_steps() && !reached_max;
-      bool periodic = o.checkpoint_every_steps() > 0 && position.step % o.checkpoint_every_steps() == 0;
-      if (reached_max || stop_now || periodic) {
-        ++position.batch_in_epoch;  // the checkpoint points after this step
-        save_checkpoint();
-        --position.batch_in_epoch;
-      }
-      if (reached_max) finished = true;
-      if (stop_now) {
-        result.stopped_early = true;
-        DPT_LOG_INFO("stopping after {} step(s) of this run (--stop-after-steps); continue with --resume",
-                     steps_this_run);
-        finished = true;
-      }
-      if (finished) {
-        ++position.batch_in_epoch;
-        break;
-      }
-    }
-    bool epoch_complete = position.batch_in_epoch >= epoch_steps;
-    if (!epoch_complete) break;  // stopped mid-epoch
-    check_finite();
-    EpochInfo epoch_info;
-    epoch_info.epoch = position.epoch;
-    epoch_info.step = position.step;
-    epoch_info.train_loss = losses.epoch_mean();
-    if (test && o.eval_each_epoch()) epoch_info.eval = evaluate(*test);
-    epoch_info.elapsed_seconds = seconds_since(epoch_start);
-    nlohmann::json record = {{"type", "epoch"},          {"epoch", position.epoch + 1},
-                             {"step", position.step},    {"train_loss", epoch_info.train_loss},
-                             {"epoch_s", epoch_info.elapsed_seconds}, {"elapsed_s", seconds_since(start)}};
-    if (epoch_info.eval) {
-      record["test_loss"] = epoch_info.eval->loss;
-      record["test_accuracy"] = epoch_info.eval->accuracy;
-      DPT_LOG_INFO("epoch {} done in {:.1f} s: train loss {:.4f}, test loss {:.4f}, test accuracy {:.2f}%",
-                   position.epoch + 1, epoch_info.elapsed_seconds, epoch_info.train_loss, epoch_info.eval->loss,
-                   100.0 * epoch_info.eval->accuracy);
-      result.final_eval = epoch_info.eval;
-    } else {
-      DPT_LOG_INFO("epoch {} done in {:.1f} s: train loss {:.4f}", position.epoch + 1, epoch_info.elapsed_seconds,
-                   epoch_info.train_loss);
-    }
-    metrics.write(record);
-    for (auto& callback : callbacks_) callback->on_epoch_end(epoch_info);
-    ++result.epochs_completed;
-    // The checkpoint of a finished epoch points at the start of the next one.
-    position.batch_in_epoch = 0;
-    position.epoch_offset = 0;
-    ++position.epoch;
-    save_checkpoint();
-    --position.epoch;
-  }
-  check_finite();
-  state_->sync->sync_buffers();
-  if (test && !result.stopped_early && (!result.final_eval || !o.eval_each_epoch() ||
-                                        position.batch_in_epoch != 0)) {
-    // Stopped mid-epoch by --max-steps (or no per-epoch evaluation): evaluate the final model.
-    result.final_eval = evaluate(*test);
-    metrics.write({{"type", "epoch"},
-                   {"epoch", position.epoch + 1},
-                   {"step", position.step},
-                   {"test_loss", result.final_eval->loss},
-                   {"test_accuracy", result.final_eval->accuracy},
-                   {"elapsed_s", seconds_since(start)}});
-  }
-  result.steps = position.step;
-  result.elapsed_seconds = seconds_since(start);
-  if (rank() == 0 && !o.plot_file().empty() && !o.metrics_file().empty()) {
-    write_plot_from_metrics(o.metrics_file(), o.plot_file());
-    DPT_LOG_INFO("plot written to {}", o.plot_file());
-  }
-  for (auto& callback : callbacks_) callback->on_train_end(result);
-  return result;
+  return FitLoop(*this, train, test).run();
 }
 
 }  // namespace dpt

@@ -166,6 +166,7 @@ class Trainer {
   int world_size() const;
 
  private:
+  friend class FitLoop;  // trainers/src/fit_loop.h: the epoch loop of fit()
   struct State;
   // One optimizer step over options.accumulation_steps() micro-batches from `next_micro_batch`.
   StepInfo train_step(const std::function<std::pair<torch::Tensor, torch::Tensor>()>& next_micro_batch,

@@ -1,0 +1,180 @@
+#include "fit_loop.h"
+
+#include <cmath>
+
+#include "dptrain/core/data/preprocess_pool.h"
+#include "dptrain/core/error.h"
+#include "dptrain/core/logging.h"
+#include "trainer_state.h"
+
+namespace dpt {
+namespace {
+
+const char* kNonFiniteAdvice = "lower --lr, or pass --skip-nonfinite-loss to skip such steps";
+
+RankLayout layout_of(const Trainer& trainer) {
+  const auto& o = trainer.options();
+  return RankLayout{trainer.rank(), trainer.world_size(), o.batch_size(), o.accumulation_steps()};
+}
+
+// Optimizer steps of the whole run: every epoch's, capped by max_steps.
+int64_t plan_steps(const TrainSource& train, const TrainerOptions& o, const RankLayout& layout) {
+  DPT_CHECK(train.steps_in_epoch(0, 0, layout) > 0, InvalidArgumentError, "the training set (", train.describe(),
+            ") has fewer samples per rank than one global batch needs (", layout.world, " ranks x --batch-size ",
+            o.batch_size(), " x --accumulation-steps ", o.accumulation_steps(), " = ", layout.global_batch(), ")");
+  int64_t planned = 0;
+  for (int64_t epoch = 0; epoch < o.epochs(); ++epoch) planned += train.steps_in_epoch(epoch, 0, layout);
+  return o.max_steps() > 0 ? std::min(planned, o.max_steps()) : planned;
+}
+
+}  // namespace
+
+FitLoop::FitLoop(Trainer& trainer, const TrainSource& train, const Dataset* test)
+    : trainer_(trainer),
+      options_(trainer.options_),
+      train_(train),
+      test_(test),
+      layout_(layout_of(trainer)),
+      planned_steps_(plan_steps(train, options_, layout_)),
+      schedule_(options_.schedule(), options_.optimizer().lr(), planned_steps_),
+      run_{trainer.model_,  *trainer.state_->optimizer, trainer.state_->scaler,
+           trainer.world_, options_, layout_.global_batch(), train.resumes_exactly_at_other_world_sizes()},
+      report_(options_, trainer.rank(), /*append=*/!options_.resume().empty()),
+      losses_(trainer.world_, options_.device()) {
+  if (!options_.resume().empty()) position_ = restore_run(run_);
+  if (!options_.checkpoint_dir().empty()) {
+    checkpoints_ = std::make_unique<CheckpointDirectory>(options_.checkpoint_dir(), options_.keep_checkpoints());
+    if (trainer.rank() == 0) checkpoints_->prepare();
+  }
+}
+
+void FitLoop::check_finite() {
+  // The model is never checkpointed (or reported) after a step whose loss was NaN or Inf.
+  if (!options_.skip_nonfinite_loss()) losses_.check_finite(kNonFiniteAdvice);
+}
+
+void FitLoop::save_checkpoint() {
+  if (!checkpoints_) return;
+  check_finite();
+  trainer_.state_->sync->sync_buffers();
+  save_run(run_, position_, *checkpoints_);
+}
+
+TrainResult FitLoop::run() {
+  for (auto& callback : trainer_.callbacks_) callback->on_train_begin(position_.step);
+  DPT_LOG_INFO("training: {}, {} rank(s) x batch {} x accumulation {} = global batch {}, {} steps in epoch 1, "
+               "{} epochs, {} planned steps",
+               train_.describe(), layout_.world, layout_.batch, layout_.accumulation, layout_.global_batch(),
+               train_.steps_in_epoch(0, 0, layout_), options_.epochs(), planned_steps_);
+  trainer_.model_.train();
+  bool finished = position_.step >= planned_steps_;
+  while (!finished && position_.epoch < options_.epochs()) {
+    const EpochEnd end = run_epoch();
+    if (end == EpochEnd::StoppedInside) break;  // the position stays in this epoch
+    ++position_.epoch;
+    finished = end == EpochEnd::CompletedAndStop;
+  }
+  check_finite();
+  trainer_.state_->sync->sync_buffers();
+  if (test_ && !result_.stopped_early &&
+      (!result_.final_eval || !options_.eval_each_epoch() || position_.batch_in_epoch != 0)) {
+    // Stopped mid-epoch by --max-steps (or no per-epoch evaluation): evaluate the final model.
+    result_.final_eval = trainer_.evaluate(*test_);
+    report_.final_evaluation(position_, *result_.final_eval);
+  }
+  result_.steps = position_.step;
+  result_.elapsed_seconds = report_.elapsed_s();
+  report_.finish();
+  for (auto& callback : trainer_.callbacks_) callback->on_train_end(result_);
+  return result_;
+}
+
+FitLoop::EpochEnd FitLoop::run_epoch() {
+  const double epoch_start = report_.elapsed_s();
+  const int64_t epoch_steps = train_.steps_in_epoch(position_.epoch, position_.epoch_offset, layout_);
+  losses_.start_epoch();
+  // The rest of this epoch's micro-batches, in the order the loop below takes them, prepared
+  // ahead on the pool; leaving the epoch early (stop, error) cancels the stream.
+  PreprocessPool pool(options_.workers(), options_.prefetch_batches());
+  const int64_t first_micro = position_.batch_in_epoch * layout_.accumulation;
+  auto micro_batches = pool.map<Batch>(
+      std::max<int64_t>(0, epoch_steps * layout_.accumulation - first_micro),
+      [this, first_micro, epoch = position_.epoch, offset = position_.epoch_offset](int64_t k) {
+        return train_.micro_batch(epoch, offset, first_micro + k, layout_);
+      });
+  auto next_micro_batch = [&] {
+    auto prepared = micro_batches.next();
+    DPT_ASSERT(prepared.has_value(), "the preprocessing stream ended before epoch ", position_.epoch + 1);
+    return std::move(*prepared);
+  };
+  for (; position_.batch_in_epoch < epoch_steps; ++position_.batch_in_epoch) {
+    const double lr = schedule_.lr_at(position_.step);
+    set_learning_rate(*trainer_.state_->optimizer, lr);
+    trainer_.position_step_ = position_.step;
+    StepInfo info = trainer_.train_step(next_micro_batch, losses_);
+    ++position_.step;
+    ++steps_this_run_;
+    info.epoch = position_.epoch;
+    info.step = position_.step;
+    info.lr = lr;
+    if (after_step(info, epoch_steps)) {
+      ++position_.batch_in_epoch;
+      if (position_.batch_in_epoch < epoch_steps) return EpochEnd::StoppedInside;
+      end_epoch(epoch_start);
+      return EpochEnd::CompletedAndStop;
+    }
+  }
+  end_epoch(epoch_start);
+  return EpochEnd::Completed;
+}
+
+bool FitLoop::after_step(StepInfo& info, int64_t epoch_steps) {
+  const auto& o = options_;
+  const bool log_now = o.log_every_steps() > 0 && (position_.step % o.log_every_steps() == 0 || position_.step == 1);
+  if (log_now) {
+    check_finite();
+    info.loss = std::isnan(info.loss) ? NAN : losses_.last_step_loss();
+    report_.step(info, position_, epoch_steps);
+  } else {
+    info.loss = NAN;  // reported only at log steps (see StepInfo)
+  }
+  for (auto& callback : trainer_.callbacks_) callback->on_step_end(info);
+  const bool reached_max = position_.step >= planned_steps_;
+  const bool stop_now = o.stop_after_steps() > 0 && steps_this_run_ >= o.stop_after_steps() && !reached_max;
+  const bool periodic = o.checkpoint_every_steps() > 0 && position_.step % o.checkpoint_every_steps() == 0;
+  if (reached_max || stop_now || periodic) {
+    ++position_.batch_in_epoch;  // the checkpoint points after this step
+    save_checkpoint();
+    --position_.batch_in_epoch;
+  }
+  if (stop_now) {
+    result_.stopped_early = true;
+    DPT_LOG_INFO("stopping after {} step(s) of this run (--stop-after-steps); continue with --resume",
+                 steps_this_run_);
+  }
+  return reached_max || stop_now;
+}
+
+void FitLoop::end_epoch(double epoch_start) {
+  check_finite();
+  EpochInfo info;
+  info.epoch = position_.epoch;
+  info.step = position_.step;
+  info.train_loss = losses_.epoch_mean();
+  if (test_ && options_.eval_each_epoch()) {
+    info.eval = trainer_.evaluate(*test_);
+    result_.final_eval = info.eval;
+  }
+  info.elapsed_seconds = report_.elapsed_s() - epoch_start;
+  report_.epoch(info);
+  for (auto& callback : trainer_.callbacks_) callback->on_epoch_end(info);
+  ++result_.epochs_completed;
+  // The checkpoint of a finished epoch points at the start of the next one.
+  position_.batch_in_epoch = 0;
+  position_.epoch_offset = 0;
+  ++position_.epoch;
+  save_checkpoint();
+  --position_.epoch;
+}
+
+}  // namespace dpt

@@ -1,0 +1,56 @@
+// One run of Trainer::fit (private): the epoch loop over a TrainSource, and the decisions taken
+// between steps - what to report, when to checkpoint, when to stop.
+//
+//   FitLoop loop(trainer, train, test);   // plans the steps, restores a checkpoint if asked
+//   TrainResult result = loop.run();
+//
+// The other concerns live elsewhere: the samples in train_source.h, one optimizer step in
+// Trainer::train_step, the learning rate in optim.h (LrSchedule), the position and checkpoint
+// contents in run_state.h, the loss bookkeeping in loss_tracker.h, logs and metrics in run_report.h.
+#pragma once
+
+#include <memory>
+
+#include "dptrain/trainers/checkpoint.h"
+#include "dptrain/trainers/optim.h"
+#include "dptrain/trainers/train_source.h"
+#include "dptrain/trainers/trainer.h"
+#include "loss_tracker.h"
+#include "run_report.h"
+#include "run_state.h"
+
+namespace dpt {
+
+class FitLoop {
+ public:
+  FitLoop(Trainer& trainer, const TrainSource& train, const Dataset* test);
+  TrainResult run();
+
+ private:
+  enum class EpochEnd { Completed, CompletedAndStop, StoppedInside };
+  // The rest of position_.epoch, and its end (evaluation, checkpoint) when it completes.
+  EpochEnd run_epoch();
+  // After optimizer step `info`: report, checkpoint, decide whether to stop. True to stop.
+  bool after_step(StepInfo& info, int64_t epoch_steps);
+  void end_epoch(double epoch_start);  // epoch_start: report_.elapsed_s() when the epoch began
+  void check_finite();
+  // A checkpoint pointing at position_ (rank 0 writes; every rank takes part).
+  void save_checkpoint();
+
+  Trainer& trainer_;
+  const TrainerOptions& options_;
+  const TrainSource& train_;
+  const Dataset* test_;
+  RankLayout layout_;
+  int64_t planned_steps_ = 0;
+  LrSchedule schedule_;
+  RunParts run_;
+  Position position_;
+  std::unique_ptr<CheckpointDirectory> checkpoints_;
+  RunReport report_;
+  LossTracker losses_;
+  TrainResult result_;
+  int64_t steps_this_run_ = 0;
+};
+
+}  // namespace dpt
