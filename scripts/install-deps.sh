@@ -48,10 +48,24 @@ else
   "$DPTRAIN_VENV/bin/pip" install -q --upgrade pip
   "$DPTRAIN_VENV/bin/pip" install -q "torch==$DPTRAIN_TORCH_VERSION"
 fi
-# Small Python extras: numpy for torch, matplotlib for the benchmark plots.
-if ! "$DPTRAIN_PYTHON" -c "import numpy, matplotlib" 2>/dev/null; then
-  say "installing numpy and matplotlib into $DPTRAIN_VENV"
-  "$DPTRAIN_VENV/bin/pip" install -q numpy matplotlib
+# Python extras: numpy for torch, matplotlib for the benchmark plots; for the tests of other
+# tasks, scikit-learn (its bundled diabetes data) and torchvision (its operators), the release
+# that pairs with the pinned torch, without touching torch itself.
+if ! "$DPTRAIN_PYTHON" -c "import numpy, matplotlib, sklearn" 2>/dev/null; then
+  say "installing numpy, matplotlib and scikit-learn into $DPTRAIN_VENV"
+  "$DPTRAIN_VENV/bin/pip" install -q numpy matplotlib scikit-learn
+fi
+if ! "$DPTRAIN_PYTHON" -c "import torchvision, sys; sys.exit(torchvision.__version__.split('+')[0] != '$DPTRAIN_TORCHVISION_VERSION')" 2>/dev/null; then
+  say "installing torchvision==$DPTRAIN_TORCHVISION_VERSION into $DPTRAIN_VENV"
+  "$DPTRAIN_VENV/bin/pip" install -q --no-deps "torchvision==$DPTRAIN_TORCHVISION_VERSION" pillow
+fi
+# Python's shared library: torchvision's operator library (a Python extension module) needs its C
+# API to load into dptrain (--load-ops; nothing of Python runs).
+libpython=$("$DPTRAIN_PYTHON" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR") + "/" + sysconfig.get_config_var("INSTSONAME"))')
+if [ ! -e "$libpython" ] && [ "${DPTRAIN_SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null; then
+  package=libpython$("$DPTRAIN_PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  say "installing $package ($libpython)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null
 fi
 
 # torch's CUDA must be the toolkit's, or CUDA code compiled here will not match libtorch.

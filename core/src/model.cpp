@@ -61,14 +61,24 @@ std::shared_ptr<torch::nn::Module> Model::module_ptr() const { return cpp_; }
 // (turning the flag off later does not bring eager autograd back): a model that trains runs every
 // call unoptimized from prepare_for_training() on, and one that already ran optimized gets a fresh
 // compiled copy of its code then (sharing its tensors).
-c10::IValue Model::run_script(std::vector<c10::IValue> inputs) {
+c10::IValue Model::run_script(std::vector<c10::IValue> inputs, const std::string& method) {
   auto& script = *script_;
   if (script.eager_autograd || (script.module.is_training() && torch::GradMode::is_enabled())) {
     torch::jit::GraphOptimizerEnabledGuard eager_autograd(false);
-    return script.module.forward(std::move(inputs));
+    return script.module.get_method(method)(std::move(inputs));
   }
   script.ran_optimized = true;
-  return script.module.forward(std::move(inputs));
+  return script.module.get_method(method)(std::move(inputs));
+}
+
+bool Model::has_method(const std::string& name) const {
+  return script_ && script_->module.find_method(name).has_value();
+}
+
+c10::IValue Model::run_method(const std::string& name, std::vector<c10::IValue> inputs) {
+  DPT_CHECK(has_method(name), InvalidArgumentError, "the model has no method ", name,
+            script_ ? "" : " (a C++ module: only TorchScript models have named methods)");
+  return run_script(std::move(inputs), name);
 }
 
 void Model::prepare_for_training() {

@@ -76,8 +76,22 @@ torch::jit::Module deserialize_module(const Bytes& bytes, const std::string& ori
   std::istringstream in(std::string(bytes.begin(), bytes.end()));
   try {
     return torch::jit::load(in, device);
-  } catch (const c10::Error& e) {
-    DPT_THROW(ModelError, origin, " is not a TorchScript model: ", first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    // c10::Error, or torch::jit::ErrorReport from compiling the model's code.
+    auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+    const std::string what = c10_error ? c10_error->what_without_backtrace() : e.what();
+    // "Unknown builtin op: torchvision::deform_conv2d.": an operator library was not loaded.
+    const auto unknown = what.find("Unknown builtin op: ");
+    if (unknown != std::string::npos) {
+      std::string op = first_line(what.substr(unknown + 20));
+      while (!op.empty() && (op.back() == '.' || op.back() == ' ')) op.pop_back();
+      DPT_THROW(ModelError, origin, " calls the operator ", op, ", which no loaded library registers: load the "
+                "library that defines it with --load-ops LIB (or DPTRAIN_LOAD_OPS, or dpt::load_operator_library "
+                "in C++) - for torchvision's operators its _C.so, see docs/cli.md");
+    }
+    auto start = what.find_first_not_of("\n ");
+    DPT_THROW(ModelError, origin, " is not a TorchScript model: ",
+              first_line(start == std::string::npos ? what : what.substr(start)));
   }
 }
 

@@ -23,6 +23,7 @@
 #include "dptrain/core/fs.h"
 #include "dptrain/core/logging.h"
 #include "dptrain/core/model.h"
+#include "dptrain/core/operators.h"
 #include "dptrain/core/run_main.h"
 #include "dptrain/parallel/launch_info.h"
 #include "dptrain/parallel/runtime.h"
@@ -46,6 +47,7 @@ struct CommonArgs {
   std::string device;
   int64_t image_size = 0;
   std::vector<double> mean, std;
+  std::vector<std::string> load_ops;
 };
 
 struct TrainArgs {
@@ -112,6 +114,10 @@ void add_common(CLI::App& command, CommonArgs& args, bool model_required) {
   command.add_option("--timeout", args.timeout_s, "seconds before a stuck collective fails the job (default 300)");
   command.add_option("--log-level", args.log_level, "trace, debug, info, warn, error, critical, off");
   command.add_option("--device", args.device, "cpu or cuda (default: the rank's GPU when there is one)");
+  command.add_option("--load-ops", args.load_ops,
+                     "library registering custom operators the model calls (repeatable; also DPTRAIN_LOAD_OPS, "
+                     "colon-separated), loaded on every rank before the model is read")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
 }
 
 // --- validation before MPI -----------------------------------------------------------------------
@@ -128,6 +134,9 @@ void check_common(const CommonArgs& args) {
   DPT_CHECK(args.image_size >= 0, InvalidArgumentError, "--image-size must be >= 0, got ", args.image_size);
   for (double s : args.std) DPT_CHECK(s > 0, InvalidArgumentError, "--std values must be > 0, got ", s);
   dpt::cli::detect_data(args.data);  // one error naming what was looked for
+  // Every rank, before any model is read: a model calling torch.ops.<lib>.* needs them.
+  for (const auto& library : dpt::operator_libraries_from_env()) dpt::load_operator_library(library);
+  for (const auto& library : args.load_ops) dpt::load_operator_library(library);
   if (!dpt::is_builtin_model(args.model)) {
     DPT_CHECK(dpt::fs::is_regular_file(args.model), InvalidArgumentError, "--model ", args.model,
               ": neither a built-in model (mlp, cnn, resnet18) nor an existing TorchScript file");
@@ -291,10 +300,7 @@ int run_train(const CommonArgs& common, const TrainArgs& args) {
   if (world->rank() == 0) {
     std::cout << "dptrain train: " << result.steps << " steps, " << result.epochs_completed << " epoch(s) on "
               << world->size() << " rank(s) in " << std::fixed << std::setprecision(1) << seconds << " s";
-    if (result.final_eval) {
-      std::cout << "; test loss " << std::setprecision(4) << result.final_eval->loss << ", test accuracy "
-                << std::setprecision(2) << 100.0 * result.final_eval->accuracy << "%";
-    }
+    if (result.final_eval) std::cout << "; " << dpt::describe(*result.final_eval);
     std::cout << (result.stopped_early ? " (stopped early; continue with --resume)" : "") << std::endl;
   }
   world->barrier();
@@ -316,9 +322,8 @@ int run_eval(const CommonArgs& common) {
   auto result = trainer.evaluate(test);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (world->rank() == 0) {
-    std::cout << "dptrain eval: " << result.samples << " test samples on " << world->size() << " rank(s): loss "
-              << std::fixed << std::setprecision(4) << result.loss << ", accuracy " << std::setprecision(2)
-              << 100.0 * result.accuracy << "% (" << std::setprecision(1) << seconds << " s)" << std::endl;
+    std::cout << "dptrain eval: " << result.samples << " test samples on " << world->size() << " rank(s): "
+              << dpt::describe(result) << " (" << std::fixed << std::setprecision(1) << seconds << " s)" << std::endl;
   }
   return 0;
 }
@@ -399,7 +404,10 @@ int main(int argc, char** argv) {
     train_cmd->add_option("--min-lr", train.min_lr, "cosine schedule: final learning rate");
     train_cmd->add_option("--seed", train.seed, "seed of the model's initialisation, data order and dropout");
     train_cmd->add_flag("--no-shuffle", train.no_shuffle, "keep the data in file order (deterministic sharding)");
-    train_cmd->add_option("--loss", train.loss, "cross_entropy or nll")->capture_default_str();
+    train_cmd->add_option("--loss", train.loss,
+                          "cross_entropy or nll (class targets), mse, l1, smooth_l1, bce_with_logits (targets shaped "
+                          "like the outputs); ignored when the model defines training_step")
+        ->capture_default_str();
     train_cmd->add_option("--accumulation-steps", train.accumulation_steps,
                           "micro-batches per optimizer step (gradients synchronised on the last only)");
     train_cmd->add_option("--clip-grad-norm", train.clip_grad_norm, "clip the global gradient norm (0: off)");

@@ -20,6 +20,10 @@ torch::Tensor GradientSync::forward(const torch::Tensor& input) {
   return ddp_ ? ddp_->forward(input) : model_.forward(input);
 }
 
+c10::IValue GradientSync::call(const std::string& method, std::vector<c10::IValue> inputs) {
+  return ddp_ ? ddp_->call(method, std::move(inputs)) : model_.run_method(method, std::move(inputs));
+}
+
 void GradientSync::finish() {
   // DDP reduced the gradients during the last backward; if that backward reached no parameter of
   // this rank, the reduction runs now so the other ranks are not left waiting for it.

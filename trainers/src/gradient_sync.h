@@ -38,6 +38,8 @@ class GradientSync {
 
   // The training forward pass (through DDP when distributed).
   torch::Tensor forward(const torch::Tensor& input);
+  // Another method of a TorchScript model in its place (training_step), through DDP likewise.
+  c10::IValue call(const std::string& method, std::vector<c10::IValue> inputs);
 
   // Completes the gradient all-reduce of the step (no-op on one rank).
   void finish();

@@ -11,6 +11,12 @@
 namespace dpt {
 namespace {
 
+std::string fmt_number(const std::string& label, double value, int digits) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof(buffer), "%.*f", digits, value);
+  return label + buffer;
+}
+
 void write_plot_from_metrics(const std::string& metrics_path, const std::string& plot_path) {
   PlotSeries train_loss{"train", {}, {}, 0x1f77b4}, test_loss{"test", {}, {}, 0xd62728};
   PlotSeries test_accuracy{"test", {}, {}, 0x2ca02c};
@@ -32,7 +38,25 @@ void write_plot_from_metrics(const std::string& metrics_path, const std::string&
                                   PlotPanel{"accuracy (%)", "step", {test_accuracy}}});
 }
 
+// test_loss, test_accuracy (class targets), val_<name> (validation_step's metrics).
+void add_evaluation(nlohmann::json& record, const EvalResult& eval) {
+  if (!std::isnan(eval.loss)) record["test_loss"] = eval.loss;
+  if (eval.accuracy) record["test_accuracy"] = *eval.accuracy;
+  for (const auto& [name, value] : eval.metrics) record["val_" + name] = value;
+}
+
 }  // namespace
+
+std::string describe(const EvalResult& eval) {
+  std::string text;
+  auto add = [&text](const std::string& part) { text += (text.empty() ? "" : ", ") + part; };
+  if (!std::isnan(eval.loss)) add(fmt_number("test loss ", eval.loss, 4));
+  if (eval.accuracy) add(fmt_number("test accuracy ", 100.0 * *eval.accuracy, 2) + "%");
+  for (const auto& [name, value] : eval.metrics) {
+    if (name != "loss") add(fmt_number("val " + name + " ", value, 4));
+  }
+  return text;
+}
 
 RunReport::RunReport(const TrainerOptions& options, int rank, bool append)
     : options_(options), rank_(rank), start_(std::chrono::steady_clock::now()) {
@@ -68,10 +92,9 @@ void RunReport::epoch(const EpochInfo& info) {
                            {"step", info.step},      {"train_loss", info.train_loss},
                            {"epoch_s", info.elapsed_seconds}, {"elapsed_s", elapsed_s()}};
   if (info.eval) {
-    record["test_loss"] = info.eval->loss;
-    record["test_accuracy"] = info.eval->accuracy;
-    DPT_LOG_INFO("epoch {} done in {:.1f} s: train loss {:.4f}, test loss {:.4f}, test accuracy {:.2f}%",
-                 info.epoch + 1, info.elapsed_seconds, info.train_loss, info.eval->loss, 100.0 * info.eval->accuracy);
+    add_evaluation(record, *info.eval);
+    DPT_LOG_INFO("epoch {} done in {:.1f} s: train loss {:.4f}, {}", info.epoch + 1, info.elapsed_seconds,
+                 info.train_loss, describe(*info.eval));
   } else {
     DPT_LOG_INFO("epoch {} done in {:.1f} s: train loss {:.4f}", info.epoch + 1, info.elapsed_seconds,
                  info.train_loss);
@@ -80,13 +103,11 @@ void RunReport::epoch(const EpochInfo& info) {
 }
 
 void RunReport::final_evaluation(const Position& position, const EvalResult& eval) {
-  write(nlohmann::json{{"type", "epoch"},
-                       {"epoch", position.epoch + 1},
-                       {"step", position.step},
-                       {"test_loss", eval.loss},
-                       {"test_accuracy", eval.accuracy},
-                       {"elapsed_s", elapsed_s()}}
-            .dump());
+  nlohmann::json record = {
+      {"type", "epoch"}, {"epoch", position.epoch + 1}, {"step", position.step}, {"elapsed_s", elapsed_s()}};
+  add_evaluation(record, eval);
+  DPT_LOG_INFO("final evaluation: {}", describe(eval));
+  write(record.dump());
 }
 
 void RunReport::finish() {

@@ -38,19 +38,6 @@ std::string short_reason(const std::exception& error) {
   return end == std::string::npos ? what : what.substr(0, end);
 }
 
-// Mean (or summed) loss of logits against class labels, computed in float32 (autocast-safe).
-torch::Tensor loss_of(const std::string& kind, const torch::Tensor& logits, const torch::Tensor& targets,
-                      bool sum) {
-  namespace F = torch::nn::functional;
-  auto outputs = logits.to(torch::kFloat);
-  if (kind == "nll") {
-    return sum ? F::nll_loss(outputs, targets, F::NLLLossFuncOptions().reduction(torch::kSum))
-               : F::nll_loss(outputs, targets);
-  }
-  return sum ? F::cross_entropy(outputs, targets, F::CrossEntropyFuncOptions().reduction(torch::kSum))
-             : F::cross_entropy(outputs, targets);
-}
-
 // This rank's share of an evaluation split: positions rank, rank + W, ...
 torch::Tensor evaluation_indices(int64_t size, int rank, int world) {
   return torch::arange(rank, size, world, torch::kLong);
@@ -98,8 +85,9 @@ void validate(const TrainerOptions& o) {
             o.accumulation_steps());
   DPT_CHECK(std::isfinite(o.grad_clip_norm()) && o.grad_clip_norm() >= 0, InvalidArgumentError,
             "--clip-grad-norm must be >= 0, got ", o.grad_clip_norm());
-  DPT_CHECK(o.loss() == "cross_entropy" || o.loss() == "nll", InvalidArgumentError, "--loss: unknown loss '",
-            o.loss(), "' (choose cross_entropy or nll)");
+  const auto& losses = Task::loss_names();
+  DPT_CHECK(std::find(losses.begin(), losses.end(), o.loss()) != losses.end(), InvalidArgumentError,
+            "--loss: unknown loss '", o.loss(), "' (choose cross_entropy, nll, mse, l1, smooth_l1 or bce_with_logits)");
   DPT_CHECK(o.seed() >= 0, InvalidArgumentError, "--seed must be >= 0, got ", o.seed());
   DPT_CHECK(o.checkpoint_every_steps() >= 0, InvalidArgumentError, "--checkpoint-every must be >= 0, got ",
             o.checkpoint_every_steps());
@@ -127,6 +115,7 @@ Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
   model_.prepare_for_training();
   model_.to(options_.device());
   state_->sync = std::make_unique<GradientSync>(model_, world_);
+  state_->task = Task::of(model_, options_.loss());
   state_->optimizer = make_optimizer(model_.parameters(), options_.optimizer());
   state_->scaler.enabled = options_.mixed_precision();
 }
@@ -151,25 +140,20 @@ void Trainer::check_model_fits(const Dataset& data) {
 void Trainer::check_model_fits(const std::pair<torch::Tensor, torch::Tensor>& samples,
                                std::optional<int64_t> max_label_known) {
   const auto& [inputs, targets] = samples;
-  torch::Tensor outputs;
-  bool was_training = model_.is_training();
+  const bool was_training = model_.is_training();
   model_.eval();
   try {
     torch::NoGradGuard no_grad;
-    outputs = model_.forward(inputs.to(options_.device()));
+    state_->task.check(model_, inputs.to(options_.device()), targets.to(options_.device()), max_label_known);
   } catch (const Error&) {
     model_.train(was_training);
     throw;
   } catch (const std::exception& e) {
     model_.train(was_training);
-    DPT_THROW(ModelError, "the model cannot take inputs of shape ", inputs.sizes(), ": ", short_reason(e));
+    DPT_THROW(ModelError, "the model cannot take inputs of shape ", inputs.sizes(), " (targets ", targets.sizes(),
+              "): ", short_reason(e));
   }
   model_.train(was_training);
-  const int64_t max_label = max_label_known.value_or(targets.numel() > 0 ? targets.max().item<int64_t>() : 0);
-  DPT_CHECK(outputs.dim() == 2 && outputs.size(0) == inputs.size(0) && outputs.size(1) > max_label, ModelError,
-            "model output of shape ", outputs.sizes(), " for inputs of shape ", inputs.sizes(),
-            " is incompatible with the labels: ", options_.loss(), " needs [N, C] class scores with C > ", max_label,
-            " (the largest label)");
 }
 
 EvalResult Trainer::evaluate(const Dataset& data) {
@@ -178,28 +162,72 @@ EvalResult Trainer::evaluate(const Dataset& data) {
   state_->sync->sync_buffers();
   torch::NoGradGuard no_grad;
   auto indices = evaluation_indices(data.size(), rank(), world_size());
-  // [loss sum, correct, count], accumulated on the device: no host round trip per batch.
-  const torch::Device device = world_ ? world_->device() : options_.device();
-  auto totals = torch::zeros({3}, torch::TensorOptions(torch::kDouble).device(options_.device()));
+  // Named sums over the samples (the task's), accumulated on the device: no host round trip per
+  // batch; then one all-reduce of [count, sums...].
+  std::vector<std::string> names;
+  std::vector<torch::Tensor> sums;
+  int64_t count = 0;
   for (int64_t begin = 0; begin < indices.size(0); begin += options_.eval_batch_size()) {
     auto [inputs, targets] = gather_batch(data, indices.slice(0, begin, begin + options_.eval_batch_size()));
     inputs = inputs.to(options_.device(), /*non_blocking=*/true);
     targets = targets.to(options_.device(), /*non_blocking=*/true);
-    auto logits = model_.forward(inputs);
-    totals[0] += loss_of(options_.loss(), logits, targets, /*sum=*/true).to(torch::kDouble);
-    totals[1] += logits.argmax(1).eq(targets).sum().to(torch::kDouble);
-    totals[2] += static_cast<double>(targets.size(0));
+    auto batch = state_->task.evaluation_sums(model_, inputs, targets);
+    if (names.empty()) {
+      for (auto& [name, value] : batch) names.push_back(name), sums.push_back(value);
+    } else {
+      for (size_t k = 0; k < batch.size() && k < sums.size(); ++k) sums[k] = sums[k] + batch[k].second;
+    }
+    count += inputs.size(0);
   }
-  totals = totals.to(device);
-  if (world_size() > 1) world_->allreduce(totals);
   model_.train(was_training);
-  auto host = totals.cpu();
+  auto reduced = reduce_evaluation(names, sums, count);
   EvalResult result;
-  result.samples = static_cast<int64_t>(host[2].item<double>());
+  result.samples = static_cast<int64_t>(reduced.count);
   DPT_CHECK(result.samples > 0, DataError, "evaluation on an empty dataset");
-  result.loss = host[0].item<double>() / result.samples;
-  result.accuracy = host[1].item<double>() / result.samples;
+  for (size_t k = 0; k < reduced.names.size(); ++k) {
+    const double mean = reduced.sums[k] / reduced.count;
+    if (reduced.names[k] == "correct") {
+      result.accuracy = mean;
+    } else if (!state_->task.uses_validation_step() && reduced.names[k] == "loss") {
+      result.loss = mean;
+    } else {
+      result.metrics.emplace(reduced.names[k], mean);
+      if (reduced.names[k] == "loss") result.loss = mean;
+    }
+  }
   return result;
+}
+
+Trainer::ReducedSums Trainer::reduce_evaluation(const std::vector<std::string>& names,
+                                                const std::vector<torch::Tensor>& sums, int64_t count) {
+  ReducedSums reduced;
+  reduced.names = names;
+  if (world_size() > 1) {
+    // The names travel once, so a rank whose shard was empty still adds zeros in the same order.
+    std::string mine;
+    for (const auto& name : names) mine += name + "\n";
+    for (const auto& bytes : world_->allgather_bytes(Bytes(mine.begin(), mine.end()))) {
+      std::string theirs(bytes.begin(), bytes.end());
+      if (theirs.empty()) continue;
+      if (reduced.names.empty()) {
+        for (size_t start = 0, end; (end = theirs.find('\n', start)) != std::string::npos; start = end + 1) {
+          reduced.names.push_back(theirs.substr(start, end - start));
+        }
+        mine = theirs;
+      }
+      DPT_CHECK(theirs == mine, ModelError, "the ranks' validation_step results have different names");
+    }
+  }
+  const torch::Device device = world_ ? world_->device() : options_.device();
+  auto totals = torch::zeros({static_cast<int64_t>(reduced.names.size()) + 1},
+                             torch::TensorOptions(torch::kDouble).device(device));
+  totals[0] = static_cast<double>(count);
+  for (size_t k = 0; k < sums.size(); ++k) totals[static_cast<int64_t>(k) + 1] = sums[k].to(device);
+  if (world_size() > 1) world_->allreduce(totals);
+  auto host = totals.cpu();
+  reduced.count = host[0].item<double>();
+  for (size_t k = 0; k < reduced.names.size(); ++k) reduced.sums.push_back(host[static_cast<int64_t>(k) + 1].item<double>());
+  return reduced;
 }
 
 torch::Tensor Trainer::predict(const Dataset& data) {
@@ -238,9 +266,9 @@ torch::Tensor Trainer::predict(const Dataset& data) {
 namespace {
 
 // The loss of one micro-batch, under fp16 autocast when `amp`; the loss itself in float32.
-torch::Tensor micro_batch_loss(GradientSync& sync, const std::string& kind, const torch::Tensor& inputs,
+torch::Tensor micro_batch_loss(GradientSync& sync, const Task& task, const torch::Tensor& inputs,
                                const torch::Tensor& targets, bool amp) {
-  if (!amp) return loss_of(kind, sync.forward(inputs), targets, /*sum=*/false);
+  if (!amp) return task.training_loss(sync, inputs, targets);
   at::autocast::set_autocast_enabled(at::kCUDA, true);
   at::autocast::increment_nesting();
   struct LeaveAutocast {
@@ -249,7 +277,7 @@ torch::Tensor micro_batch_loss(GradientSync& sync, const std::string& kind, cons
       at::autocast::set_autocast_enabled(at::kCUDA, false);
     }
   } leave;
-  return loss_of(kind, sync.forward(inputs), targets, /*sum=*/false);
+  return task.training_loss(sync, inputs, targets);
 }
 
 }  // namespace
@@ -266,7 +294,7 @@ StepInfo Trainer::train_step(const std::function<std::pair<torch::Tensor, torch:
     inputs = inputs.to(o.device(), /*non_blocking=*/true);
     targets = targets.to(o.device(), /*non_blocking=*/true);
     GradientSync::Scope scope(*state_->sync, /*synchronize=*/micro + 1 == o.accumulation_steps());
-    auto loss = micro_batch_loss(*state_->sync, o.loss(), inputs, targets, o.mixed_precision());
+    auto loss = micro_batch_loss(*state_->sync, state_->task, inputs, targets, o.mixed_precision());
     auto scaled = loss / static_cast<double>(o.accumulation_steps());
     if (scaler.enabled) scaled = scaled * scaler.scale;
     scaled.backward();

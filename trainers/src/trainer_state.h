@@ -6,6 +6,7 @@
 #include "dptrain/trainers/trainer.h"
 #include "gradient_sync.h"
 #include "loss_scaler.h"
+#include "task.h"
 
 namespace dpt {
 
@@ -13,6 +14,7 @@ struct Trainer::State {
   std::unique_ptr<GradientSync> sync;
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   LossScaler scaler;
+  Task task{"cross_entropy", false, false};
 };
 
 }  // namespace dpt

@@ -266,6 +266,14 @@ c10::IValue DistributedDataParallel::forward(std::vector<c10::IValue> inputs) {
   return output;
 }
 
+c10::IValue DistributedDataParallel::call(const std::string& method, std::vector<c10::IValue> inputs) {
+  impl_->pre_forward();
+  c10::IValue output = impl_->model.run_method(method, std::move(inputs));
+  impl_->post_forward();
+  impl_->watch_outputs(output);
+  return output;
+}
+
 void DistributedDataParallel::finish_backward() {
   if (impl_->reducer->phase() != Reducer::Phase::Expecting) return;
   impl_->reducer->finish_pending();

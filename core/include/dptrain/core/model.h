@@ -57,6 +57,9 @@ class Model {
   // Note [TorchScript training runs the unoptimized plan] in model.cpp).
   torch::Tensor forward(const torch::Tensor& input);
   c10::IValue forward(std::vector<c10::IValue> inputs);
+  // Another method of a TorchScript model (training_step, validation_step, ...), run like forward.
+  bool has_method(const std::string& name) const;
+  c10::IValue run_method(const std::string& name, std::vector<c10::IValue> inputs);
 
   // Trainable parameters (requires_grad) in registration order, with dotted names ("layer1.0.weight").
   NamedTensorList named_parameters() const;
@@ -83,7 +86,7 @@ class Model {
   void load_state_dict(const NamedTensors& state, bool strict = true);
 
  private:
-  c10::IValue run_script(std::vector<c10::IValue> inputs);
+  c10::IValue run_script(std::vector<c10::IValue> inputs, const std::string& method = "forward");
 
   // Shared by the copies of this Model (see run_script).
   struct Script {

@@ -70,6 +70,9 @@ class DistributedDataParallel {
   torch::Tensor forward(const torch::Tensor& input);
   c10::IValue forward(std::vector<c10::IValue> inputs);
   torch::Tensor operator()(const torch::Tensor& input) { return forward(input); }
+  // Another method of a TorchScript model, run as forward is (buffers broadcast before, gradients
+  // reduced in the backward of its result): e.g. a training_step(inputs, targets) returning the loss.
+  c10::IValue call(const std::string& method, std::vector<c10::IValue> inputs);
 
   // Gradient accumulation: backward passes inside the guard's lifetime only accumulate .grad
   // locally; the first backward after it reduces the accumulated gradients.

@@ -28,7 +28,9 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdint>
+#include <map>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -85,10 +87,15 @@ struct TrainerOptions {
 void validate(const TrainerOptions& options);
 
 struct EvalResult {
-  double loss = 0.0;      // mean loss per sample over the whole split (all ranks)
-  double accuracy = 0.0;  // fraction in [0, 1]
+  double loss = NAN;                      // mean loss per sample over the split (all ranks); NaN when
+                                          // validation_step reports no "loss"
+  std::optional<double> accuracy;         // fraction in [0, 1], for class targets (cross_entropy, nll)
   int64_t samples = 0;
+  std::map<std::string, double> metrics;  // validation_step's, each averaged over the samples
 };
+
+// "test loss 0.2214, test accuracy 91.86%, val mae 0.3512": an evaluation in one phrase.
+std::string describe(const EvalResult& eval);
 
 struct StepInfo {
   int64_t epoch = 0;
@@ -168,6 +175,15 @@ class Trainer {
  private:
   friend class FitLoop;  // trainers/src/fit_loop.h: the epoch loop of fit()
   struct State;
+  struct ReducedSums {
+    std::vector<std::string> names;
+    std::vector<double> sums;
+    double count = 0;
+  };
+  // This rank's named evaluation sums and sample count, summed over the ranks (collective; ranks
+  // without samples take the others' names).
+  ReducedSums reduce_evaluation(const std::vector<std::string>& names, const std::vector<torch::Tensor>& sums,
+                                int64_t count);
   // One optimizer step over options.accumulation_steps() micro-batches from `next_micro_batch`.
   StepInfo train_step(const std::function<std::pair<torch::Tensor, torch::Tensor>()>& next_micro_batch,
                       LossTracker& losses);
