@@ -76,3 +76,39 @@ TEST(TrainerEquivalence, RanksAtBatchBEqualOneProcessAtBatchWB) {
     EXPECT_LT(dpt::testing::max_relative_error(predicted, local_model.forward(data.inputs())), 1e-6);
   }
 }
+
+// The step-function contract in C++: a custom training loss (through the forward DDP wraps) and
+// validation metrics, at world size W equal to one process at batch W*B - the metrics averaged over
+// the whole split on every rank.
+TEST(TrainerEquivalence, StepFunctionsAtWBatchEqualOneProcess) {
+  auto world = dpt::testing::world();
+  const int w = world->size();
+  auto data = synthetic(96 * w);
+  auto with_steps = [](dpt::TrainerOptions o) {
+    return o
+        .training_step([](const dpt::ForwardFn& forward, const torch::Tensor& x, const torch::Tensor& y) {
+          auto logits = forward(x);
+          return torch::nn::functional::cross_entropy(logits, y) + 0.01 * logits.pow(2).mean();
+        })
+        .validation_step([](const dpt::ForwardFn& forward, const torch::Tensor& x, const torch::Tensor& y) {
+          auto logits = forward(x);
+          return std::map<std::string, torch::Tensor>{{"l2", logits.pow(2).mean()},
+                                                      {"hits", logits.argmax(1).eq(y).to(torch::kFloat).mean()}};
+        });
+  };
+  dpt::Model reference = fresh_model();
+  dpt::Trainer single(reference, nullptr, with_steps(options(4 * w, 1)));
+  single.fit(data);
+  dpt::Model model = fresh_model();
+  dpt::Trainer trainer(model, world, with_steps(options(4, 1)).device(dpt::testing::test_device()));
+  trainer.fit(data);
+  auto ours = model.parameters(), theirs = reference.parameters();
+  for (size_t i = 0; i < ours.size(); ++i) {
+    EXPECT_LT(dpt::testing::max_relative_error(ours[i], theirs[i]), 1e-5) << "parameter " << i;
+  }
+  auto distributed = trainer.evaluate(data), local = single.evaluate(data);
+  ASSERT_EQ(distributed.metrics.size(), 2u);
+  EXPECT_NEAR(distributed.metrics.at("l2"), local.metrics.at("l2"), 1e-6);
+  EXPECT_NEAR(distributed.metrics.at("hits"), local.metrics.at("hits"), 1e-9);
+  EXPECT_FALSE(distributed.accuracy.has_value()) << "no accuracy without class-loss evaluation";
+}

@@ -317,3 +317,33 @@ TEST(DataParallel, BadDeviceListsAreClearErrors) {
 }
 
 }  // namespace
+
+// The training_step contract under DataParallel: each replica runs the model's training_step on
+// its piece, and the batch-size-weighted mean of their losses gives the gradients of one
+// training_step over the whole batch (uneven pieces: 7 samples on 2 replicas).
+TEST(DataParallel, TrainingStepOnReplicasEqualsOneStepOverTheBatch) {
+  auto make = [] {
+    torch::manual_seed(8);
+    torch::jit::Module module("WithStep");
+    module.register_attribute("training", c10::BoolType::get(), true);
+    module.register_parameter("w", torch::randn({5, 2}).requires_grad_(), false);
+    module.define(R"JIT(
+def forward(self, x):
+    return torch.tanh(x.mm(self.w))
+def training_step(self, x, y):
+    out = self.forward(x)
+    return ((out - y) ** 2).mean() + 0.1 * out.abs().mean()
+)JIT");
+    return dpt::Model(module);
+  };
+  dpt::Model model = make(), reference = make();
+  dpt::DataParallel dp(model, {torch::kCPU, torch::kCPU});
+  auto x = torch::randn({7, 5}), y = torch::randn({7, 2});
+  auto loss = dp.training_step(x, y);
+  auto expected = reference.run_method("training_step", {x, y}).toTensor();
+  EXPECT_EQ(dp.last_replica_count(), 2u);
+  EXPECT_LT(dpt::testing::max_relative_error(loss, expected), 1e-6);
+  loss.backward();
+  expected.backward();
+  EXPECT_LT(dpt::testing::max_relative_error(model.parameters()[0].grad(), reference.parameters()[0].grad()), 1e-6);
+}

@@ -20,8 +20,12 @@ const std::vector<std::string>& Task::loss_names() {
   return names;
 }
 
-Task Task::of(const Model& model, const std::string& loss) {
-  return Task(loss, model.has_method("training_step"), model.has_method("validation_step"));
+Task Task::of(const Model& model, const TrainerOptions& options) {
+  Task task(options.loss(), options.training_step() || model.has_method("training_step"),
+            options.validation_step() || model.has_method("validation_step"));
+  task.training_fn_ = options.training_step();
+  task.validation_fn_ = options.validation_step();
+  return task;
 }
 
 torch::Tensor Task::loss_of(const torch::Tensor& outputs_in, const torch::Tensor& targets, bool sum) const {
@@ -40,12 +44,21 @@ torch::Tensor Task::loss_of(const torch::Tensor& outputs_in, const torch::Tensor
 
 torch::Tensor Task::training_loss(GradientSync& sync, const torch::Tensor& inputs,
                                   const torch::Tensor& targets) const {
+  if (training_fn_) {
+    return scalar_of(training_fn_([&sync](const torch::Tensor& x) { return sync.forward(x); }, inputs, targets),
+                     "training_step");
+  }
   if (training_step_) return scalar_of(sync.call("training_step", {inputs, targets}), "training_step");
   return loss_of(sync.forward(inputs), targets, /*sum=*/false);
 }
 
 void Task::check(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
                  std::optional<int64_t> max_label) const {
+  if (training_fn_) {
+    scalar_of(training_fn_([&model](const torch::Tensor& x) { return model.forward(x); }, inputs, targets),
+              "training_step");
+    return;
+  }
   if (training_step_) {
     scalar_of(model.run_method("training_step", {inputs, targets}), "training_step");
     return;
@@ -71,6 +84,14 @@ std::vector<std::pair<std::string, torch::Tensor>> Task::evaluation_sums(Model& 
                                                                          const torch::Tensor& targets) const {
   const double n = static_cast<double>(inputs.size(0));
   std::vector<std::pair<std::string, torch::Tensor>> sums;
+  if (validation_fn_) {
+    auto result = validation_fn_([&model](const torch::Tensor& x) { return model.forward(x); }, inputs, targets);
+    for (const auto& [name, value] : result) {
+      DPT_CHECK(value.numel() == 1, ModelError, "validation_step's metric ", name, " is not a one-element tensor");
+      sums.emplace_back(name, value.reshape({}).to(torch::kDouble) * n);
+    }
+    return sums;  // a std::map: already sorted by name
+  }
   if (validation_step_) {
     auto result = model.run_method("validation_step", {inputs, targets});
     DPT_CHECK(result.isGenericDict(), ModelError, "the model's validation_step must return a Dict[str, Tensor], got ",

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "dptrain/core/model.h"
+#include "dptrain/trainers/trainer.h"
 #include "gradient_sync.h"
 
 namespace dpt {
@@ -23,8 +24,8 @@ class Task {
  public:
   Task(std::string loss, bool training_step, bool validation_step)
       : loss_(std::move(loss)), training_step_(training_step), validation_step_(validation_step) {}
-  // Reads which steps `model` defines.
-  static Task of(const Model& model, const std::string& loss);
+  // The options' step functions when set, else the steps `model` defines, else forward + loss.
+  static Task of(const Model& model, const TrainerOptions& options);
 
   static const std::vector<std::string>& loss_names();
   static bool is_class_loss(const std::string& loss) { return loss == "cross_entropy" || loss == "nll"; }
@@ -46,8 +47,10 @@ class Task {
   torch::Tensor loss_of(const torch::Tensor& outputs, const torch::Tensor& targets, bool sum) const;
 
   std::string loss_;
-  bool training_step_;
-  bool validation_step_;
+  bool training_step_;    // the model's method or training_fn_
+  bool validation_step_;  // the model's method or validation_fn_
+  TrainingStepFn training_fn_;
+  ValidationStepFn validation_fn_;
 };
 
 }  // namespace dpt

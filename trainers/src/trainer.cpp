@@ -115,7 +115,7 @@ Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
   model_.prepare_for_training();
   model_.to(options_.device());
   state_->sync = std::make_unique<GradientSync>(model_, world_);
-  state_->task = Task::of(model_, options_.loss());
+  state_->task = Task::of(model_, options_);
   state_->optimizer = make_optimizer(model_.parameters(), options_.optimizer());
   state_->scaler.enabled = options_.mixed_precision();
 }

@@ -251,7 +251,11 @@ struct DataParallel::Impl {
     rethrow_first(workers->run(tasks), stage);
   }
 
-  c10::IValue forward(std::vector<c10::IValue> inputs) {
+  c10::IValue forward(std::vector<c10::IValue> inputs) { return gather(run("forward", std::move(inputs)), output_device); }
+
+  // Runs `method` on the replicas, each on its piece of `inputs`; the outputs in replica order.
+  std::vector<c10::IValue> run(const std::string& method, std::vector<c10::IValue> inputs,
+                               std::vector<int64_t>* piece_sizes = nullptr) {
     std::lock_guard<std::mutex> lock(forward_mutex);
     check_original_placement();
     auto pieces = scatter(inputs, devices);
@@ -267,10 +271,20 @@ struct DataParallel::Impl {
       run_on_replicas(
           count, 1, [&](size_t k) { refresh_replica(k); }, "while copying the parameters");
     }
+    if (piece_sizes) {
+      for (const auto& piece : pieces) {
+        piece_sizes->push_back(!piece.empty() && piece[0].isTensor() ? piece[0].toTensor().size(0) : 0);
+      }
+    }
     std::vector<c10::IValue> outputs(count);
     run_on_replicas(
-        count, 0, [&](size_t k) { outputs[k] = replicas[k].model.forward(std::move(pieces[k])); }, "in forward");
-    return gather(outputs, output_device);
+        count, 0,
+        [&](size_t k) {
+          outputs[k] = method == "forward" ? replicas[k].model.forward(std::move(pieces[k]))
+                                           : replicas[k].model.run_method(method, std::move(pieces[k]));
+        },
+        method == "forward" ? "in forward" : "in a model method");
+    return outputs;
   }
 };
 
@@ -289,6 +303,24 @@ torch::Tensor DataParallel::forward(const torch::Tensor& input) {
 
 c10::IValue DataParallel::forward(std::vector<c10::IValue> inputs) {
   return impl_->forward(std::move(inputs));
+}
+
+c10::IValue DataParallel::call(const std::string& method, std::vector<c10::IValue> inputs) {
+  return gather(impl_->run(method, std::move(inputs)), impl_->output_device);
+}
+
+torch::Tensor DataParallel::training_step(const torch::Tensor& inputs, const torch::Tensor& targets) {
+  std::vector<int64_t> sizes;
+  auto losses = impl_->run("training_step", {inputs, targets}, &sizes);
+  // Each replica's mean loss over its piece, weighted by the piece: the mean over the whole batch.
+  torch::Tensor total;
+  for (size_t k = 0; k < losses.size(); ++k) {
+    DPT_CHECK(losses[k].isTensor() && losses[k].toTensor().numel() == 1, ModelError,
+              "DataParallel: training_step must return the loss as a one-element tensor (replica ", k, ")");
+    auto weighted = losses[k].toTensor().reshape({}).to(impl_->output_device) * static_cast<double>(sizes[k]);
+    total = total.defined() ? total + weighted : weighted;
+  }
+  return total / static_cast<double>(inputs.size(0));
 }
 
 Model& DataParallel::module() {

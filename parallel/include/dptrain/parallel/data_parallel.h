@@ -28,6 +28,7 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "dptrain/core/model.h"
@@ -54,6 +55,12 @@ class DataParallel {
   // Any positional inputs (TorchScript modules): tensors and nested tuples/lists are scattered,
   // other values given to every replica; the output gathered the same way.
   c10::IValue forward(std::vector<c10::IValue> inputs);
+  // Another method of a TorchScript model run the same way (pieces in, outputs gathered).
+  c10::IValue call(const std::string& method, std::vector<c10::IValue> inputs);
+  // The model's training_step(inputs, targets) -> loss on every replica's piece; the replicas'
+  // losses combined as the mean over the whole batch (each weighted by its piece's size), so the
+  // gradients equal one training_step over the batch when the loss is a per-sample mean.
+  torch::Tensor training_step(const torch::Tensor& inputs, const torch::Tensor& targets);
 
   // The wrapped original module (PyTorch's dp.module): build optimizers, save checkpoints on it.
   Model& module();

@@ -48,6 +48,13 @@ namespace dpt {
 
 class LossTracker;  // private (trainers/src/loss_tracker.h)
 
+// The model's forward as a step function sees it.
+using ForwardFn = std::function<torch::Tensor(const torch::Tensor& inputs)>;
+using TrainingStepFn =
+    std::function<torch::Tensor(const ForwardFn& forward, const torch::Tensor& inputs, const torch::Tensor& targets)>;
+using ValidationStepFn = std::function<std::map<std::string, torch::Tensor>(
+    const ForwardFn& forward, const torch::Tensor& inputs, const torch::Tensor& targets)>;
+
 struct TrainerOptions {
   TORCH_ARG(int64_t, epochs) = 3;
   TORCH_ARG(int64_t, max_steps) = 0;  // > 0: stop after this many optimizer steps in total
@@ -70,7 +77,13 @@ struct TrainerOptions {
   TORCH_ARG(bool, mixed_precision) = false;  // CUDA only: autocast(fp16) + dynamic loss scaling
   TORCH_ARG(bool, shuffle) = true;
   TORCH_ARG(int64_t, seed) = 0;
-  TORCH_ARG(std::string, loss) = "cross_entropy";  // cross_entropy | nll
+  // cross_entropy | nll (class targets) | mse | l1 | smooth_l1 | bce_with_logits; see task.h
+  TORCH_ARG(std::string, loss) = "cross_entropy";
+  // The C++ form of a TorchScript model's training_step / validation_step (they win over the
+  // model's methods and over `loss`): called with the training forward (through DDP when
+  // distributed) and a batch; return the loss / metrics averaged over the batch's samples.
+  TORCH_ARG(TrainingStepFn, training_step);
+  TORCH_ARG(ValidationStepFn, validation_step);
   TORCH_ARG(bool, skip_nonfinite_loss) = false;
   TORCH_ARG(bool, eval_each_epoch) = true;
   TORCH_ARG(std::string, checkpoint_dir) = "";
