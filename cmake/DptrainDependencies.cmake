@@ -70,7 +70,10 @@ endif()
 # --- MPI, logging, command line, JSON, PNG, tests ------------------------------------------------
 set(DPTRAIN_HAVE_MPI OFF)
 if(DPTRAIN_WITH_MPI)
-  find_package(MPI REQUIRED COMPONENTS C)
+  # MPI's CXX component (C++ code calling the C API; the MPI-2 C++ bindings skipped): a downstream
+  # project written `project(app CXX)` finds it too, the C component would need C enabled there.
+  set(MPI_CXX_SKIP_MPICXX ON)
+  find_package(MPI REQUIRED COMPONENTS CXX)
   set(DPTRAIN_HAVE_MPI ON)
 endif()
 find_package(spdlog REQUIRED)
@@ -78,6 +81,16 @@ find_package(CLI11 REQUIRED)
 find_package(nlohmann_json REQUIRED)
 find_package(PNG REQUIRED)
 find_package(JPEG REQUIRED)  # libjpeg-turbo (Debian's libjpeg-dev): ImageFolder decoding
+find_package(PkgConfig REQUIRED)
+# libprotobuf-dev + protobuf-compiler: TensorBoard event records. Not find_package(Protobuf): the
+# Torch package defines its own protobuf::libprotobuf target (for the copy linked into libtorch),
+# which would win over Debian's.
+pkg_check_modules(PROTOBUF REQUIRED IMPORTED_TARGET protobuf)
+find_program(DPTRAIN_PROTOC protoc REQUIRED)
+# libzip-dev: per-record CRC checks of torch.save archives (checkpoints). Through pkg-config:
+# Debian 12's CMake config of libzip also imports its command-line tools, which it does not ship.
+pkg_check_modules(LIBZIP REQUIRED IMPORTED_TARGET libzip)
+pkg_check_modules(ISAL REQUIRED IMPORTED_TARGET libisal)  # libisal-dev: CRC-32C of TensorBoard records
 find_package(Threads REQUIRED)
 if(DPTRAIN_BUILD_TESTS)
   find_package(GTest REQUIRED)

@@ -10,6 +10,8 @@ install(TARGETS dptrain dptrain_base dptrain_core dptrain_parallel dptrain_train
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
         INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS dptrain_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# Training curves as a picture from a metrics file (matplotlib), next to the dptrain program.
+install(PROGRAMS ${PROJECT_SOURCE_DIR}/python/dptrain_plot.py DESTINATION ${CMAKE_INSTALL_BINDIR} RENAME dptrain-plot)
 foreach(layer core parallel trainers)
   install(DIRECTORY ${PROJECT_SOURCE_DIR}/${layer}/include/dptrain DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
           FILES_MATCHING PATTERN "*.h")

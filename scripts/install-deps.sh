@@ -16,6 +16,7 @@ apt_packages=(
   g++ cmake ninja-build git pkg-config python3 python3-venv python3-pip
   libopenmpi-dev openmpi-bin libspdlog-dev libgtest-dev libgmock-dev
   libcli11-dev nlohmann-json3-dev libpng-dev libjpeg-dev zlib1g-dev dataset-fashion-mnist
+  libzip-dev libprotobuf-dev protobuf-compiler libisal-dev
 )
 if [ "${DPTRAIN_SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null; then
   missing=()
@@ -48,12 +49,13 @@ else
   "$DPTRAIN_VENV/bin/pip" install -q --upgrade pip
   "$DPTRAIN_VENV/bin/pip" install -q "torch==$DPTRAIN_TORCH_VERSION"
 fi
-# Python extras: numpy for torch, matplotlib for the benchmark plots; for the tests of other
-# tasks, scikit-learn (its bundled diabetes data) and torchvision (its operators), the release
-# that pairs with the pinned torch, without touching torch itself.
-if ! "$DPTRAIN_PYTHON" -c "import numpy, matplotlib, sklearn" 2>/dev/null; then
-  say "installing numpy, matplotlib and scikit-learn into $DPTRAIN_VENV"
-  "$DPTRAIN_VENV/bin/pip" install -q numpy matplotlib scikit-learn
+# Python extras: numpy for torch, matplotlib for the benchmark plots and dptrain-plot, tensorboard
+# (its reader checks our event files; users watch runs with it); for the tests of other tasks,
+# scikit-learn (its bundled diabetes data) and torchvision (its operators), the release that pairs
+# with the pinned torch, without touching torch itself.
+if ! "$DPTRAIN_PYTHON" -c "import numpy, matplotlib, sklearn, tensorboard" 2>/dev/null; then
+  say "installing numpy, matplotlib, scikit-learn and tensorboard into $DPTRAIN_VENV"
+  "$DPTRAIN_VENV/bin/pip" install -q numpy matplotlib scikit-learn tensorboard
 fi
 if ! "$DPTRAIN_PYTHON" -c "import torchvision, sys; sys.exit(torchvision.__version__.split('+')[0] != '$DPTRAIN_TORCHVISION_VERSION')" 2>/dev/null; then
   say "installing torchvision==$DPTRAIN_TORCHVISION_VERSION into $DPTRAIN_VENV"

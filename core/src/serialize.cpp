@@ -1,6 +1,9 @@
 #include "dptrain/core/serialize.h"
 
+#include <caffe2/serialize/inline_container.h>
 #include <fcntl.h>
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/pickler.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -29,6 +32,27 @@ void fsync_path(const std::string& path, int flags) {
 }  // namespace
 
 Bytes serialize_ivalue(const c10::IValue& value) { return torch::pickle_save(value); }
+
+Bytes save_for_pytorch(const c10::IValue& value) {
+  // torch::pickle_save's steps, with the pickler's aggregate tags off.
+  std::vector<char> pickled;
+  torch::jit::Pickler pickler([&pickled](const char* data, size_t size) { pickled.insert(pickled.end(), data, data + size); },
+                              /*tensor_table=*/nullptr, /*type_renamer=*/nullptr, /*memoized_class_types=*/nullptr,
+                              /*get_tensor_id=*/nullptr, /*tag_aggregates=*/false);
+  pickler.protocol();
+  pickler.pushIValue(value);
+  pickler.stop();
+  Bytes archive;
+  archive.reserve(pickled.size());
+  caffe2::serialize::PyTorchStreamWriter writer([&archive](const void* data, size_t size) {
+    const char* bytes = static_cast<const char*>(data);
+    archive.insert(archive.end(), bytes, bytes + size);
+    return size;
+  });
+  torch::jit::writeArchiveAndTensors("data", pickled.data(), pickled.size(), pickler.tensorData(), writer);
+  writer.writeEndOfFile();
+  return archive;
+}
 
 c10::IValue deserialize_ivalue(const Bytes& bytes, const std::string& what) {
   try {

@@ -13,5 +13,7 @@ apt-get download \
   libevent-core-2.1-7 libevent-pthreads-2.1-7 libpmix2 libfabric1 libucx0 libibverbs1 \
   librdmacm1 libpsm-infinipath1 libpsm2-2 libnl-3-200 libnl-route-3-200 libmunge2 \
   libcli11-dev nlohmann-json3-dev libpng-dev libpng16-16 zlib1g-dev \
-  libjpeg-dev libjpeg62-turbo-dev libjpeg62-turbo
+  libjpeg-dev libjpeg62-turbo-dev libjpeg62-turbo \
+  libzip-dev libzip4 libisal-dev libisal2 libprotobuf-dev libprotobuf32 libprotobuf-lite32 \
+  protobuf-compiler libprotoc32
 ls -1 "$root/.gpu-deps" | wc -l | xargs echo "[gpu-deps] packages in .gpu-deps:"

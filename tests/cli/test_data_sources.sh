@@ -5,7 +5,7 @@
 # bitwise equal to an uninterrupted one; bad files get one clear error each.
 source "$DPTRAIN_CLI_HELPERS/cli_common.sh"
 make() { "$DPTRAIN_PYTHON" "$DPTRAIN_SOURCE_DIR/scripts/data/make_datasets.py" --idx "$DATA" "$@" >/dev/null; }
-quiet=(--metrics "" --plot "" --log-every 0)
+quiet=(--metrics "" --log-every 0)
 
 # (b) tensor file == IDX files (same samples, same order, same arithmetic).
 make --format tensors --out tensors --limit 2000
@@ -76,7 +76,7 @@ expect_ok full "$MPIRUN" -np 2 "$DPTRAIN" "${resume[@]}" --out full.pt
 setsid "$MPIRUN" -np 2 "$DPTRAIN" "${resume[@]}" --checkpoint-dir ckpt --out killed.pt >killed.log 2>&1 &
 job=$!
 for _ in $(seq 1 600); do
-  [ -e ckpt/checkpoint-0000000049.dpt ] && break
+  [ -e ckpt/checkpoint-0000000049.pt ] && break
   kill -0 "$job" 2>/dev/null || break
   sleep 0.05
 done
@@ -84,7 +84,7 @@ kill -KILL -- "-$job" 2>/dev/null || true
 wait "$job" 2>/dev/null || true
 [ -e killed.pt ] && { cat killed.log; fail "the sharded job finished before it could be killed"; }
 expect_ok resumed "$MPIRUN" -np 2 "$DPTRAIN" "${resume[@]}" --checkpoint-dir ckpt --resume --out resumed.pt
-grep -Eq "resumed from .*checkpoint-[0-9]+\.dpt" resumed.log || { cat resumed.log; fail "the rerun did not resume"; }
+grep -Eq "resumed from .*checkpoint-[0-9]+\.pt" resumed.log || { cat resumed.log; fail "the rerun did not resume"; }
 expect_equal_models full.pt resumed.pt "shards: killed mid-epoch + resumed vs uninterrupted"
 
 # (e) bad files, one clear error each.

@@ -6,7 +6,7 @@ LIMIT=${DPTRAIN_CLI_TIMEOUT:-400}
 "$DPTRAIN_PYTHON" "$DPTRAIN_SOURCE_DIR/scripts/data/make_datasets.py" --idx "$DATA" --format imagefolder \
   --out images >/dev/null
 expect_ok train "$MPIRUN" -np 2 "$DPTRAIN" train --data images --epochs 2 --workers 2 --seed 1 --metrics metrics.jsonl \
-  --plot "" --log-every 200 --out model.pt
+  --log-every 200 --out model.pt
 grep -q "image folder" train.log || { cat train.log; fail "the image folder was not detected and named"; }
 accuracy=$(grep -Eo "test accuracy [0-9.]+%" train.log | tail -1 | grep -Eo "[0-9.]+")
 echo "ImageFolder (PNG) CNN, 2 ranks, 2 epochs: test accuracy $accuracy%"

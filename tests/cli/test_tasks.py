@@ -24,7 +24,7 @@ from cli_helpers import DATA, check, load_state, read_idx_images, run
 
 B, W, LR = 16, 2, 0.05
 SGD = ["--optimizer", "sgd", "--momentum", "0.9", "--lr", str(LR), "--lr-schedule", "constant", "--no-shuffle",
-       "--batch-size", str(B), "--plot", "", "--log-every", "4"]
+       "--batch-size", str(B), "--log-every", "4"]
 
 
 def reference(model_path, inputs, targets, epochs, loss_of):

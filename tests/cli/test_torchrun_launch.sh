@@ -58,7 +58,7 @@ kill_drill() {  # victim survivor expected_rc pattern
     env -u OMPI_COMM_WORLD_RANK -u OMPI_COMM_WORLD_SIZE -u PMI_RANK -u SLURM_PROCID -u DPTRAIN_TIMEOUT \
       RANK=$r WORLD_SIZE=2 LOCAL_RANK=$r LOCAL_WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
       timeout 120 "$dptrain" train --model mlp --epochs 50 --limit-samples 2000 --batch-size 8 --metrics "" \
-      --plot "" --no-eval --log-every 10 >"train$r.log" 2>&1 &
+      --no-eval --log-every 10 >"train$r.log" 2>&1 &
     pids+=($!)
   done
   for _ in $(seq 1 600); do grep -q "step 20 " train0.log 2>/dev/null && break; sleep 0.1; done

@@ -28,7 +28,7 @@ before = load_state("net.pt")
 
 out = run(["train", "--model", "net.pt", "--limit-samples", "512", "--batch-size", "16", "--max-steps", "12",
            "--optimizer", "sgd", "--lr", "0.05", "--out", "trained.pt", "--metrics", "m.jsonl",
-           "--plot", "curves.png", "--log-every", "4"], np_=2)
+           "--log-every", "4"], np_=2)
 check("test accuracy" in out, "train prints the test accuracy")
 after = load_state("trained.pt")
 check(set(before) == set(after), "the trained file has the scripted model's parameters and buffers")

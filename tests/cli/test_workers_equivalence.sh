@@ -4,7 +4,7 @@
 # the comparison is not between runs that ignore it.
 source "$DPTRAIN_CLI_HELPERS/cli_common.sh"
 common=(train --model mlp --data "$DATA" --limit-samples 512 --batch-size 32 --epochs 2 --optimizer sgd
-        --lr 0.05 --seed 9 --metrics "" --plot "" --no-eval --log-every 0)
+        --lr 0.05 --seed 9 --metrics "" --no-eval --log-every 0)
 
 expect_ok plain "$MPIRUN" -np 2 "$DPTRAIN" "${common[@]}" --out plain.pt
 for workers in 0 1 3; do

@@ -109,6 +109,8 @@ TEST(TrainerEquivalence, StepFunctionsAtWBatchEqualOneProcess) {
   auto distributed = trainer.evaluate(data), local = single.evaluate(data);
   ASSERT_EQ(distributed.metrics.size(), 2u);
   EXPECT_NEAR(distributed.metrics.at("l2"), local.metrics.at("l2"), 1e-6);
-  EXPECT_NEAR(distributed.metrics.at("hits"), local.metrics.at("hits"), 1e-9);
+  // Per-batch float32 means weighted into a double: equal to float32's resolution (a fresh
+  // Debian machine differed by 7e-9 of 0.39 from this one's bit-equal result).
+  EXPECT_NEAR(distributed.metrics.at("hits"), local.metrics.at("hits"), 1e-6);
   EXPECT_FALSE(distributed.accuracy.has_value()) << "no accuracy without class-loss evaluation";
 }

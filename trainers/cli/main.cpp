@@ -80,7 +80,9 @@ struct TrainArgs {
   std::string resume;
   bool resume_given = false;
   std::string metrics = "dptrain-metrics.jsonl";
-  std::string plot = "dptrain-curves.png";
+  std::string tensorboard;
+  bool no_progress = false;
+  std::string plot;  // removed option: '' is still accepted, a file gets the way to the curves
   int64_t log_every = 100;
   bool no_eval = false;
 };
@@ -193,7 +195,8 @@ dpt::TrainerOptions trainer_options(const CommonArgs& common, const TrainArgs& a
       .keep_checkpoints(args.keep_checkpoints)
       .resume(args.resume_given ? (args.resume.empty() ? "latest" : args.resume) : "")
       .metrics_file(args.metrics)
-      .plot_file(args.metrics.empty() ? "" : args.plot)
+      .tensorboard_dir(args.tensorboard)
+      .progress_bar(!args.no_progress)
       .log_every_steps(args.log_every);
 }
 
@@ -258,7 +261,9 @@ int run_train(const CommonArgs& common, const TrainArgs& args) {
   dpt::validate(options);
   check_output("--out", args.out);
   check_output("--metrics", args.metrics);
-  check_output("--plot", options.plot_file());
+  DPT_CHECK(args.plot.empty(), InvalidArgumentError, "--plot was removed: watch the curves with --tensorboard DIR, "
+            "or draw them from the metrics file with `python python/dptrain_plot.py ", args.metrics.empty() ? "METRICS" : args.metrics,
+            " -o ", args.plot, "` (bin/dptrain-plot when installed)");
   if (!args.checkpoint_dir.empty()) {
     DPT_CHECK(!dpt::fs::exists(args.checkpoint_dir) || dpt::fs::is_directory(args.checkpoint_dir),
               InvalidArgumentError, "--checkpoint-dir ", args.checkpoint_dir, " exists and is not a directory");
@@ -423,8 +428,10 @@ int main(int argc, char** argv) {
                           "continue from a checkpoint file, or (no value / 'latest') the newest in --checkpoint-dir")
         ->expected(0, 1);
     train_cmd->add_option("--metrics", train.metrics, "JSON-lines metrics file ('' to disable)")->capture_default_str();
-    train_cmd->add_option("--plot", train.plot, "PNG plot of the loss/accuracy curves ('' to disable)")
-        ->capture_default_str();
+    train_cmd->add_option("--tensorboard", train.tensorboard,
+                          "write TensorBoard event files here (rank 0): tensorboard --logdir DIR");
+    train_cmd->add_flag("--no-progress", train.no_progress, "no progress bar on an interactive terminal");
+    train_cmd->add_option("--plot", train.plot)->group("");  // removed; see the error it gives
     train_cmd->add_option("--log-every", train.log_every, "log the loss every N steps")->capture_default_str();
     train_cmd->add_flag("--no-eval", train.no_eval, "skip evaluation on the test split");
 

@@ -1,251 +1,198 @@
 #include "dptrain/trainers/checkpoint.h"
 
-#include <nlohmann/json.hpp>
-
-#include <algorithm>
-#include <cstring>
 #include <sstream>
 
+#include "checkpoint_v1.h"
+#include "dptrain/core/config.h"
 #include "dptrain/core/error.h"
-#include "dptrain/core/fs.h"
-#include "dptrain/core/logging.h"
+#include "dptrain/trainers/optimizer_state.h"
 
 namespace dpt {
 namespace {
 
-constexpr char kMagic[8] = {'D', 'P', 'T', 'C', 'K', 'P', 'T', '1'};
-constexpr size_t kHeaderSize = 24;
-const char* kPrefix = "checkpoint-";
-const char* kSuffix = ".dpt";
+using c10::IValue;
+using GenericDict = c10::impl::GenericDict;
 
-void put_u64(Bytes& out, uint64_t value) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
-}
+GenericDict string_dict() { return GenericDict(c10::StringType::get(), c10::AnyType::get()); }
 
-uint64_t get_u64(const char* in) {
-  uint64_t value = 0;
-  for (int i = 0; i < 8; ++i) value |= static_cast<uint64_t>(static_cast<unsigned char>(in[i])) << (8 * i);
-  return value;
-}
+constexpr int64_t kFormat = 2;
 
-torch::Tensor bytes_tensor(const std::string& text) {
-  auto tensor = torch::empty({static_cast<int64_t>(text.size())}, torch::kUInt8);
-  if (!text.empty()) std::memcpy(tensor.data_ptr(), text.data(), text.size());
-  return tensor;
-}
-
-torch::Tensor bytes_tensor(const Bytes& bytes) { return bytes_tensor(std::string(bytes.begin(), bytes.end())); }
-
-std::string tensor_string(const torch::Tensor& tensor) {
-  auto contiguous = tensor.contiguous();
-  return std::string(static_cast<const char*>(contiguous.data_ptr()), static_cast<size_t>(contiguous.numel()));
-}
-
-// Verifies the header and checksum; returns the payload.
-Bytes verified_payload(const Bytes& bytes, const std::string& origin) {
-  DPT_CHECK(bytes.size() >= kHeaderSize, DataError, "checkpoint ", origin, " is truncated: ", bytes.size(),
-            " bytes, shorter than its ", kHeaderSize, "-byte header");
-  DPT_CHECK(std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) == 0, DataError, "checkpoint ", origin,
-            " is not a dptrain checkpoint (bad magic)");
-  uint64_t size = get_u64(bytes.data() + 8);
-  uint64_t checksum = get_u64(bytes.data() + 16);
-  DPT_CHECK(bytes.size() - kHeaderSize == size, DataError, "checkpoint ", origin, " is truncated or padded: ",
-            "header says ", size, " payload bytes, file has ", bytes.size() - kHeaderSize);
-  uint64_t actual = checksum64(bytes.data() + kHeaderSize, size);
-  DPT_CHECK(actual == checksum, DataError, "checkpoint ", origin, " is corrupt: checksum mismatch");
-  return Bytes(bytes.begin() + kHeaderSize, bytes.end());
-}
-
-bool parse_step(const std::string& name, int64_t& step) {
-  size_t prefix = std::strlen(kPrefix), suffix = std::strlen(kSuffix);
-  if (name.size() <= prefix + suffix || name.compare(0, prefix, kPrefix) != 0 ||
-      name.compare(name.size() - suffix, suffix, kSuffix) != 0) {
-    return false;
+// "cpu/0", "cpu/1", "cuda/0" -> {"cpu": [s0, s1], "cuda": [s0]}: per device kind, a list by rank.
+GenericDict rng_section(const NamedTensors& states) {
+  std::map<std::string, std::map<int64_t, torch::Tensor>> by_kind;
+  for (const auto& [name, state] : states) {
+    const auto slash = name.find('/');
+    if (slash == std::string::npos) continue;
+    by_kind[name.substr(0, slash)][std::stoll(name.substr(slash + 1))] = state.cpu();
   }
-  std::string digits = name.substr(prefix, name.size() - prefix - suffix);
-  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), ::isdigit)) return false;
-  step = std::stoll(digits);
-  return true;
+  GenericDict out = string_dict();
+  for (auto& [kind, by_rank] : by_kind) {
+    c10::impl::GenericList list(c10::AnyType::get());  // a plain list for Python (no typed-list tag)
+    for (auto& [rank, state] : by_rank) list.push_back(state);
+    out.insert(kind, list);
+  }
+  return out;
+}
+
+// --- reading a torch.save dict: each accessor names the key and the file --------------------
+
+struct Reader {
+  GenericDict dict;
+  std::string where;  // "checkpoint ckpt/checkpoint-0000000120.pt"
+
+  std::optional<IValue> find(const std::string& key) const {
+    auto found = dict.find(key);
+    if (found == dict.end() || found->value().isNone()) return std::nullopt;
+    return found->value();
+  }
+  IValue at(const std::string& key) const {
+    auto value = find(key);
+    DPT_CHECK(value.has_value(), DataError, where, " has no '", key, "'");
+    return *value;
+  }
+  int64_t integer(const std::string& key, std::optional<int64_t> fallback = std::nullopt) const {
+    auto value = find(key);
+    if (!value && fallback) return *fallback;
+    DPT_CHECK(value.has_value(), DataError, where, " has no '", key, "'");
+    DPT_CHECK(value->isInt(), DataError, where, ": '", key, "' is not an integer");
+    return value->toInt();
+  }
+  double number(const std::string& key, double fallback) const {
+    auto value = find(key);
+    if (!value) return fallback;
+    DPT_CHECK(value->isDouble() || value->isInt(), DataError, where, ": '", key, "' is not a number");
+    return value->isDouble() ? value->toDouble() : static_cast<double>(value->toInt());
+  }
+  std::optional<Reader> section(const std::string& key) const {
+    auto value = find(key);
+    if (!value) return std::nullopt;
+    DPT_CHECK(value->isGenericDict(), DataError, where, ": '", key, "' is not a dict");
+    return Reader{value->toGenericDict(), where + " '" + key + "'"};
+  }
+};
+
+NamedTensors read_model(const Reader& top) {
+  IValue model = top.at("model");
+  DPT_CHECK(model.isGenericDict(), DataError, top.where, ": 'model' is not a state_dict (a dict of tensors)");
+  NamedTensors tensors;
+  for (const auto& entry : model.toGenericDict()) {
+    DPT_CHECK(entry.key().isString() && entry.value().isTensor(), DataError, top.where,
+              ": 'model' holds a non-tensor entry");
+    tensors.emplace(entry.key().toStringRef(), entry.value().toTensor());
+  }
+  return tensors;
+}
+
+void read_rng(const Reader& rng, NamedTensors& states) {
+  for (const auto& entry : rng.dict) {
+    DPT_CHECK(entry.key().isString() && entry.value().isList(), DataError, rng.where,
+              " is not a dict of generator-state lists");
+    const auto list = entry.value().toListRef();
+    for (size_t rank = 0; rank < list.size(); ++rank) {
+      DPT_CHECK(list[rank].isTensor(), DataError, rng.where, " holds a non-tensor generator state");
+      states.emplace(entry.key().toStringRef() + "/" + std::to_string(rank), list[rank].toTensor());
+    }
+  }
+}
+
+Checkpoint decode_v2(const Bytes& bytes, const std::string& origin) {
+  const std::string where = "checkpoint " + origin;
+  IValue value = load_torch_save(bytes, where);
+  DPT_CHECK(value.isGenericDict(), DataError, where, " is not a dict (torch.save of a checkpoint dict)");
+  Reader top{value.toGenericDict(), where};
+  Checkpoint checkpoint;
+  checkpoint.model = read_model(top);
+  checkpoint.optimizer = top.at("optimizer");
+  checkpoint.epoch = top.integer("epoch");
+  checkpoint.step = top.integer("step");
+  if (auto sampler = top.section("sampler")) {
+    checkpoint.batch_in_epoch = sampler->integer("batch_in_epoch", 0);
+    if (sampler->find("seed")) checkpoint.seed = sampler->integer("seed");
+    checkpoint.world_size = sampler->integer("world_size", 1);
+    checkpoint.global_batch = sampler->integer("global_batch", 0);
+    checkpoint.epoch_offset = sampler->integer("epoch_offset", 0);
+  }
+  if (auto scaler = top.section("scaler")) {
+    checkpoint.loss_scale = scaler->number("scale", 0.0);
+    checkpoint.loss_scale_growth_tracker = scaler->integer("_growth_tracker", 0);
+    checkpoint.loss_scale_growth_interval = scaler->integer("growth_interval", 2000);
+  }
+  if (auto rng = top.section("rng")) read_rng(*rng, checkpoint.generator_states);
+  if (auto scheduler = top.find("scheduler")) checkpoint.scheduler = *scheduler;
+  if (auto about = top.section("dptrain")) {
+    const int64_t format = about->integer("format", kFormat);
+    DPT_CHECK(format <= kFormat, DataError, where, " has format ", format, ", newer than this dptrain reads (",
+              kFormat, "): update dptrain");
+  }
+  return checkpoint;
 }
 
 }  // namespace
 
 Bytes encode_checkpoint(const Checkpoint& checkpoint) {
-  NamedTensors entries;
-  for (const auto& [name, tensor] : checkpoint.model) entries.emplace("model." + name, tensor.detach().cpu());
-  entries.emplace("optimizer", bytes_tensor(checkpoint.optimizer));
-  if (checkpoint.rng_state.defined()) entries.emplace("rng", checkpoint.rng_state.cpu());
-  for (const auto& [name, state] : checkpoint.generator_states) entries.emplace("rng." + name, state.cpu());
-  nlohmann::json meta = {{"format", 1},
-                         {"epoch", checkpoint.epoch},
-                         {"batch_in_epoch", checkpoint.batch_in_epoch},
-                         {"step", checkpoint.step},
-                         {"world_size", checkpoint.world_size},
-                         {"seed", checkpoint.seed},
-                         {"extra", nlohmann::json::parse(checkpoint.extra_json)}};
-  entries.emplace("meta", bytes_tensor(meta.dump()));
-  Bytes payload = serialize_named_tensors(entries);
-  Bytes out(kMagic, kMagic + sizeof(kMagic));
-  put_u64(out, payload.size());
-  put_u64(out, checksum64(payload.data(), payload.size()));
-  out.insert(out.end(), payload.begin(), payload.end());
-  return out;
+  GenericDict model(c10::StringType::get(), c10::TensorType::get());
+  for (const auto& [name, tensor] : checkpoint.model) model.insert(name, tensor.detach().cpu());
+  GenericDict sampler = string_dict();
+  sampler.insert("batch_in_epoch", checkpoint.batch_in_epoch);
+  if (checkpoint.seed) sampler.insert("seed", *checkpoint.seed);
+  sampler.insert("world_size", checkpoint.world_size);
+  sampler.insert("global_batch", checkpoint.global_batch);
+  sampler.insert("epoch_offset", checkpoint.epoch_offset);
+  GenericDict about = string_dict();
+  about.insert("format", kFormat);
+  about.insert("version", std::string(DPTRAIN_VERSION));
+
+  GenericDict out = string_dict();
+  out.insert("model", model);
+  out.insert("optimizer", checkpoint.optimizer);
+  out.insert("epoch", checkpoint.epoch);
+  out.insert("step", checkpoint.step);
+  out.insert("sampler", sampler);
+  if (!checkpoint.scheduler.isNone()) out.insert("scheduler", checkpoint.scheduler);
+  if (checkpoint.loss_scale > 0) {  // torch.amp.GradScaler.state_dict()'s keys
+    GenericDict scaler = string_dict();
+    scaler.insert("scale", checkpoint.loss_scale);
+    scaler.insert("growth_factor", 2.0);
+    scaler.insert("backoff_factor", 0.5);
+    scaler.insert("growth_interval", checkpoint.loss_scale_growth_interval);
+    scaler.insert("_growth_tracker", checkpoint.loss_scale_growth_tracker);
+    out.insert("scaler", scaler);
+  }
+  out.insert("rng", rng_section(checkpoint.generator_states));
+  out.insert("dptrain", about);
+  return save_for_pytorch(out);
+}
+
+void verify_checkpoint(const Bytes& bytes, const std::string& origin) {
+  if (checkpoint_v1::is_v1(bytes)) return checkpoint_v1::verify(bytes, origin);
+  DPT_CHECK(is_zip_archive(bytes), DataError, "checkpoint ", origin,
+            " is neither a torch.save file nor a dptrain checkpoint (", bytes.size(), " bytes)");
+  verify_zip_archive(bytes, "checkpoint " + origin);
 }
 
 Checkpoint decode_checkpoint(const Bytes& bytes, const std::string& origin) {
-  NamedTensors entries = deserialize_named_tensors(verified_payload(bytes, origin), "checkpoint " + origin);
-  Checkpoint checkpoint;
-  auto meta_entry = entries.find("meta");
-  auto optimizer_entry = entries.find("optimizer");
-  DPT_CHECK(meta_entry != entries.end() && optimizer_entry != entries.end(), DataError, "checkpoint ", origin,
-            " lacks its meta or optimizer entry");
-  nlohmann::json meta;
-  try {
-    meta = nlohmann::json::parse(tensor_string(meta_entry->second));
-    checkpoint.epoch = meta.at("epoch").get<int64_t>();
-    checkpoint.batch_in_epoch = meta.at("batch_in_epoch").get<int64_t>();
-    checkpoint.step = meta.at("step").get<int64_t>();
-    checkpoint.world_size = meta.at("world_size").get<int64_t>();
-    checkpoint.seed = meta.at("seed").get<int64_t>();
-    checkpoint.extra_json = meta.at("extra").dump();
-  } catch (const nlohmann::json::exception& e) {
-    DPT_THROW(DataError, "checkpoint ", origin, " has unreadable metadata: ", e.what());
-  }
-  std::string optimizer = tensor_string(optimizer_entry->second);
-  checkpoint.optimizer.assign(optimizer.begin(), optimizer.end());
-  if (auto rng = entries.find("rng"); rng != entries.end()) checkpoint.rng_state = rng->second;
-  for (auto& [name, tensor] : entries) {
-    if (name.rfind("model.", 0) == 0) checkpoint.model.emplace(name.substr(6), tensor);
-    if (name.rfind("rng.", 0) == 0) checkpoint.generator_states.emplace(name.substr(4), tensor);
-  }
-  return checkpoint;
+  verify_checkpoint(bytes, origin);
+  if (checkpoint_v1::is_v1(bytes)) return checkpoint_v1::decode(bytes, origin);
+  return decode_v2(bytes, origin);
 }
 
-Bytes save_optimizer_state(torch::optim::Optimizer& optimizer) {
-  torch::serialize::OutputArchive archive;
-  optimizer.save(archive);
-  std::ostringstream stream;
-  archive.save_to(stream);
-  std::string text = stream.str();
-  return Bytes(text.begin(), text.end());
-}
-
-namespace {
-
-// Moves each parameter's optimizer state onto that parameter's device.
-void place_state_with_parameters(torch::optim::Optimizer& optimizer) {
-  auto& states = optimizer.state();
-  for (auto& group : optimizer.param_groups()) {
-    for (auto& param : group.params()) {
-      auto found = states.find(param.unsafeGetTensorImpl());
-      if (found == states.end()) continue;
-      const torch::Device device = param.device();
-      auto moved = [device](const torch::Tensor& t) { return t.defined() ? t.to(device) : t; };
-      if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(found->second.get())) {
-        sgd->momentum_buffer(moved(sgd->momentum_buffer()));
-      } else if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(found->second.get())) {
-        adam->exp_avg(moved(adam->exp_avg()));
-        adam->exp_avg_sq(moved(adam->exp_avg_sq()));
-        adam->max_exp_avg_sq(moved(adam->max_exp_avg_sq()));
-      } else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(found->second.get())) {
-        adamw->exp_avg(moved(adamw->exp_avg()));
-        adamw->exp_avg_sq(moved(adamw->exp_avg_sq()));
-        adamw->max_exp_avg_sq(moved(adamw->max_exp_avg_sq()));
-      }
-    }
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const Checkpoint& checkpoint, const std::string& origin) {
+  if (checkpoint.legacy_optimizer.empty()) {
+    load_optimizer_state_dict(optimizer, checkpoint.optimizer, "checkpoint " + origin);
+    return;
   }
-}
-
-}  // namespace
-
-void load_optimizer_state(torch::optim::Optimizer& optimizer, const Bytes& bytes, const std::string& origin) {
   try {
     torch::serialize::InputArchive archive;
-    std::istringstream stream(std::string(bytes.begin(), bytes.end()));
+    std::istringstream stream(std::string(checkpoint.legacy_optimizer.begin(), checkpoint.legacy_optimizer.end()));
     archive.load_from(stream, torch::Device(torch::kCPU));  // not the saving rank's cuda:N
     optimizer.load(archive);
-    place_state_with_parameters(optimizer);
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
     DPT_THROW(DataError, "checkpoint ", origin, ": optimizer state does not fit this optimizer (",
               what.substr(0, what.find('\n')), ")");
   }
-}
-
-CheckpointDirectory::CheckpointDirectory(std::string directory, int keep_last)
-    : directory_(std::move(directory)), keep_last_(keep_last) {
-  DPT_CHECK(!directory_.empty(), InvalidArgumentError, "--checkpoint-dir must not be empty");
-  DPT_CHECK(keep_last_ >= 1, InvalidArgumentError, "--keep-checkpoints must be >= 1, got ", keep_last_);
-}
-
-void CheckpointDirectory::prepare() const {
-  try {
-    fs::create_directories(directory_);
-  } catch (const Error& e) {
-    DPT_THROW(InvalidArgumentError, "--checkpoint-dir ", directory_, " cannot be created: ", e.what());
-  }
-  DPT_CHECK(fs::parent_is_writable(fs::join(directory_, "probe")), InvalidArgumentError, "--checkpoint-dir ",
-            directory_, " is not writable");
-}
-
-std::string CheckpointDirectory::path_for_step(int64_t step) const {
-  char name[64];
-  std::snprintf(name, sizeof(name), "%s%010lld%s", kPrefix, static_cast<long long>(step), kSuffix);
-  return fs::join(directory_, name);
-}
-
-std::string CheckpointDirectory::write(const Checkpoint& checkpoint) const {
-  std::string path = path_for_step(checkpoint.step);
-  write_file_atomic(path, encode_checkpoint(checkpoint));
-  auto files = list();
-  for (size_t i = 0; i + static_cast<size_t>(keep_last_) < files.size(); ++i) fs::remove_file(files[i]);
-  return path;
-}
-
-std::vector<std::string> CheckpointDirectory::list() const {
-  std::vector<std::pair<int64_t, std::string>> found;
-  if (!fs::is_directory(directory_)) return {};
-  for (const auto& name : fs::list_directory(directory_)) {
-    int64_t step = 0;
-    if (parse_step(name, step)) found.emplace_back(step, fs::join(directory_, name));
-  }
-  std::sort(found.begin(), found.end());
-  std::vector<std::string> paths;
-  for (auto& entry : found) paths.push_back(entry.second);
-  return paths;
-}
-
-std::optional<std::string> CheckpointDirectory::latest() const {
-  auto files = list();
-  if (files.empty()) return std::nullopt;
-  return files.back();
-}
-
-Bytes read_checkpoint_file(const std::string& path, const std::string& directory, std::string& chosen) {
-  if (!path.empty() && path != "latest") {
-    Bytes bytes = read_file(path);
-    verified_payload(bytes, path);
-    chosen = path;
-    return bytes;
-  }
-  DPT_CHECK(!directory.empty(), InvalidArgumentError,
-            "--resume without a file needs --checkpoint-dir to look for the latest checkpoint");
-  auto files = CheckpointDirectory(directory).list();
-  DPT_CHECK(!files.empty(), InvalidArgumentError, "--resume: no checkpoint-*.dpt files in ", directory);
-  std::string first_error;
-  for (auto it = files.rbegin(); it != files.rend(); ++it) {
-    try {
-      Bytes bytes = read_file(*it);
-      verified_payload(bytes, *it);
-      if (!first_error.empty()) DPT_LOG_WARN("resuming from the previous intact checkpoint {}", *it);
-      chosen = *it;
-      return bytes;
-    } catch (const Error& e) {
-      DPT_LOG_WARN("{}", e.what());
-      if (first_error.empty()) first_error = e.what();
-    }
-  }
-  DPT_THROW(DataError, "--resume: no intact checkpoint in ", directory, " (newest: ", first_error, ")");
+  // Through PyTorch's layout and back: the state lands on each parameter's device.
+  load_optimizer_state_dict(optimizer, optimizer_state_dict(optimizer), "checkpoint " + origin);
 }
 
 }  // namespace dpt

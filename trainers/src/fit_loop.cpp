@@ -38,8 +38,9 @@ FitLoop::FitLoop(Trainer& trainer, const TrainSource& train, const Dataset* test
       planned_steps_(plan_steps(train, options_, layout_)),
       schedule_(options_.schedule(), options_.optimizer().lr(), planned_steps_),
       run_{trainer.model_,  *trainer.state_->optimizer, trainer.state_->scaler,
-           trainer.world_, options_, layout_.global_batch(), train.resumes_exactly_at_other_world_sizes()},
-      report_(options_, trainer.rank(), /*append=*/!options_.resume().empty()),
+           trainer.world_, options_, layout_.global_batch(), train.resumes_exactly_at_other_world_sizes(),
+           &schedule_},
+      report_(options_, trainer.rank(), /*append=*/!options_.resume().empty(), layout_.global_batch(), planned_steps_),
       losses_(trainer.world_, options_.device()) {
   if (!options_.resume().empty()) position_ = restore_run(run_);
   if (!options_.checkpoint_dir().empty()) {
@@ -131,6 +132,7 @@ FitLoop::EpochEnd FitLoop::run_epoch() {
 bool FitLoop::after_step(StepInfo& info, int64_t epoch_steps) {
   const auto& o = options_;
   const bool log_now = o.log_every_steps() > 0 && (position_.step % o.log_every_steps() == 0 || position_.step == 1);
+  report_.after_step(info, position_, epoch_steps);
   if (log_now) {
     check_finite();
     info.loss = std::isnan(info.loss) ? NAN : losses_.last_step_loss();

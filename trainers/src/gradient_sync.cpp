@@ -1,5 +1,7 @@
 #include "gradient_sync.h"
 
+#include <limits>
+
 namespace dpt {
 
 GradientSync::GradientSync(Model model, CommunicatorPtr world) : model_(std::move(model)), world_(std::move(world)) {
@@ -28,6 +30,10 @@ void GradientSync::finish() {
   // DDP reduced the gradients during the last backward; if that backward reached no parameter of
   // this rank, the reduction runs now so the other ranks are not left waiting for it.
   if (ddp_) ddp_->finish_backward();
+}
+
+double GradientSync::exposed_comm_s() const {
+  return ddp_ ? ddp_->last_iteration_stats().exposed_comm_s : std::numeric_limits<double>::quiet_NaN();
 }
 
 void GradientSync::sync_buffers() {

@@ -43,6 +43,9 @@ class GradientSync {
 
   // Completes the gradient all-reduce of the step (no-op on one rank).
   void finish();
+  // Seconds the last synchronized backward waited for its buckets after the backward computation
+  // (DDP's exposed communication); NaN on one rank, where nothing is communicated.
+  double exposed_comm_s() const;
   // Copies rank 0's buffers (BatchNorm statistics) to every rank.
   void sync_buffers();
 

@@ -106,4 +106,17 @@ double LrSchedule::lr_at(int64_t step) const {
   return lr;
 }
 
+c10::IValue LrSchedule::state_dict() const {
+  c10::impl::GenericDict out(c10::StringType::get(), c10::AnyType::get());
+  out.insert("kind", options_.kind());
+  out.insert("base_lr", base_lr_);
+  out.insert("total_steps", total_steps_);
+  out.insert("step_size", options_.step_size());
+  out.insert("gamma", options_.gamma());
+  out.insert("min_lr", options_.min_lr());
+  out.insert("warmup_steps", options_.warmup_steps());
+  out.insert("warmup_start_factor", options_.warmup_start_factor());
+  return out;
+}
+
 }  // namespace dpt

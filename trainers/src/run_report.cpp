@@ -2,11 +2,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 
 #include "dptrain/core/error.h"
 #include "dptrain/core/logging.h"
-#include "dptrain/trainers/plot.h"
 
 namespace dpt {
 namespace {
@@ -17,32 +17,18 @@ std::string fmt_number(const std::string& label, double value, int digits) {
   return label + buffer;
 }
 
-void write_plot_from_metrics(const std::string& metrics_path, const std::string& plot_path) {
-  PlotSeries train_loss{"train", {}, {}, 0x1f77b4}, test_loss{"test", {}, {}, 0xd62728};
-  PlotSeries test_accuracy{"test", {}, {}, 0x2ca02c};
-  std::ifstream in(metrics_path);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!record.is_object()) continue;
-    std::string type = record.value("type", "");
-    double step = record.value("step", 0.0);
-    if (type == "step") {
-      train_loss.x.push_back(step), train_loss.y.push_back(record.value("loss", NAN));
-    } else if (type == "epoch" && record.contains("test_loss")) {
-      test_loss.x.push_back(step), test_loss.y.push_back(record.value("test_loss", NAN));
-      test_accuracy.x.push_back(step), test_accuracy.y.push_back(100.0 * record.value("test_accuracy", NAN));
-    }
-  }
-  write_line_plot_png(plot_path, {PlotPanel{"loss", "step", {train_loss, test_loss}},
-                                  PlotPanel{"accuracy (%)", "step", {test_accuracy}}});
-}
-
 // test_loss, test_accuracy (class targets), val_<name> (validation_step's metrics).
 void add_evaluation(nlohmann::json& record, const EvalResult& eval) {
   if (!std::isnan(eval.loss)) record["test_loss"] = eval.loss;
   if (eval.accuracy) record["test_accuracy"] = *eval.accuracy;
   for (const auto& [name, value] : eval.metrics) record["val_" + name] = value;
+}
+
+// TensorBoard's tags for an evaluation: test/loss, test/accuracy (%), val/<name>.
+void add_evaluation(std::vector<std::pair<std::string, double>>& scalars, const EvalResult& eval) {
+  scalars.emplace_back("test/loss", eval.loss);
+  if (eval.accuracy) scalars.emplace_back("test/accuracy", 100.0 * *eval.accuracy);
+  for (const auto& [name, value] : eval.metrics) scalars.emplace_back("val/" + name, value);
 }
 
 }  // namespace
@@ -58,11 +44,22 @@ std::string describe(const EvalResult& eval) {
   return text;
 }
 
-RunReport::RunReport(const TrainerOptions& options, int rank, bool append)
-    : options_(options), rank_(rank), start_(std::chrono::steady_clock::now()) {
-  if (rank_ != 0 || options_.metrics_file().empty()) return;
-  metrics_.open(options_.metrics_file(), append ? std::ios::app : std::ios::trunc);
-  DPT_CHECK(metrics_.good(), IoError, "cannot write metrics file ", options_.metrics_file());
+RunReport::RunReport(const TrainerOptions& options, int rank, bool append, int64_t global_batch,
+                     int64_t planned_steps)
+    : options_(options),
+      rank_(rank),
+      global_batch_(global_batch),
+      start_(std::chrono::steady_clock::now()),
+      progress_(options.progress_bar() && rank == 0, options.epochs(), global_batch, planned_steps) {
+  if (rank_ != 0) return;
+  if (!options_.metrics_file().empty()) {
+    metrics_.open(options_.metrics_file(), append ? std::ios::app : std::ios::trunc);
+    DPT_CHECK(metrics_.good(), IoError, "cannot write metrics file ", options_.metrics_file());
+  }
+  if (!options_.tensorboard_dir().empty()) {
+    tensorboard_ = std::make_unique<TensorBoardWriter>(options_.tensorboard_dir());
+    DPT_LOG_INFO("TensorBoard events in {} (tensorboard --logdir {})", tensorboard_->path(), options_.tensorboard_dir());
+  }
 }
 
 double RunReport::elapsed_s() const {
@@ -75,24 +72,49 @@ void RunReport::write(const std::string& json_line) {
   metrics_.flush();
 }
 
+void RunReport::after_step(const StepInfo& info, const Position& position, int64_t epoch_steps) {
+  if (last_log_step_ < 0) last_log_step_ = info.step - 1;  // the first step of this run
+  if (std::isfinite(info.exposed_comm_s)) exposed_comm_s_ += info.exposed_comm_s, ++exposed_comm_steps_;
+  progress_.step(info.epoch, position.batch_in_epoch + 1, epoch_steps, info.step, info.local_loss);
+}
+
 void RunReport::step(const StepInfo& info, const Position& position, int64_t epoch_steps) {
-  DPT_LOG_INFO("epoch {} step {} ({}/{}): loss {:.4f} lr {:.3g}", info.epoch + 1, info.step,
-               position.batch_in_epoch + 1, epoch_steps, info.loss, info.lr);
+  const double now = elapsed_s();
+  const int64_t steps = std::max<int64_t>(info.step - last_log_step_, 1);
+  const double step_s = (now - last_log_s_) / static_cast<double>(steps);
+  const double samples_per_s = static_cast<double>(global_batch_) / step_s;
+  const double exposed_ms = exposed_comm_steps_ > 0 ? 1e3 * exposed_comm_s_ / static_cast<double>(exposed_comm_steps_) : NAN;
+  last_log_s_ = now, last_log_step_ = info.step, exposed_comm_s_ = 0, exposed_comm_steps_ = 0;
+
+  DPT_LOG_INFO("epoch {} step {} ({}/{}): loss {:.4f} lr {:.3g}, {:.0f} samples/s", info.epoch + 1, info.step,
+               position.batch_in_epoch + 1, epoch_steps, info.loss, info.lr, samples_per_s);
   write(nlohmann::json{{"type", "step"},
                        {"epoch", info.epoch + 1},
                        {"step", info.step},
                        {"loss", std::isnan(info.loss) ? nlohmann::json(nullptr) : nlohmann::json(info.loss)},
                        {"lr", info.lr},
-                       {"elapsed_s", elapsed_s()}}
+                       {"samples_per_s", samples_per_s},
+                       {"elapsed_s", now}}
             .dump());
+  if (tensorboard_) {
+    tensorboard_->add_scalars(info.step, {{"train/loss", info.loss},
+                                          {"train/lr", info.lr},
+                                          {"perf/samples_per_s", samples_per_s},
+                                          {"perf/step_time_ms", 1e3 * step_s},
+                                          {"perf/exposed_comm_ms", exposed_ms}});
+    tensorboard_->flush();
+  }
 }
 
 void RunReport::epoch(const EpochInfo& info) {
   nlohmann::json record = {{"type", "epoch"},        {"epoch", info.epoch + 1},
                            {"step", info.step},      {"train_loss", info.train_loss},
                            {"epoch_s", info.elapsed_seconds}, {"elapsed_s", elapsed_s()}};
+  std::vector<std::pair<std::string, double>> scalars = {{"train/epoch_loss", info.train_loss},
+                                                         {"perf/epoch_s", info.elapsed_seconds}};
   if (info.eval) {
     add_evaluation(record, *info.eval);
+    add_evaluation(scalars, *info.eval);
     DPT_LOG_INFO("epoch {} done in {:.1f} s: train loss {:.4f}, {}", info.epoch + 1, info.elapsed_seconds,
                  info.train_loss, describe(*info.eval));
   } else {
@@ -100,6 +122,13 @@ void RunReport::epoch(const EpochInfo& info) {
                  info.train_loss);
   }
   write(record.dump());
+  if (tensorboard_) {
+    tensorboard_->add_scalars(info.step, scalars);
+    tensorboard_->flush();
+  }
+  // The next interval's samples/s measures training, not this evaluation.
+  last_log_s_ = elapsed_s();
+  last_log_step_ = info.step;
 }
 
 void RunReport::final_evaluation(const Position& position, const EvalResult& eval) {
@@ -108,13 +137,18 @@ void RunReport::final_evaluation(const Position& position, const EvalResult& eva
   add_evaluation(record, eval);
   DPT_LOG_INFO("final evaluation: {}", describe(eval));
   write(record.dump());
+  if (tensorboard_) {
+    std::vector<std::pair<std::string, double>> scalars;
+    add_evaluation(scalars, eval);
+    tensorboard_->add_scalars(position.step, scalars);
+    tensorboard_->flush();
+  }
 }
 
 void RunReport::finish() {
-  if (rank_ != 0 || options_.plot_file().empty() || options_.metrics_file().empty()) return;
-  metrics_.close();
-  write_plot_from_metrics(options_.metrics_file(), options_.plot_file());
-  DPT_LOG_INFO("plot written to {}", options_.plot_file());
+  progress_.clear();
+  if (metrics_.is_open()) metrics_.close();
+  if (tensorboard_) tensorboard_->flush();
 }
 
 }  // namespace dpt

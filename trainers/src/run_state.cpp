@@ -1,7 +1,6 @@
 #include "run_state.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-#include <nlohmann/json.hpp>
 
 #include <mutex>
 
@@ -9,6 +8,7 @@
 #include "dptrain/core/error.h"
 #include "dptrain/core/logging.h"
 #include "dptrain/core/serialize.h"
+#include "dptrain/trainers/optimizer_state.h"
 
 #if DPTRAIN_HAVE_CUDA
 #include <ATen/cuda/CUDAGeneratorImpl.h>
@@ -38,15 +38,13 @@ void set_generator_state(at::Generator generator, const torch::Tensor& state) {
 }
 
 // Rank r resumes with rank r's saved generators (rank r % saved ranks after a world size change;
-// the trajectory then differs anyway), or rank 0's CPU state of an older checkpoint.
+// the trajectory then differs anyway).
 void restore_generators(const Checkpoint& checkpoint, int rank, const torch::Device& device) {
-  const int64_t saved_ranks = std::max<int64_t>(checkpoint.world_size, 1);
+  int64_t saved_ranks = 0;
+  while (checkpoint.generator_states.count("cpu/" + std::to_string(saved_ranks))) ++saved_ranks;
+  if (saved_ranks == 0) return;
   const std::string me = std::to_string(rank % saved_ranks);
-  if (auto cpu = checkpoint.generator_states.find("cpu/" + me); cpu != checkpoint.generator_states.end()) {
-    set_generator_state(at::detail::getDefaultCPUGenerator(), cpu->second);
-  } else if (checkpoint.rng_state.defined()) {
-    set_generator_state(at::detail::getDefaultCPUGenerator(), checkpoint.rng_state);
-  }
+  set_generator_state(at::detail::getDefaultCPUGenerator(), checkpoint.generator_states.at("cpu/" + me));
 #if DPTRAIN_HAVE_CUDA
   auto cuda = checkpoint.generator_states.find("cuda/" + me);
   if (device.is_cuda() && cuda != checkpoint.generator_states.end()) {
@@ -65,16 +63,27 @@ Position restore_run(const RunParts& run) {
   Bytes bytes = bytes_from_rank0(run.world, [&] { return read_checkpoint_file(o.resume(), o.checkpoint_dir(), chosen); });
   std::string origin = rank_of(run.world) == 0 ? chosen : "checkpoint received from rank 0";
   Checkpoint checkpoint = decode_checkpoint(bytes, origin);
-  DPT_CHECK(checkpoint.seed == o.seed(), InvalidArgumentError, "--seed ", o.seed(), " differs from the seed ",
-            checkpoint.seed, " of checkpoint ", origin, ": the data order would change; pass --seed ", checkpoint.seed);
+  if (checkpoint.seed) {
+    DPT_CHECK(*checkpoint.seed == o.seed(), InvalidArgumentError, "--seed ", o.seed(), " differs from the seed ",
+              *checkpoint.seed, " of checkpoint ", origin, ": the data order would change; pass --seed ",
+              *checkpoint.seed);
+  } else if (rank_of(run.world) == 0) {
+    DPT_LOG_WARN("checkpoint {} has no 'sampler' (seed, position in the epoch): continuing with epoch {} from its "
+                 "first batch, with --seed {}", origin, checkpoint.epoch + 1, o.seed());
+  }
+  if (checkpoint.generator_states.empty() && rank_of(run.world) == 0) {
+    DPT_LOG_WARN("checkpoint {} has no generator states ('rng'): random draws (dropout, augmentation) continue "
+                 "from this run's seed", origin);
+  }
   run.model.load_state_dict(checkpoint.model);
-  load_optimizer_state(run.optimizer, checkpoint.optimizer, origin);
+  load_optimizer_state(run.optimizer, checkpoint, origin);
   restore_generators(checkpoint, rank_of(run.world), o.device());
-  auto extra = nlohmann::json::parse(checkpoint.extra_json);
-  run.scaler.scale = extra.value("loss_scale", run.scaler.scale);
-  run.scaler.clean_steps = extra.value("loss_scale_clean_steps", int64_t{0});
-  const int64_t old_offset = extra.value("epoch_offset", int64_t{0});
-  const int64_t old_global_batch = extra.value("global_batch", run.global_batch);
+  if (checkpoint.loss_scale > 0) {
+    run.scaler.scale = checkpoint.loss_scale;
+    run.scaler.clean_steps = checkpoint.loss_scale_growth_tracker;
+  }
+  const int64_t old_offset = checkpoint.epoch_offset;
+  const int64_t old_global_batch = checkpoint.global_batch > 0 ? checkpoint.global_batch : run.global_batch;
 
   Position position;
   position.epoch = checkpoint.epoch;
@@ -120,15 +129,17 @@ void save_run(const RunParts& run, const Position& position, const CheckpointDir
   checkpoint.step = position.step;
   checkpoint.world_size = size_of(run.world);
   checkpoint.seed = run.options.seed();
+  checkpoint.global_batch = run.global_batch;
+  checkpoint.epoch_offset = position.epoch_offset;
   checkpoint.model = run.model.state_dict();
-  checkpoint.optimizer = save_optimizer_state(run.optimizer);
-  checkpoint.rng_state = mine.at("cpu");
+  checkpoint.optimizer = optimizer_state_dict(run.optimizer);
   checkpoint.generator_states = std::move(generators);
-  checkpoint.extra_json = nlohmann::json{{"loss_scale", run.scaler.scale},
-                                         {"loss_scale_clean_steps", run.scaler.clean_steps},
-                                         {"epoch_offset", position.epoch_offset},
-                                         {"global_batch", run.global_batch}}
-                              .dump();
+  if (run.schedule) checkpoint.scheduler = run.schedule->state_dict();
+  if (run.scaler.enabled) {
+    checkpoint.loss_scale = run.scaler.scale;
+    checkpoint.loss_scale_growth_tracker = run.scaler.clean_steps;
+    checkpoint.loss_scale_growth_interval = run.scaler.growth_interval;
+  }
   std::string path = directory.write(checkpoint);
   DPT_LOG_INFO("checkpoint {} written (epoch {}, step {})", path, position.epoch + 1, position.step);
 }

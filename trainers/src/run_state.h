@@ -35,11 +35,14 @@ struct RunParts {
   int64_t global_batch;          // ranks x batch x accumulation of this run
   // The source continues an epoch exactly at another world size (else such a resume restarts it).
   bool reshardable = true;
+  const LrSchedule* schedule = nullptr;  // described in the checkpoint for its readers
 };
 
 // Reads options.resume() on rank 0 (its bytes reach every rank), loads the model, the optimizer
 // state (onto options.device()), each rank's CPU and CUDA generator states and the loss scale, and
-// returns where to continue; re-shards the epoch when the global batch changed.
+// returns where to continue; re-shards the epoch when the global batch changed. A checkpoint
+// written by a PyTorch script needs only "model", "optimizer", "epoch" and "step"; what else it
+// lacks (sampler position, generators) is said in a warning.
 Position restore_run(const RunParts& run);
 
 // Writes a checkpoint of `position` into `directory` (rank 0 writes; every rank contributes its

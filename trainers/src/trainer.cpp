@@ -16,7 +16,6 @@
 #include "dptrain/core/fs.h"
 #include "dptrain/core/logging.h"
 #include "dptrain/trainers/checkpoint.h"
-#include "dptrain/trainers/plot.h"
 #include "gradient_sync.h"
 #include "loss_scaler.h"
 #include "fit_loop.h"
@@ -100,11 +99,12 @@ void validate(const TrainerOptions& o) {
             "--resume latest needs --checkpoint-dir");
   DPT_CHECK(!o.mixed_precision() || o.device().is_cuda(), InvalidArgumentError,
             "--amp (mixed precision) needs a CUDA device; this run is on ", o.device().str());
-  for (const auto& [flag, path] : {std::pair<const char*, std::string>{"--metrics", o.metrics_file()},
-                                   std::pair<const char*, std::string>{"--plot", o.plot_file()}}) {
-    DPT_CHECK(path.empty() || fs::parent_is_writable(path), InvalidArgumentError, flag, " ", path,
-              ": the directory does not exist or is not writable");
-  }
+  DPT_CHECK(o.metrics_file().empty() || fs::parent_is_writable(o.metrics_file()), InvalidArgumentError,
+            "--metrics ", o.metrics_file(), ": the directory does not exist or is not writable");
+  const auto& tensorboard = o.tensorboard_dir();
+  DPT_CHECK(tensorboard.empty() || fs::is_directory(tensorboard) || (!fs::exists(tensorboard) && fs::parent_is_writable(tensorboard)),
+            InvalidArgumentError, "--tensorboard ", tensorboard, ": ",
+            fs::exists(tensorboard) ? "exists and is not a directory" : "cannot be created (its parent is missing or not writable)");
   validate(o.optimizer());
   validate(o.schedule());
 }
@@ -305,6 +305,7 @@ StepInfo Trainer::train_step(const std::function<std::pair<torch::Tensor, torch:
 
   StepInfo info;
   info.local_loss = step_loss;
+  info.exposed_comm_s = state_->sync->exposed_comm_s();
   bool loss_skipped = false;
   if (o.skip_nonfinite_loss() && !losses.finite_everywhere(step_loss)) {
     DPT_LOG_WARN("step {}: non-finite loss, step skipped (--skip-nonfinite-loss)", position_step_ + 1);

@@ -2,7 +2,13 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
+#include <mutex>
 
 #include "dptrain/core/env.h"
 #include "dptrain/core/error.h"
@@ -31,6 +37,19 @@ std::shared_ptr<spdlog::logger>& current() {
   return logger;
 }
 
+// The status line and the lock that orders it with log lines.
+std::mutex status_mutex;
+std::string status_text;
+
+void erase_status_locked() {
+  if (!status_text.empty()) std::fputs("\r\033[K", stderr);
+}
+
+void draw_status_locked() {
+  if (!status_text.empty()) std::fputs(status_text.c_str(), stderr);
+  std::fflush(stderr);
+}
+
 }  // namespace
 
 Level parse_level(const std::string& name) {
@@ -54,7 +73,52 @@ void init(int rank, int world_size, const std::string& level_name) {
 
 bool enabled(Level level) { return current()->should_log(to_spdlog(level)); }
 
-void write(Level level, const std::string& message) { current()->log(to_spdlog(level), message); }
+void write(Level level, const std::string& message) {
+  std::lock_guard<std::mutex> lock(status_mutex);
+  if (status_text.empty()) {
+    current()->log(to_spdlog(level), message);
+    return;
+  }
+  erase_status_locked();
+  current()->log(to_spdlog(level), message);
+  current()->flush();
+  draw_status_locked();
+}
+
+namespace {
+
+bool is_terminal_device(const std::string& path) {
+  return path.rfind("/dev/pts/", 0) == 0 || path.rfind("/dev/tty", 0) == 0;
+}
+
+// Under mpirun a rank's stderr is a pipe to the launcher (and its stdout a pseudo-terminal even
+// when nobody watches): what matters is whether the launcher writes to a terminal.
+bool launcher_writes_to_terminal() {
+  if (!std::getenv("OMPI_COMM_WORLD_SIZE") && !std::getenv("PMI_SIZE") && !std::getenv("PMIX_RANK")) return false;
+  char target[256] = {};
+  const std::string link = "/proc/" + std::to_string(::getppid()) + "/fd/2";
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof(target) - 1);
+  return n > 0 && is_terminal_device(std::string(target, static_cast<size_t>(n)));
+}
+
+}  // namespace
+
+bool status_line_supported() {
+  static const bool supported = [] {
+    const char* term = std::getenv("TERM");
+    if (term && std::strcmp(term, "dumb") == 0) return false;
+    return ::isatty(STDERR_FILENO) == 1 || launcher_writes_to_terminal();
+  }();
+  return supported;
+}
+
+void set_status_line(const std::string& text) {
+  if (!status_line_supported()) return;
+  std::lock_guard<std::mutex> lock(status_mutex);
+  erase_status_locked();
+  status_text = text;
+  draw_status_locked();
+}
 
 void flush() { current()->flush(); }
 

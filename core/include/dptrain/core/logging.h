@@ -30,6 +30,13 @@ bool enabled(Level level);
 void write(Level level, const std::string& message);
 void flush();
 
+// A status line kept below the log on an interactive terminal (the Trainer's progress bar): log
+// lines print above it, it is redrawn after each. Only where stderr is a terminal, or, under
+// mpirun (whose ranks write into pipes), where the launcher's stderr is one; never with TERM=dumb.
+// Elsewhere set_status_line does nothing and the log stays plain lines.
+bool status_line_supported();
+void set_status_line(const std::string& text);  // "" removes it
+
 template <typename... Args>
 void emit(Level level, fmt::format_string<Args...> format, Args&&... args) {
   if (enabled(level)) write(level, fmt::format(format, std::forward<Args>(args)...));

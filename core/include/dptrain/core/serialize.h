@@ -17,6 +17,16 @@ using NamedTensors = std::map<std::string, torch::Tensor>;  // ordered: identica
 
 Bytes serialize_ivalue(const c10::IValue& value);
 c10::IValue deserialize_ivalue(const Bytes& bytes, const std::string& what = "object");
+// torch.save's format for Python's eyes: plain dicts, lists and tuples without TorchScript's type
+// tags (torch::pickle_save tags them with torch.jit._pickle.restore_type_tag, which
+// torch.load(weights_only=True), PyTorch's default, refuses). deserialize_ivalue reads it back.
+Bytes save_for_pytorch(const c10::IValue& value);
+// Reads a torch.save file, also one written by a Python script: plain containers, tensors, and the
+// collections.OrderedDict of a state_dict() (a plain dict here; its `_metadata` dropped), which
+// libtorch's own reader turns into None. DataError naming `origin`.
+c10::IValue load_torch_save(const Bytes& bytes, const std::string& origin);
+// The pickle-program rewrite behind load_torch_save (python_pickle.cpp), exposed for tests.
+std::string rewrite_python_pickle(const std::string& program, const std::string& origin);
 
 Bytes serialize_tensor(const torch::Tensor& tensor);
 torch::Tensor deserialize_tensor(const Bytes& bytes);
@@ -35,7 +45,15 @@ Bytes read_file(const std::string& path);
 // moment leaves either the old file or the new one, never half of one.
 void write_file_atomic(const std::string& path, const Bytes& bytes);
 
-// 64-bit FNV-1a, used as the integrity checksum of checkpoints.
+// 64-bit FNV-1a: the integrity checksum of dptrain's first checkpoint format (still read).
 uint64_t checksum64(const char* data, size_t size);
+
+// True when `bytes` start like a zip archive: the container of torch.save files.
+bool is_zip_archive(const Bytes& bytes);
+// Reads every record of a zip archive (torch.save's format) through libzip and checks it against
+// the CRC-32 the archive stores for it: libtorch's own reader skips those checks, so a flipped byte
+// would otherwise load as a wrong number. A truncated archive fails to open. DataError naming
+// `origin` (a file, "rank 0") and the record.
+void verify_zip_archive(const Bytes& bytes, const std::string& origin);
 
 }  // namespace dpt

@@ -1,14 +1,27 @@
-// Training checkpoints: everything needed to continue a run exactly where it stopped.
+// Training checkpoints: everything needed to continue a run exactly where it stopped, in a file
+// PyTorch opens.
 //
-// File layout (one file per checkpoint, "<dir>/checkpoint-<step>.dpt"):
-//   8 bytes  magic "DPTCKPT1"
-//   8 bytes  payload size (little-endian uint64)
-//   8 bytes  FNV-1a checksum64 of the payload
-//   payload  libtorch pickle of a name -> tensor map: "model.<name>" for each parameter/buffer,
-//            "optimizer" (the optimizer's torch::serialize archive as uint8), "rng" (rank 0's CPU
-//            generator state), "rng.<device>/<rank>" (every rank's CPU and CUDA generator
-//            states), "meta" (JSON as uint8: epoch, step, world size, options, ...).
-// A truncated file fails the size check, a flipped byte the checksum; both errors name the file.
+// One file per checkpoint, "<dir>/checkpoint-<step>.pt", written with libtorch's torch.save format
+// (a zip archive holding a pickle), so that
+//
+//   ckpt = torch.load("ckpt/checkpoint-0000000120.pt")          # weights_only=True works
+//   model.load_state_dict(ckpt["model"])
+//   optimizer.load_state_dict(ckpt["optimizer"])                 # torch.optim.SGD / Adam / AdamW
+//
+// Keys (docs/trainer.md shows a PyTorch script that continues a dptrain run, and the reverse):
+//   "model"       the state_dict: parameter and buffer name -> tensor (CPU)
+//   "optimizer"   the optimizer's state_dict in PyTorch's layout (optimizer_state.h)
+//   "epoch"       the epoch to continue (0-based; after a finished epoch, the number finished)
+//   "step"        optimizer steps taken since the start of training
+//   "sampler"     {"batch_in_epoch", "seed", "world_size", "global_batch", "epoch_offset"}: the
+//                 position inside the epoch and what the data order depends on
+//   "scheduler"   the learning-rate schedule (optim.h; a function of "step")
+//   "scaler"      AMP loss scaling, torch.amp.GradScaler's state_dict keys (only with --amp)
+//   "rng"         {"cpu": [one generator state per rank], "cuda": [...]}
+//   "dptrain"     {"format": 2, "version": "..."}
+// Integrity: the zip format stores a CRC-32 per record; every read checks them all (libtorch's
+// reader does not), so a flipped byte or a truncated file is an error naming the file. Files of
+// dptrain's first format (checkpoint-<step>.dpt, a checksummed container) are still read.
 //
 // Only rank 0 writes (dpt::write_file_atomic: temporary file, fsync, rename), and only rank 0
 // reads; the Trainer broadcasts the bytes to the other ranks, so no shared file system is needed.
@@ -30,24 +43,32 @@ struct Checkpoint {
   int64_t batch_in_epoch = 0;  // optimizer steps already taken in that epoch
   int64_t step = 0;            // optimizer steps taken since the start of training
   int64_t world_size = 1;      // world size that wrote it (a different one on resume re-shards)
-  int64_t seed = 0;
+  std::optional<int64_t> seed;  // the data order's seed (absent from a file without "sampler")
+  int64_t global_batch = 0;    // ranks x batch x accumulation that wrote it (0: not recorded)
+  int64_t epoch_offset = 0;    // samples of `epoch` consumed before `world_size` took over
   NamedTensors model;          // parameters and buffers by name
-  Bytes optimizer;             // torch::optim::Optimizer::save archive
-  torch::Tensor rng_state;     // rank 0's CPU generator state (dropout masks, ...)
+  c10::IValue optimizer;       // PyTorch's optimizer state_dict layout; None when absent
+  Bytes legacy_optimizer;      // format 1 (.dpt) only: a torch::optim::Optimizer::save archive
   NamedTensors generator_states;  // "cpu/<rank>", "cuda/<rank>": each rank's generators
-  std::string extra_json = "{}";  // free-form JSON for callers (loss scaler state, options)
+  c10::IValue scheduler;       // a dict describing the schedule (written for readers; None: absent)
+  // AMP loss scaling; loss_scale 0 when the run had none.
+  double loss_scale = 0.0;
+  int64_t loss_scale_growth_tracker = 0;
+  int64_t loss_scale_growth_interval = 2000;
 };
 
+// The torch.save bytes of a checkpoint.
 Bytes encode_checkpoint(const Checkpoint& checkpoint);
-// `origin` (a path, "rank 0") names the source in errors: DataError for a truncated or corrupt
-// file, with the reason (short file, bad magic, checksum mismatch).
+// Checks the bytes (CRC of every record) and decodes either format. `origin` (a path, "rank 0")
+// names the source in errors: DataError for a truncated or corrupt file or a missing key.
 Checkpoint decode_checkpoint(const Bytes& bytes, const std::string& origin);
+// The integrity check alone (DataError as above).
+void verify_checkpoint(const Bytes& bytes, const std::string& origin);
 
-// Optimizer state <-> bytes through torch::serialize archives.
-Bytes save_optimizer_state(torch::optim::Optimizer& optimizer);
-// The state tensors land on the device of the parameter they belong to (map_location): each
-// rank's own GPU, whatever device the rank that saved them used.
-void load_optimizer_state(torch::optim::Optimizer& optimizer, const Bytes& bytes, const std::string& origin);
+// Loads a checkpoint's optimizer state (either format) into `optimizer`. The state tensors land
+// on the device of the parameter they belong to (map_location): each rank's own GPU, whatever
+// device the rank that saved them used. DataError naming `origin` when it does not fit.
+void load_optimizer_state(torch::optim::Optimizer& optimizer, const Checkpoint& checkpoint, const std::string& origin);
 
 // The checkpoint files of one directory: writing (atomic, keeps the newest `keep_last`) and
 // finding the newest.
@@ -58,10 +79,10 @@ class CheckpointDirectory {
   const std::string& directory() const { return directory_; }
   // Creates the directory if needed; InvalidArgumentError when it cannot be written.
   void prepare() const;
-  // Writes checkpoint-<step>.dpt atomically and removes the oldest beyond keep_last.
+  // Writes checkpoint-<step>.pt atomically and removes the oldest beyond keep_last.
   // Returns the path written.
   std::string write(const Checkpoint& checkpoint) const;
-  // Checkpoint files, oldest first (by step).
+  // Checkpoint files (.pt, and .dpt of the first format), oldest first (by step).
   std::vector<std::string> list() const;
   std::optional<std::string> latest() const;
   std::string path_for_step(int64_t step) const;

@@ -60,6 +60,10 @@ class LrSchedule {
   // The learning rate of optimizer step `step` (0-based).
   double lr_at(int64_t step) const;
   const LrScheduleOptions& options() const { return options_; }
+  // Everything the schedule is ({"kind", "base_lr", "total_steps", "step_size", "gamma", "min_lr",
+  // "warmup_steps", "warmup_start_factor"}), written into checkpoints for their readers: with
+  // lr_at's formula (docs/trainer.md) a PyTorch script continues it as a LambdaLR.
+  c10::IValue state_dict() const;
 
  private:
   LrScheduleOptions options_;

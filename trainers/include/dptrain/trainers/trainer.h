@@ -91,7 +91,11 @@ struct TrainerOptions {
   TORCH_ARG(int, keep_checkpoints) = 3;
   TORCH_ARG(std::string, resume) = "";  // "" none, "latest" (newest in checkpoint_dir) or a file
   TORCH_ARG(std::string, metrics_file) = "";  // JSON lines, rank 0; appended to on resume
-  TORCH_ARG(std::string, plot_file) = "";     // PNG of loss/accuracy curves at the end
+  // TensorBoard event files here (rank 0): loss, lr, evaluation, samples/s, step time, exposed
+  // communication (tensorboard.h). Curves as a picture: python/dptrain_plot.py on metrics_file.
+  TORCH_ARG(std::string, tensorboard_dir) = "";
+  // A progress bar on rank 0 when stderr is an interactive terminal (never in logs to files).
+  TORCH_ARG(bool, progress_bar) = true;
   TORCH_ARG(int64_t, log_every_steps) = 100;
   TORCH_ARG(torch::Device, device) = torch::Device(torch::kCPU);
 };
@@ -121,6 +125,9 @@ struct StepInfo {
   torch::Tensor local_loss;
   double lr = 0.0;
   bool skipped = false;  // non-finite loss or gradients: no update
+  // Host seconds this rank's step waited for gradient buckets after its backward (communication
+  // that backward did not hide); NaN on one rank.
+  double exposed_comm_s = NAN;
 };
 
 struct EpochInfo {
