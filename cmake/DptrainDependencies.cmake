@@ -81,16 +81,26 @@ find_package(CLI11 REQUIRED)
 find_package(nlohmann_json REQUIRED)
 find_package(PNG REQUIRED)
 find_package(JPEG REQUIRED)  # libjpeg-turbo (Debian's libjpeg-dev): ImageFolder decoding
-find_package(PkgConfig REQUIRED)
+# A library of a Debian -dev package as an imported target, found by its header and library
+# name under CMAKE_PREFIX_PATH or the system's directories. Not pkg-config: on the GPU machines the
+# packages are unpacked into a prefix, where their .pc files still point at /usr.
+function(dptrain_import_library target header library)
+  string(TOUPPER "DPTRAIN_${library}" var)  # DPTRAIN_ZIP_INCLUDE_DIR, DPTRAIN_ZIP_LIBRARY, ...
+  find_path(${var}_INCLUDE_DIR ${header} REQUIRED)
+  find_library(${var}_LIBRARY ${library} REQUIRED)
+  add_library(${target} UNKNOWN IMPORTED)
+  set_target_properties(${target} PROPERTIES IMPORTED_LOCATION "${${var}_LIBRARY}"
+                                             INTERFACE_INCLUDE_DIRECTORIES "${${var}_INCLUDE_DIR}")
+endfunction()
 # libprotobuf-dev + protobuf-compiler: TensorBoard event records. Not find_package(Protobuf): the
 # Torch package defines its own protobuf::libprotobuf target (for the copy linked into libtorch),
-# which would win over Debian's.
-pkg_check_modules(PROTOBUF REQUIRED IMPORTED_TARGET protobuf)
+# which would stand in for Debian's.
+dptrain_import_library(system::protobuf google/protobuf/message_lite.h protobuf)
 find_program(DPTRAIN_PROTOC protoc REQUIRED)
-# libzip-dev: per-record CRC checks of torch.save archives (checkpoints). Through pkg-config:
-# Debian 12's CMake config of libzip also imports its command-line tools, which it does not ship.
-pkg_check_modules(LIBZIP REQUIRED IMPORTED_TARGET libzip)
-pkg_check_modules(ISAL REQUIRED IMPORTED_TARGET libisal)  # libisal-dev: CRC-32C of TensorBoard records
+# libzip-dev: per-record CRC checks of torch.save archives (checkpoints). Not its CMake config:
+# Debian 12's also imports libzip's command-line tools, which the package does not ship.
+dptrain_import_library(system::libzip zip.h zip)
+dptrain_import_library(system::isal isa-l/crc.h isal)  # libisal-dev: CRC-32C of TensorBoard records
 find_package(Threads REQUIRED)
 if(DPTRAIN_BUILD_TESTS)
   find_package(GTest REQUIRED)

@@ -88,7 +88,8 @@ build=$root/build-gpu
 export DPTRAIN_BUILD=$build
 configure_and_build() {
   cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDPTRAIN_PYTHON="$DPTRAIN_PYTHON" \
-    -DCMAKE_PREFIX_PATH="$torch_prefix;$P/usr" -DDPTRAIN_WITH_CUDA=ON -DDPTRAIN_WITH_NCCL=ON \
+    -DCMAKE_PREFIX_PATH="$torch_prefix;$P/usr" -DCMAKE_LIBRARY_PATH="$P/usr/lib/x86_64-linux-gnu" \
+    -DDPTRAIN_PROTOC="$P/usr/bin/protoc" -DDPTRAIN_WITH_CUDA=ON -DDPTRAIN_WITH_NCCL=ON \
     -DMPI_C_COMPILER=$P/usr/bin/mpicc.openmpi -DMPI_CXX_COMPILER=$P/usr/bin/mpicxx.openmpi \
     -DDPTRAIN_BUILD_EXAMPLES=OFF -DZLIB_LIBRARY="$P/usr/lib/x86_64-linux-gnu/libz.so" \
     -DZLIB_LIBRARY_RELEASE="$P/usr/lib/x86_64-linux-gnu/libz.so" &&
