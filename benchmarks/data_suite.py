@@ -60,7 +60,7 @@ def run_data(suite, rounds=2):
                 metrics = os.path.join(work, f"train_{'idx' if data == IDX else 'png'}_r{r}.jsonl")
                 command = [os.path.join(suite.bin, "dptrain"), "train", "--data", data, "--max-steps", "300",
                            "--batch-size", "64", "--workers", "2", "--no-eval", "--log-every", "25",
-                           "--metrics", metrics, "--plot", ""]
+                           "--metrics", metrics]
                 full = suite.launch(2, command)
                 suite.log.write(f"\n$ {' '.join(full)}\n")
                 done = subprocess.run(full, env=suite.env, capture_output=True, text=True, cwd=work,

@@ -26,6 +26,32 @@ Model::Model(torch::jit::Module module) : script_(std::make_shared<Script>(Scrip
   check_has_forward(script_->module, "the given module");
 }
 
+Model::Model(std::shared_ptr<ExportedProgram> program)
+    : exported_(std::make_shared<Exported>(Exported{std::move(program)})) {
+  DPT_CHECK(exported_->program, InvalidArgumentError, "dpt::Model: empty exported program");
+}
+
+Model Model::load(const std::string& path, const std::optional<torch::Device>& device) {
+  return from_bytes(read_file(path), path, device);
+}
+
+Model Model::from_bytes(const Bytes& bytes, const std::string& origin, const std::optional<torch::Device>& device) {
+  if (!ExportedProgram::looks_like_package(bytes)) return from_torchscript_bytes(bytes, origin, device);
+  const int cuda_index = device && device->is_cuda() && device->has_index() ? device->index() : -1;
+  Model model(ExportedProgram::from_bytes(bytes, origin, cuda_index));
+  if (device) model.to(*device);
+  return model;
+}
+
+ExportedProgram& Model::exported() {
+  DPT_CHECK(exported_, InvalidArgumentError, "this dpt::Model is not a compiled package");
+  return *exported_->program;
+}
+
+torch::Tensor Model::train_step(const torch::Tensor& inputs, const torch::Tensor& targets, double grad_scale) {
+  return exported().train_step(inputs, targets, grad_scale);
+}
+
 Model Model::load_torchscript(const std::string& path, const std::optional<torch::Device>& device) {
   return from_torchscript_bytes(read_file(path), path, device);
 }
@@ -89,6 +115,12 @@ void Model::prepare_for_training() {
 
 torch::Tensor Model::forward(const torch::Tensor& input) {
   if (cpp_) return cpp_forward_(*cpp_, input);
+  if (exported_) {
+    DPT_CHECK(!exported_->training || !torch::GradMode::is_enabled(), UnsupportedError, exported_->program->origin(),
+              " is a compiled training step: it trains through train_step (the Trainer, `dptrain train`), its "
+              "forward is the eval program (eval mode or no_grad)");
+    return exported_->program->forward(input);
+  }
   auto output = run_script({input});
   DPT_CHECK(output.isTensor(), ModelError, "the TorchScript model's forward returned ", output.tagKind(),
             ", expected a Tensor");
@@ -98,12 +130,13 @@ torch::Tensor Model::forward(const torch::Tensor& input) {
 c10::IValue Model::forward(std::vector<c10::IValue> inputs) {
   if (script_) return run_script(std::move(inputs));
   DPT_CHECK(inputs.size() == 1 && inputs[0].isTensor(), InvalidArgumentError,
-            "a C++ dpt::Model takes one tensor input, got ", inputs.size(), " inputs");
-  return cpp_forward_(*cpp_, inputs[0].toTensor());
+            "a C++ or compiled dpt::Model takes one tensor input, got ", inputs.size(), " inputs");
+  return forward(inputs[0].toTensor());
 }
 
 NamedTensorList Model::named_parameters() const {
   NamedTensorList out;
+  if (exported_) return exported_->program->parameters();
   if (cpp_) {
     for (const auto& item : cpp_->named_parameters(/*recurse=*/true)) {
       if (item.value().requires_grad()) out.emplace_back(item.key(), item.value());
@@ -124,6 +157,7 @@ std::vector<torch::Tensor> Model::parameters() const {
 
 NamedTensorList Model::named_buffers() const {
   NamedTensorList out;
+  if (exported_) return exported_->program->buffers();
   if (cpp_) {
     for (const auto& item : cpp_->named_buffers(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
   } else {
@@ -135,12 +169,25 @@ NamedTensorList Model::named_buffers() const {
 void Model::train(bool on) {
   if (on) prepare_for_training();
   if (cpp_) cpp_->train(on);
-  else script_->module.train(on);
+  else if (script_) script_->module.train(on);
+  else exported_->training = on;
 }
 
-bool Model::is_training() const { return cpp_ ? cpp_->is_training() : script_->module.is_training(); }
+bool Model::is_training() const {
+  if (exported_) return exported_->training;
+  return cpp_ ? cpp_->is_training() : script_->module.is_training();
+}
 
 void Model::to(torch::Device device) {
+  if (exported_) {
+    // A compiled program runs where it was compiled for (cuda means this rank's GPU).
+    const torch::Device compiled = exported_->program->device();
+    const bool same = device.type() == compiled.type() && (!device.has_index() || device == compiled);
+    DPT_CHECK(same, UnsupportedError, exported_->program->origin(), " runs on ", compiled.str(), ", not on ",
+              device.str(), compiled.type() == device.type() ? ": load it for that device (Model::load(path, device))"
+                                                             : ": export it on a machine with that device");
+    return;
+  }
   if (cpp_) cpp_->to(device);
   else script_->module.to(device);
 }
@@ -153,6 +200,8 @@ torch::Device Model::device() const {
 }
 
 Model Model::clone(torch::Device device) const {
+  DPT_CHECK(!exported_, UnsupportedError, "a compiled package cannot be replicated (DataParallel): train it with one "
+            "process per device (DistributedDataParallel, `dptrain train` under mpirun)");
   if (script_) {
     // jit's deepcopy(device) only moves tensors, so on their own device they stay shared with the
     // original: deep-copy on the spot, then move. Both without grad mode, else every copy is a
@@ -183,7 +232,9 @@ Model Model::clone(torch::Device device) const {
 
 NamedTensors Model::state_dict() const {
   NamedTensors state;
-  if (cpp_) {
+  if (exported_) {
+    for (auto& [name, parameter] : named_parameters()) state.emplace(name, parameter.detach());
+  } else if (cpp_) {
     for (const auto& item : cpp_->named_parameters(true)) state.emplace(item.key(), item.value().detach());
   } else {
     for (const auto& item : script_->module.named_parameters(true)) state.emplace(item.name, item.value.detach());
@@ -206,7 +257,9 @@ void Model::load_state_dict(const NamedTensors& state, bool strict) {
     target.copy_(found->second);
     ++matched;
   };
-  if (cpp_) {
+  if (exported_) {
+    for (auto& [name, parameter] : named_parameters()) assign(name, parameter);
+  } else if (cpp_) {
     for (const auto& item : cpp_->named_parameters(true)) assign(item.key(), item.value());
   } else {
     for (const auto& item : script_->module.named_parameters(true)) assign(item.name, item.value);

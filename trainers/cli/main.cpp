@@ -18,6 +18,7 @@
 #include <string>
 
 #include "data_sources.h"
+#include "model_files.h"
 #include "dptrain/core/data/idx_dataset.h"
 #include "dptrain/core/error.h"
 #include "dptrain/core/fs.h"
@@ -48,6 +49,7 @@ struct CommonArgs {
   int64_t image_size = 0;
   std::vector<double> mean, std;
   std::vector<std::string> load_ops;
+  std::string weights;
 };
 
 struct TrainArgs {
@@ -120,6 +122,10 @@ void add_common(CLI::App& command, CommonArgs& args, bool model_required) {
                      "library registering custom operators the model calls (repeatable; also DPTRAIN_LOAD_OPS, "
                      "colon-separated), loaded on every rank before the model is read")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  command.add_option("--weights", args.weights,
+                     "start from this state_dict (torch.save(model.state_dict()), the --out of a compiled package, "
+                     "or a checkpoint's model)")
+      ->check(CLI::ExistingFile);
 }
 
 // --- validation before MPI -----------------------------------------------------------------------
@@ -230,25 +236,14 @@ dpt::cli::DataOptions data_options(const CommonArgs& args) {
   return options;
 }
 
-// A built-in model is built from the seed on every rank (DDP broadcasts rank 0's anyway); a
-// TorchScript file is read by rank 0 only and its bytes broadcast.
-// `sample`: one input of the data; `max_label`: its largest class label when known.
-dpt::Model load_model(const CommonArgs& args, const dpt::CommunicatorPtr& world, const torch::Tensor& sample,
-                      std::optional<int64_t> max_label, int64_t seed) {
-  if (dpt::is_builtin_model(args.model)) {
-    torch::manual_seed(static_cast<uint64_t>(seed));
-    DPT_CHECK(sample.dim() == 3, InvalidArgumentError, "the built-in models take images [C, H, W]; the samples of ",
-              args.data, " are ", sample.sizes(), " (use your own TorchScript model with --model)");
-    dpt::ModelZooOptions shape;
-    shape.in_channels = sample.size(0);
-    shape.height = sample.size(1);
-    shape.width = sample.size(2);
-    shape.num_classes = std::max<int64_t>(10, max_label.value_or(9) + 1);
-    return dpt::Model(dpt::make_builtin_model(args.model, shape));
-  }
-  dpt::Bytes bytes = dpt::bytes_from_rank0(world, [&] { return dpt::read_file(args.model); });
-  std::string origin = world->rank() == 0 ? args.model : args.model + " (received from rank 0)";
-  return dpt::Model::from_torchscript_bytes(bytes, origin);
+// --model, then --weights. A compiled package runs on the device it was compiled for unless
+// --device says otherwise (then one error if it cannot).
+dpt::Model open_model(const CommonArgs& common, const dpt::CommunicatorPtr& world, const torch::Tensor& sample,
+                      std::optional<int64_t> max_label, int64_t seed, dpt::TrainerOptions& options) {
+  dpt::Model model = dpt::cli::load_model(common.model, world, sample, max_label, seed, options.device());
+  if (model.is_exported() && common.device.empty()) options.device(model.exported().device());
+  if (!common.weights.empty()) dpt::cli::load_weights(model, common.weights, world);
+  return model;
 }
 
 int run_train(const CommonArgs& common, const TrainArgs& args) {
@@ -282,13 +277,17 @@ int run_train(const CommonArgs& common, const TrainArgs& args) {
   auto train = dpt::cli::open_train_source(data, dpt::source_options(options), world);
   auto test = args.no_eval ? nullptr : dpt::cli::open_split(data, "test", world);
   auto first = train->first_samples(1);
-  dpt::Model model = load_model(common, world, first.first[0], train->largest_label(), args.seed);
+  dpt::Model model = open_model(common, world, first.first[0], train->largest_label(), args.seed, options);
+  if (model.is_exported()) options.loss(dpt::cli::package_loss(model, args.loss, !args.no_eval));
   dpt::Trainer trainer(model, world, options);
   DPT_LOG_INFO("dptrain train: {} in {} ({}), model {}, {} rank(s) on {} ({})", train->describe(), common.data,
                dpt::cli::describe(dpt::cli::detect_data(common.data)), common.model, world->size(),
                options.device().str(), runtime.backend());
   dpt::TrainResult result = trainer.fit(*train, test.get());
-  if (!args.out.empty() && world->rank() == 0) {
+  if (!args.out.empty() && world->rank() == 0 && model.is_exported()) {
+    dpt::cli::save_state_dict(model, args.out);
+    DPT_LOG_INFO("state_dict saved to {} (PyTorch: model.load_state_dict(torch.load(\"{}\")))", args.out, args.out);
+  } else if (!args.out.empty() && world->rank() == 0) {
     model.eval();
     auto saved = model.torchscript();
     // Image folders: the class of label i travels with the model (`infer` prints them).
@@ -319,10 +318,11 @@ int run_eval(const CommonArgs& common) {
   auto world = runtime.world();
   auto test_split = dpt::cli::open_split(data_options(common), "test", world);
   const auto& test = *test_split;
-  dpt::Model model = load_model(common, world, test.get(0).input, dpt::largest_label(test), 0);
-  dpt::Trainer trainer(model, world,
-                       dpt::TrainerOptions().batch_size(common.batch_size).eval_batch_size(common.batch_size)
-                           .device(pick_device(common, runtime)));
+  auto options = dpt::TrainerOptions().batch_size(common.batch_size).eval_batch_size(common.batch_size)
+                     .device(pick_device(common, runtime));
+  dpt::Model model = open_model(common, world, test.get(0).input, dpt::largest_label(test), 0, options);
+  if (model.is_exported()) options.loss(dpt::cli::package_loss(model, "cross_entropy", /*evaluates=*/true));
+  dpt::Trainer trainer(model, world, options);
   trainer.check_model_fits(test);
   auto result = trainer.evaluate(test);
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -342,10 +342,10 @@ int run_infer(const CommonArgs& common, const InferArgs& args) {
   auto world = runtime.world();
   auto split = dpt::cli::open_split(data_options(common), args.split, world);
   const auto& data = *split;
-  dpt::Model model = load_model(common, world, data.get(0).input, dpt::largest_label(data), 0);
-  dpt::Trainer trainer(model, world,
-                       dpt::TrainerOptions().batch_size(common.batch_size).eval_batch_size(common.batch_size)
-                           .device(pick_device(common, runtime)));
+  auto options = dpt::TrainerOptions().batch_size(common.batch_size).eval_batch_size(common.batch_size)
+                     .device(pick_device(common, runtime));
+  dpt::Model model = open_model(common, world, data.get(0).input, dpt::largest_label(data), 0, options);
+  dpt::Trainer trainer(model, world, options);
   auto outputs = trainer.predict(data);
   if (world->rank() == 0) {
     dpt::write_file_atomic(args.out, torch::pickle_save(outputs));

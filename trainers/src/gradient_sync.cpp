@@ -2,12 +2,32 @@
 
 #include <limits>
 
+#include "dptrain/parallel/ddp_consistency.h"
+
 namespace dpt {
 
+namespace {
+
+constexpr int64_t kBucketBytes = 25 * 1024 * 1024;
+
+}  // namespace
+
 GradientSync::GradientSync(Model model, CommunicatorPtr world) : model_(std::move(model)), world_(std::move(world)) {
+  if (!distributed()) return;
+  if (model_.is_exported()) {
+    // What DDP's construction does: the same parameters on every rank (ModelError naming the
+    // difference), then rank 0's values everywhere.
+    std::vector<std::string> lines;
+    for (const auto& [name, tensor] : model_.named_parameters()) lines.push_back(c10::str(name, " ", tensor.sizes(), " ", tensor.scalar_type()));
+    check_same_on_all_ranks(*world_, lines, "compiled package parameters");
+    torch::NoGradGuard no_grad;
+    for (auto& [name, tensor] : model_.named_parameters()) world_->broadcast(tensor, 0);
+    sync_buffers();
+    return;
+  }
   // DDP checks that every rank holds the same architecture (ModelError naming the difference)
   // and broadcasts rank 0's parameters and buffers.
-  if (distributed()) ddp_ = std::make_unique<DistributedDataParallel>(model_, world_);
+  ddp_ = std::make_unique<DistributedDataParallel>(model_, world_);
 }
 
 GradientSync::~GradientSync() = default;
@@ -26,10 +46,35 @@ c10::IValue GradientSync::call(const std::string& method, std::vector<c10::IValu
   return ddp_ ? ddp_->call(method, std::move(inputs)) : model_.run_method(method, std::move(inputs));
 }
 
+torch::Tensor GradientSync::compiled_step(const torch::Tensor& inputs, const torch::Tensor& targets, double grad_scale) {
+  return model_.train_step(inputs, targets, grad_scale);
+}
+
 void GradientSync::finish() {
   // DDP reduced the gradients during the last backward; if that backward reached no parameter of
   // this rank, the reduction runs now so the other ranks are not left waiting for it.
   if (ddp_) ddp_->finish_backward();
+  if (model_.is_exported() && distributed()) average_gradients();
+}
+
+void GradientSync::average_gradients() {
+  // Every parameter has a gradient after a compiled step (one output each), so every rank builds
+  // the same buckets.
+  std::vector<std::vector<torch::Tensor>> buckets(1);
+  int64_t bytes = 0;
+  for (auto& parameter : model_.parameters()) {
+    const torch::Tensor& grad = parameter.grad();
+    if (!grad.defined()) continue;
+    const int64_t size = grad.numel() * grad.element_size();
+    if (bytes > 0 && bytes + size > kBucketBytes) buckets.emplace_back(), bytes = 0;
+    buckets.back().push_back(grad);
+    bytes += size;
+  }
+  std::vector<WorkPtr> works;
+  for (auto& bucket : buckets) {
+    if (!bucket.empty()) works.push_back(world_->allreduce_coalesced_async(bucket, ReduceOp::Avg));
+  }
+  for (auto& work : works) work->wait();
 }
 
 double GradientSync::exposed_comm_s() const {

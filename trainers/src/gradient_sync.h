@@ -10,6 +10,11 @@
 // Contract: after finish() every rank's .grad of each parameter is the mean over ranks of the
 // per-rank gradients accumulated since zero_grad(). With one rank there is no DDP and no
 // communication at all.
+//
+// A compiled package (Model::is_exported) has no autograd for DDP to hook: compiled_step() runs
+// its training step (gradients into .grad), and finish() averages the gradients in buckets of
+// 25 MB, all in flight at once: they arrive together at the end of the step, so there is no
+// backward left to overlap with. Its buffers are rank 0's at every step (DDP's broadcast_buffers).
 #pragma once
 
 #include <memory>
@@ -40,6 +45,8 @@ class GradientSync {
   torch::Tensor forward(const torch::Tensor& input);
   // Another method of a TorchScript model in its place (training_step), through DDP likewise.
   c10::IValue call(const std::string& method, std::vector<c10::IValue> inputs);
+  // A compiled package's training step on this rank's micro-batch (see above); returns the loss.
+  torch::Tensor compiled_step(const torch::Tensor& inputs, const torch::Tensor& targets, double grad_scale);
 
   // Completes the gradient all-reduce of the step (no-op on one rank).
   void finish();
@@ -51,6 +58,7 @@ class GradientSync {
 
  private:
   bool distributed() const { return world_ && world_->size() > 1; }
+  void average_gradients();
   Model model_;
   CommunicatorPtr world_;
   std::unique_ptr<DistributedDataParallel> ddp_;

@@ -1,5 +1,7 @@
 #include "task.h"
 
+#include <algorithm>
+
 #include "dptrain/core/error.h"
 
 namespace dpt {
@@ -108,6 +110,11 @@ std::vector<std::pair<std::string, torch::Tensor>> Task::evaluation_sums(Model& 
   sums.emplace_back("loss", loss_of(outputs, targets, /*sum=*/true).to(torch::kDouble));
   if (is_class_loss(loss_)) sums.emplace_back("correct", outputs.argmax(1).eq(targets).sum().to(torch::kDouble));
   return sums;
+}
+
+bool is_known_loss(const std::string& name) {
+  const auto& names = Task::loss_names();
+  return std::find(names.begin(), names.end(), name) != names.end();
 }
 
 }  // namespace dpt

@@ -112,6 +112,13 @@ void validate(const TrainerOptions& o) {
 Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
     : model_(std::move(model)), world_(std::move(world)), options_(std::move(options)), state_(new State) {
   validate(options_);
+  if (model_.is_exported()) {
+    const std::string& origin = model_.exported().origin();
+    DPT_CHECK(!options_.mixed_precision(), UnsupportedError, "--amp: ", origin,
+              " computes in the precision it was exported with (export it under autocast instead)");
+    DPT_CHECK(!options_.training_step() && !options_.validation_step(), UnsupportedError, origin,
+              " is a compiled training step: C++ step functions cannot replace it");
+  }
   model_.prepare_for_training();
   model_.to(options_.device());
   state_->sync = std::make_unique<GradientSync>(model_, world_);
@@ -293,11 +300,17 @@ StepInfo Trainer::train_step(const std::function<std::pair<torch::Tensor, torch:
     auto [inputs, targets] = next_micro_batch();
     inputs = inputs.to(o.device(), /*non_blocking=*/true);
     targets = targets.to(o.device(), /*non_blocking=*/true);
-    GradientSync::Scope scope(*state_->sync, /*synchronize=*/micro + 1 == o.accumulation_steps());
-    auto loss = micro_batch_loss(*state_->sync, state_->task, inputs, targets, o.mixed_precision());
-    auto scaled = loss / static_cast<double>(o.accumulation_steps());
-    if (scaler.enabled) scaled = scaled * scaler.scale;
-    scaled.backward();
+    torch::Tensor loss;
+    if (model_.is_exported()) {  // forward, loss and backward in one compiled call
+      if (micro == 0) state_->sync->sync_buffers();
+      loss = state_->sync->compiled_step(inputs, targets, 1.0 / static_cast<double>(o.accumulation_steps()));
+    } else {
+      GradientSync::Scope scope(*state_->sync, /*synchronize=*/micro + 1 == o.accumulation_steps());
+      loss = micro_batch_loss(*state_->sync, state_->task, inputs, targets, o.mixed_precision());
+      auto scaled = loss / static_cast<double>(o.accumulation_steps());
+      if (scaler.enabled) scaled = scaled * scaler.scale;
+      scaled.backward();
+    }
     step_loss = step_loss.defined() ? step_loss + loss.detach() : loss.detach();
   }
   state_->sync->finish();

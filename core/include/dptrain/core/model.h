@@ -1,5 +1,6 @@
-// dpt::Model: one handle on a trainable model, whether it is a C++ torch::nn module or a
-// TorchScript module exported from PyTorch (torch.jit.script / trace -> torch::jit::load).
+// dpt::Model: one handle on a trainable model, whether it is a C++ torch::nn module, a TorchScript
+// module exported from PyTorch (torch.jit.script / trace -> torch::jit::load), or a training step
+// compiled ahead of time from PyTorch (python/dptrain_export -> a .pt2 package, exported_program.h).
 //
 // DataParallel, DistributedDataParallel and the Trainer take a Model, so each is written once for
 // both kinds. A Model is a cheap shared handle (copies refer to the same module), like
@@ -7,7 +8,11 @@
 //
 //   dpt::Model cpp_model(torch::nn::Sequential(torch::nn::Linear(784, 10)));
 //   dpt::Model script_model = dpt::Model::load_torchscript("model.pt");
+//   dpt::Model compiled = dpt::Model::load("net-step.pt2");   // either file kind
 //   torch::Tensor logits = script_model.forward(images);
+//
+// A compiled package has no autograd: it trains through its compiled step (train_step, which the
+// Trainer calls), its forward is the eval program, and it cannot be replicated (DataParallel).
 #pragma once
 
 #include <torch/script.h>
@@ -20,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "dptrain/core/exported_program.h"
 #include "dptrain/core/serialize.h"
 
 namespace dpt {
@@ -40,6 +46,13 @@ class Model {
         }) {}
   Model(std::shared_ptr<torch::nn::Module> module, CppForward forward);
   explicit Model(torch::jit::Module module);
+  explicit Model(std::shared_ptr<ExportedProgram> program);
+
+  // A TorchScript file or a compiled package (.pt2), told apart by content; ModelError naming the
+  // file when it is neither.
+  static Model load(const std::string& path, const std::optional<torch::Device>& device = std::nullopt);
+  static Model from_bytes(const Bytes& bytes, const std::string& origin,
+                          const std::optional<torch::Device>& device = std::nullopt);
 
   // Reads a TorchScript file; ModelError naming the file when it is not one or has no forward.
   static Model load_torchscript(const std::string& path, const std::optional<torch::Device>& device = std::nullopt);
@@ -48,6 +61,10 @@ class Model {
                                       const std::optional<torch::Device>& device = std::nullopt);
 
   bool is_torchscript() const { return script_ != nullptr; }
+  bool is_exported() const { return exported_ != nullptr; }
+  ExportedProgram& exported();              // throws InvalidArgumentError for other models
+  // One compiled training step (exported models only; see ExportedProgram::train_step).
+  torch::Tensor train_step(const torch::Tensor& inputs, const torch::Tensor& targets, double grad_scale = 1.0);
   torch::jit::Module& torchscript();        // throws InvalidArgumentError for a C++ model
   torch::nn::Module& module();              // throws InvalidArgumentError for a TorchScript model
   std::shared_ptr<torch::nn::Module> module_ptr() const;
@@ -95,9 +112,15 @@ class Model {
     bool ran_optimized = false;   // the executor may hold an optimized plan
   };
 
+  struct Exported {
+    std::shared_ptr<ExportedProgram> program;
+    bool training = true;
+  };
+
   std::shared_ptr<torch::nn::Module> cpp_;
   CppForward cpp_forward_;
   std::shared_ptr<Script> script_;
+  std::shared_ptr<Exported> exported_;
 };
 
 }  // namespace dpt

@@ -102,6 +102,8 @@ struct TrainerOptions {
 
 // Checks ranges and names ("--batch-size must be > 0, got 0"); InvalidArgumentError.
 void validate(const TrainerOptions& options);
+// Whether `name` is one of TrainerOptions::loss's names.
+bool is_known_loss(const std::string& name);
 
 struct EvalResult {
   double loss = NAN;                      // mean loss per sample over the split (all ranks); NaN when

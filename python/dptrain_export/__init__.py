@@ -1,0 +1,151 @@
+"""PyTorch models as training programs compiled ahead of time, for `dptrain train --model step.pt2`.
+
+    import torch
+    from dptrain_export import export_training_step
+
+    model = Net()
+    export_training_step(model, torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,)),
+                         loss="cross_entropy", path="net-step.pt2")
+
+The package holds two programs compiled by AOTInductor (torch.export, then ahead-of-time
+compilation on this machine, for its CPU or GPU):
+  "train"  (inputs, targets) -> loss and one gradient per parameter, updating the buffers the
+           step changes (BatchNorm's running statistics) in place: the forward, the loss and the
+           backward of the model in one compiled function (torch.export's joint graph);
+  "eval"   inputs -> outputs, the model in eval mode (evaluation, `dptrain infer`);
+and, as metadata, what dptrain needs to drive them: parameter and buffer names (those of the
+original model, so a trained state_dict loads back with model.load_state_dict), the order of the
+train program's outputs, the input and target specs, the loss, and the PyTorch version. The
+parameters' initial values are the model's at export time. The batch dimension is dynamic.
+
+It runs wherever PyTorch is (and a C++ compiler, for AOTInductor), never on the cluster. Only torch
+is needed. See docs/export.md.
+"""
+import json
+import os
+import shutil
+import tempfile
+
+import torch
+import torch.nn.functional as F
+
+FORMAT = 1
+LOSSES = {
+    "cross_entropy": F.cross_entropy,
+    "nll": F.nll_loss,
+    "mse": F.mse_loss,
+    "l1": F.l1_loss,
+    "smooth_l1": F.smooth_l1_loss,
+    "bce_with_logits": F.binary_cross_entropy_with_logits,
+}
+PREFIX = "model."  # the wrapped model's attribute name in the training step's module
+
+
+class _TrainingStep(torch.nn.Module):
+    """The model and its loss as one module whose forward returns (loss,)."""
+
+    def __init__(self, model, loss):
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, inputs, targets):
+        return (self.loss(self.model(inputs), targets),)
+
+
+def _spec(tensor):
+    return {"shape": list(tensor.shape[1:]), "dtype": str(tensor.dtype).replace("torch.", "")}
+
+
+def _output_layout(joint):
+    """The train program's outputs in order: ["loss", ""], then ["grad", parameter] per parameter.
+
+    Buffers the step updates (BatchNorm's running statistics: BUFFER_MUTATION outputs of the joint
+    graph) are not outputs of the compiled program: AOTInductor writes them into the buffer
+    constants in place, which are dptrain's own tensors once it has bound them.
+    """
+    from torch.export.graph_signature import OutputKind
+
+    layout, mutated = [], []
+    for spec in joint.graph_signature.output_specs:
+        if spec.kind == OutputKind.LOSS_OUTPUT:
+            layout.append(["loss", ""])
+        elif spec.kind == OutputKind.GRADIENT_TO_PARAMETER:
+            layout.append(["grad", spec.target[len(PREFIX):]])
+        elif spec.kind == OutputKind.BUFFER_MUTATION:
+            mutated.append(spec.target[len(PREFIX):])
+        else:
+            raise ValueError(f"the training step has an output dptrain does not drive: {spec.kind} {spec.target}")
+    if [kind for kind, _ in layout].count("loss") != 1:
+        raise ValueError("the training step must return exactly one loss")
+    return layout, mutated
+
+
+def _compile(program, metadata):
+    # Parameters and buffers stay constants that dptrain replaces by its own tensors: never inlined
+    # into kernels as values (small ones would be), never folded into what they compute at export
+    # time (freezing; the joint graph's folding of uniform tensors would bake a zero-initialized
+    # bias, a fresh running_var or num_batches_tracked into the program).
+    options = {"aot_inductor.package": True, "aot_inductor.metadata": metadata,
+               "always_keep_tensor_constants": True, "freezing": False, "joint_graph_constant_folding": False}
+    module = program.module(check_guards=False) if hasattr(program, "module") else program
+    args, kwargs = program.example_inputs
+    return torch._inductor.aot_compile(module, args, kwargs, options=options)
+
+
+def export_training_step(model, example_inputs, example_targets, loss="cross_entropy", path="step.pt2",
+                         dynamic_batch=True):
+    """Exports `model` with `loss` as a training step and compiles it into the package `path`.
+
+    model: a torch.nn.Module (its current parameters are the initial values);
+    example_inputs / example_targets: one batch (first dimension = samples, at least 2);
+    loss: a name in LOSSES or a callable (outputs, targets) -> scalar mean loss;
+    dynamic_batch: any batch size at run time (else only the example's).
+    Returns `path`.
+    """
+    from torch._inductor.package import package_aoti
+    from torch.export.experimental import _export_forward_backward
+
+    loss_name = loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
+    loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
+    if isinstance(loss, str) and loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}: one of {sorted(LOSSES)} or a callable")
+    if example_inputs.shape[0] < 2:
+        raise ValueError("example batches need at least 2 samples (a batch of 1 would be specialized)")
+    batch = torch.export.Dim("batch", min=2) if dynamic_batch else None
+
+    was_training = model.training
+    step = _TrainingStep(model, loss_fn).train()
+    train_ep = torch.export.export(step, (example_inputs, example_targets),
+                                   dynamic_shapes=({0: batch}, {0: batch}) if batch else None)
+    joint = _export_forward_backward(train_ep)
+    layout, mutated = _output_layout(joint)
+    model.eval()
+    eval_ep = torch.export.export(model, (example_inputs,), dynamic_shapes=({0: batch},) if batch else None)
+    model.train(was_training)
+
+    metadata = {
+        "dptrain.format": str(FORMAT),
+        "dptrain.torch_version": torch.__version__.split("+")[0],
+        "dptrain.outputs": json.dumps(layout),
+        "dptrain.parameters": json.dumps([n for n, _ in model.named_parameters()]),
+        "dptrain.buffers": json.dumps([n for n, _ in model.named_buffers()]),
+        "dptrain.mutated_buffers": json.dumps(mutated),
+        "dptrain.inputs": json.dumps(_spec(example_inputs)),
+        "dptrain.targets": json.dumps(_spec(example_targets)),
+        "dptrain.loss": loss_name,
+        "dptrain.dynamic_batch": "1" if batch else "0",
+    }
+    if not str(path).endswith(".pt2"):
+        raise ValueError(f"the package path must end in .pt2: {path}")
+    files = {"train": _compile(joint, metadata), "eval": _compile(eval_ep, metadata)}
+    # Written in a private directory under the package's own name (the archive's top folder is
+    # named after the file), then moved into place: never half a package at `path`.
+    directory = tempfile.mkdtemp(prefix=".dptrain-export-", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        tmp = os.path.join(directory, os.path.basename(path))
+        package_aoti(tmp, files)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return path

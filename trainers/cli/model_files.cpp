@@ -1,0 +1,74 @@
+#include "model_files.h"
+
+#include <algorithm>
+
+#include "dptrain/core/error.h"
+#include "dptrain/core/fs.h"
+#include "dptrain/core/serialize.h"
+#include "dptrain/trainers/model_zoo.h"
+#include "dptrain/trainers/trainer.h"
+
+namespace dpt::cli {
+
+Model load_model(const std::string& name, const CommunicatorPtr& world, const torch::Tensor& sample,
+                 std::optional<int64_t> max_label, int64_t seed, const torch::Device& device) {
+  if (is_builtin_model(name)) {
+    torch::manual_seed(static_cast<uint64_t>(seed));
+    DPT_CHECK(sample.dim() == 3, InvalidArgumentError, "the built-in models take images [C, H, W]; the samples are ",
+              sample.sizes(), " (use your own TorchScript model or compiled package with --model)");
+    ModelZooOptions shape;
+    shape.in_channels = sample.size(0);
+    shape.height = sample.size(1);
+    shape.width = sample.size(2);
+    shape.num_classes = std::max<int64_t>(10, max_label.value_or(9) + 1);
+    return Model(make_builtin_model(name, shape));
+  }
+  Bytes bytes = bytes_from_rank0(world, [&] { return read_file(name); });
+  const std::string origin = world->rank() == 0 ? name : name + " (received from rank 0)";
+  Model model = Model::from_bytes(bytes, origin);
+  // A compiled package is loaded for the rank's GPU (programs are bound to one device); the
+  // Trainer moves the other kinds.
+  if (model.is_exported() && device.is_cuda() && model.exported().device().is_cuda()) {
+    model = Model::from_bytes(bytes, origin, device);
+  }
+  return model;
+}
+
+std::string package_loss(Model& model, const std::string& asked, bool evaluates) {
+  const std::string& theirs = model.exported().loss();
+  DPT_CHECK(asked == "cross_entropy" || asked == theirs, InvalidArgumentError, "--loss ", asked, ": ",
+            model.exported().origin(), " was exported with the loss ", theirs, ", which its training step computes");
+  DPT_CHECK(!evaluates || is_known_loss(theirs), InvalidArgumentError, model.exported().origin(),
+            " was exported with a custom loss (", theirs, "), which dptrain's evaluation cannot compute: pass --no-eval");
+  return is_known_loss(theirs) ? theirs : asked;
+}
+
+void load_weights(Model& model, const std::string& path, const CommunicatorPtr& world) {
+  const Bytes bytes = bytes_from_rank0(world, [&] { return read_file(path); });
+  const std::string where = "--weights " + path;
+  c10::IValue value = load_torch_save(bytes, where);
+  DPT_CHECK(value.isGenericDict(), DataError, where, " is not a state_dict (torch.save(model.state_dict(), ...))");
+  auto dict = value.toGenericDict();
+  // A checkpoint holds the state_dict under "model".
+  if (dict.contains("model") && dict.at("model").isGenericDict()) dict = dict.at("model").toGenericDict();
+  NamedTensors state;
+  for (const auto& entry : dict) {
+    DPT_CHECK(entry.key().isString() && entry.value().isTensor(), DataError, where,
+              " is not a state_dict: it maps ", entry.key().tagKind(), " to ", entry.value().tagKind());
+    state.emplace(entry.key().toStringRef(), entry.value().toTensor());
+  }
+  try {
+    model.load_state_dict(state, /*strict=*/true);
+  } catch (const ModelError& e) {
+    DPT_THROW(ModelError, where, " does not fit the model: ", e.what());
+  }
+}
+
+void save_state_dict(const Model& model, const std::string& path) {
+  c10::impl::GenericDict state(c10::StringType::get(), c10::TensorType::get());
+  for (const auto& [name, tensor] : model.named_parameters()) state.insert(name, tensor.detach().cpu());
+  for (const auto& [name, tensor] : model.named_buffers()) state.insert(name, tensor.detach().cpu());
+  write_file_atomic(path, save_for_pytorch(state));
+}
+
+}  // namespace dpt::cli

@@ -1,0 +1,33 @@
+// The model side of the dptrain command (private to it): which model --model names, the loss a
+// compiled package was exported with, --weights to start from, and --out of a compiled package.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "dptrain/core/model.h"
+#include "dptrain/parallel/communicator.h"
+
+namespace dpt::cli {
+
+// A built-in name (built from `seed` on every rank; `sample` is one input of the data, `max_label`
+// its largest class label when known) or a file read by rank 0 and broadcast: TorchScript or a
+// compiled package (.pt2, loaded for `device`).
+Model load_model(const std::string& name, const CommunicatorPtr& world, const torch::Tensor& sample,
+                 std::optional<int64_t> max_label, int64_t seed, const torch::Device& device);
+
+// The loss a compiled package computes in its training step; InvalidArgumentError when `asked`
+// (--loss; "cross_entropy" is the default) names another, or when evaluation needs a loss dptrain
+// cannot compute.
+std::string package_loss(Model& model, const std::string& asked, bool evaluates);
+
+// --weights FILE: a state_dict written by torch.save (model.state_dict(), the --out of a compiled
+// package) or a dptrain checkpoint (its "model" entry), read by rank 0 and broadcast, loaded
+// strictly: one error naming the file and the first key or shape that does not fit.
+void load_weights(Model& model, const std::string& path, const CommunicatorPtr& world);
+
+// --out of a compiled package: its state_dict under the original model's names, for
+// model.load_state_dict(torch.load(FILE)) in PyTorch (written atomically).
+void save_state_dict(const Model& model, const std::string& path);
+
+}  // namespace dpt::cli
