@@ -19,6 +19,7 @@
 #include <string>
 #include <thread>
 
+#include "flight_recorder.h"
 #include "queued_work.h"
 
 namespace dpt::detail {
@@ -48,6 +49,10 @@ class ProgressThread : public std::enable_shared_from_this<ProgressThread> {
   // fails the job at once instead of after the timeout. Set before the first submit.
   void set_peer_check(std::function<std::optional<std::string>()> check) { peer_check_ = std::move(check); }
   bool broken() const { return broken_; }
+  // Consulted once when a collective times out: a line naming where the other ranks are (the
+  // MPI world's flight service), appended to the TimeoutError. Set before the first submit.
+  void set_stall_report(std::function<std::string()> report) { stall_report_ = std::move(report); }
+  const FlightRecorder& recorder() const { return recorder_; }
 
  private:
   ProgressThread(std::string owner, std::chrono::milliseconds timeout);
@@ -56,6 +61,7 @@ class ProgressThread : public std::enable_shared_from_this<ProgressThread> {
   // (the thread is then stuck in a call nobody can interrupt, and the process is going down).
   void stop();
   void loop();
+  void report_stall();  // under mutex_, once, when a collective timed out (Note [Flight recorder])
 
   const std::string owner_;
   std::atomic<long long> timeout_ms_;
@@ -69,6 +75,8 @@ class ProgressThread : public std::enable_shared_from_this<ProgressThread> {
   QueuedWorkPtr running_;
   std::chrono::steady_clock::time_point running_since_;
   std::function<std::optional<std::string>()> peer_check_;
+  std::function<std::string()> stall_report_;
+  FlightRecorder recorder_{FlightRecorder::capacity_from_env()};
   std::atomic<bool> broken_{false};
   std::string broken_reason_;
 };

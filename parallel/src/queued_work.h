@@ -47,6 +47,7 @@ class QueuedWork final : public Work {
   bool done_ = false;
   std::atomic<bool> finished_{false};  // done_, readable without the mutex (wait()'s short spin)
   std::exception_ptr error_;
+  int64_t flight_index_ = 0;  // in the progress thread's flight recorder
 };
 
 using QueuedWorkPtr = std::shared_ptr<QueuedWork>;

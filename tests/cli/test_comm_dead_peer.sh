@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A rank that dies (SIGKILL) or hangs must not leave the others waiting: the whole mpirun job
-# exits non-zero well within 60 s, and for a hang the message names the timed-out collective.
+# exits non-zero well within 60 s, and for a hang the message names the timed-out collective and
+# (flight recorder) the rank behind it.
 set -uo pipefail
 mpi_tests="$DPTRAIN_BUILD_DIR/tests/mpi_tests"
 [ -x "$mpi_tests" ] || { echo "no mpi_tests binary (MPI off?)"; exit 77; }
@@ -23,5 +24,16 @@ for drill in kill hang; do
 done
 if ! grep -q "did not complete within 3 s" drill_hang.log; then
   echo "FAIL: the hang drill does not name the timed-out collective"; cat drill_hang.log; fail=1
+fi
+# The flight recorder names the rank behind the hang: rank 1 sleeps after its first allreduce,
+# ranks 0 and 2 wait in the next one.
+behind='flight recorder: rank 1: at allreduce\(sum\) #[0-9]+ [^;]*\(completed\), not in a collective for [0-9.]+ s; ranks 0, 2: waiting in allreduce\(sum\) #[0-9]+'
+if grep -Eq "$behind" drill_hang.log; then
+  echo "ok: $(grep -Eo 'flight recorder: .*' drill_hang.log | head -1)"
+else
+  echo "FAIL: the hang drill's error does not name rank 1 as the one behind"; cat drill_hang.log; fail=1
+fi
+if ! grep -Eq "flight recorder, the last [0-9]+ of [0-9]+ collectives" drill_hang.log; then
+  echo "FAIL: no flight recorder dump in the log"; cat drill_hang.log; fail=1
 fi
 exit $fail

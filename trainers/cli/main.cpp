@@ -26,6 +26,7 @@
 #include "dptrain/core/model.h"
 #include "dptrain/core/operators.h"
 #include "dptrain/core/run_main.h"
+#include "dptrain/core/stop_request.h"
 #include "dptrain/parallel/launch_info.h"
 #include "dptrain/parallel/runtime.h"
 #include "dptrain/trainers/model_zoo.h"
@@ -266,6 +267,8 @@ int run_train(const CommonArgs& common, const TrainArgs& args) {
               InvalidArgumentError, "--checkpoint-dir ", args.checkpoint_dir, " cannot be created");
   }
 
+  // SIGTERM / SIGINT / SIGUSR1: checkpoint at the next step boundary, exit with kExitStopped.
+  dpt::StopRequest::install();
   auto start = std::chrono::steady_clock::now();
   dpt::Runtime runtime(runtime_options(common));
   auto world = runtime.world();
@@ -308,7 +311,7 @@ int run_train(const CommonArgs& common, const TrainArgs& args) {
     std::cout << (result.stopped_early ? " (stopped early; continue with --resume)" : "") << std::endl;
   }
   world->barrier();
-  return 0;
+  return result.stopped_on_request ? dpt::kExitStopped : 0;
 }
 
 int run_eval(const CommonArgs& common) {

@@ -5,6 +5,7 @@
 #include "dptrain/core/data/preprocess_pool.h"
 #include "dptrain/core/error.h"
 #include "dptrain/core/logging.h"
+#include "dptrain/core/stop_request.h"
 #include "trainer_state.h"
 
 namespace dpt {
@@ -41,7 +42,8 @@ FitLoop::FitLoop(Trainer& trainer, const TrainSource& train, const Dataset* test
            trainer.world_, options_, layout_.global_batch(), train.resumes_exactly_at_other_world_sizes(),
            &schedule_},
       report_(options_, trainer.rank(), /*append=*/!options_.resume().empty(), layout_.global_batch(), planned_steps_),
-      losses_(trainer.world_, options_.device()) {
+      losses_(trainer.world_, options_.device()),
+      stop_requests_(trainer.world_) {
   if (!options_.resume().empty()) position_ = restore_run(run_);
   if (!options_.checkpoint_dir().empty()) {
     checkpoints_ = std::make_unique<CheckpointDirectory>(options_.checkpoint_dir(), options_.keep_checkpoints());
@@ -142,14 +144,29 @@ bool FitLoop::after_step(StepInfo& info, int64_t epoch_steps) {
   }
   for (auto& callback : trainer_.callbacks_) callback->on_step_end(info);
   const bool reached_max = position_.step >= planned_steps_;
-  const bool stop_now = o.stop_after_steps() > 0 && steps_this_run_ >= o.stop_after_steps() && !reached_max;
+  const bool asked_to_stop = stop_requests_.stop_now() && !reached_max;  // every rank the same answer
+  const bool stop_now =
+      (o.stop_after_steps() > 0 && steps_this_run_ >= o.stop_after_steps() && !reached_max) || asked_to_stop;
   const bool periodic = o.checkpoint_every_steps() > 0 && position_.step % o.checkpoint_every_steps() == 0;
   if (reached_max || stop_now || periodic) {
     ++position_.batch_in_epoch;  // the checkpoint points after this step
     save_checkpoint();
     --position_.batch_in_epoch;
   }
-  if (stop_now) {
+  if (asked_to_stop) {
+    result_.stopped_early = true;
+    result_.stopped_on_request = true;
+    const int signal = StopRequest::signal_number();
+    const std::string why = signal != 0 ? "asked to stop (signal " + std::to_string(signal) + ")"
+                                        : std::string("asked to stop (another rank got the signal)");
+    if (checkpoints_) {
+      DPT_LOG_WARN("stopping at step {}: {}; checkpoint of step {} in {}, continue with --resume", position_.step, why,
+                   position_.step, options_.checkpoint_dir());
+    } else {
+      DPT_LOG_WARN("stopping at step {}: {}; no --checkpoint-dir, so this run's progress is not saved",
+                   position_.step, why);
+    }
+  } else if (stop_now) {
     result_.stopped_early = true;
     DPT_LOG_INFO("stopping after {} step(s) of this run (--stop-after-steps); continue with --resume",
                  steps_this_run_);

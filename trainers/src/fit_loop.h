@@ -18,6 +18,7 @@
 #include "loss_tracker.h"
 #include "run_report.h"
 #include "run_state.h"
+#include "stop_agreement.h"
 
 namespace dpt {
 
@@ -51,6 +52,7 @@ class FitLoop {
   LossTracker losses_;
   TrainResult result_;
   int64_t steps_this_run_ = 0;
+  StopAgreement stop_requests_;
 };
 
 }  // namespace dpt

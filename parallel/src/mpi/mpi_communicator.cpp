@@ -12,6 +12,7 @@
 #include "../tensor_checks.h"
 #include "dptrain/core/env.h"
 #include "dptrain/core/error.h"
+#include "flight_service.h"
 #include "mpi_call.h"
 #include "mpi_check.h"
 #include "mpi_datatypes.h"
@@ -61,7 +62,16 @@ std::shared_ptr<MpiCommunicator> MpiCommunicator::create_world(int local_rank, s
   int rank = 0, size = 1;
   detail::mpi_locked([&] { return MPI_Comm_rank(comm, &rank) | MPI_Comm_size(comm, &size); });
   auto thread = detail::ProgressThread::create(detail::concat("mpi rank ", rank, "/", size), timeout);
-  return std::shared_ptr<MpiCommunicator>(new MpiCommunicator(comm, local_rank, device, std::move(thread)));
+  std::shared_ptr<MpiCommunicator> world(new MpiCommunicator(comm, local_rank, device, thread));
+  // Every rank decides the same way (the same environment, the same MPI): the service's
+  // communicator duplication is collective.
+  if (size > 1 && thread->recorder().enabled() && thread_multiple()) {
+    world->flight_ = std::make_unique<detail::FlightService>(comm, thread);
+    thread->set_stall_report([service = world->flight_.get(), rank] {
+      return detail::explain_hang(rank, service->gather(std::chrono::seconds(2)));
+    });
+  }
+  return world;
 }
 
 MpiCommunicator::MpiCommunicator(MPI_Comm owned_comm, int local_rank, const torch::Device& device,
@@ -72,6 +82,7 @@ MpiCommunicator::MpiCommunicator(MPI_Comm owned_comm, int local_rank, const torc
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  flight_.reset();  // its thread stops answering before the communicators go
   // MPI_Comm_free goes through the progress thread (and the serial lock, see mpi_call.h), so no
   // other thread may call MPI. Skipped when MPI is finalised or the thread is stuck in a timeout.
   try {

@@ -12,6 +12,8 @@ enum ExitCode : int {
   kExitError = 1,          // any dpt::Error or std::exception
   kExitUsage = 2,          // bad command line / option value
   kExitPeerFailure = 3,    // another rank died or a collective timed out
+  kExitStopped = 75,       // stopped on request (SIGTERM, SIGINT, SIGUSR1) after writing a checkpoint:
+                           // continue with --resume (75 is sysexits' EX_TEMPFAIL, "try again later")
 };
 
 int exit_code_for_current_exception();

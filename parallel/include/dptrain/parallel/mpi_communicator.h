@@ -30,6 +30,7 @@ namespace dpt {
 
 namespace detail {
 class ProgressThread;
+class FlightService;
 }
 
 class MpiCommunicator final : public Communicator {
@@ -91,6 +92,8 @@ class MpiCommunicator final : public Communicator {
   bool check_collectives_ = true;
   uint64_t sequence_ = 0;  // collectives issued so far, named in messages ("allreduce #12")
   std::shared_ptr<detail::ProgressThread> thread_;
+  // The world's answers to "where are you?" when a collective times out (mpi/flight_service.h).
+  std::unique_ptr<detail::FlightService> flight_;
 };
 
 }  // namespace dpt

@@ -145,7 +145,9 @@ struct TrainResult {
   int64_t epochs_completed = 0;
   std::optional<EvalResult> final_eval;
   double elapsed_seconds = 0.0;
-  bool stopped_early = false;  // stop_after_steps ended this run before the plan
+  bool stopped_early = false;  // stop_after_steps or a stop request ended this run before the plan
+  // A signal asked the job to stop (dpt::StopRequest); the checkpoint was written at that step.
+  bool stopped_on_request = false;
 };
 
 // Hooks into the loop; called on every rank (log or write on rank 0 only if that matters).

@@ -1,0 +1,185 @@
+#include "flight_recorder.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <sstream>
+
+#include "dptrain/core/env.h"
+
+namespace dpt::detail {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point then) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - then).count();
+}
+
+std::string seconds(double s) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.1f s", s);
+  return text;
+}
+
+std::string ranks_text(const std::vector<int>& ranks) {
+  std::ostringstream out;
+  out << (ranks.size() == 1 ? "rank " : "ranks ");
+  for (size_t i = 0; i < ranks.size(); ++i) out << (i ? ", " : "") << ranks[i];
+  return out.str();
+}
+
+}  // namespace
+
+std::string FlightPosition::encode() const {
+  // Tabs separate the fields; descriptions never hold one.
+  std::ostringstream out;
+  out << completed << '\t' << in_flight << '\t' << idle_s << '\t' << waiting_s << '\t' << completed_what << '\t'
+      << in_flight_what;
+  return out.str();
+}
+
+FlightPosition FlightPosition::decode(const std::string& text) {
+  FlightPosition p;
+  std::istringstream in(text);
+  std::string field;
+  std::vector<std::string> fields;
+  while (std::getline(in, field, '\t')) fields.push_back(field);
+  fields.resize(6);
+  try {
+    p.completed = std::stoll(fields[0]);
+    p.in_flight = std::stoll(fields[1]);
+    p.idle_s = std::stod(fields[2]);
+    p.waiting_s = std::stod(fields[3]);
+  } catch (const std::exception&) {
+    // An unreadable answer reads as "nothing known".
+  }
+  p.completed_what = fields[4];
+  p.in_flight_what = fields[5];
+  return p;
+}
+
+std::string FlightPosition::describe() const {
+  if (in_flight > 0) return "waiting in " + in_flight_what + " for " + seconds(waiting_s);
+  if (completed == 0) return "no collective run yet (" + seconds(idle_s) + " since start)";
+  return "at " + completed_what + " (completed), not in a collective for " + seconds(idle_s);
+}
+
+FlightRecorder::FlightRecorder(size_t capacity) : capacity_(capacity), ring_(capacity) {}
+
+size_t FlightRecorder::capacity_from_env() {
+  const long long n = env::get_int_or("DPTRAIN_FLIGHT_RECORDER", 64);
+  return n > 0 ? static_cast<size_t>(n) : 0;
+}
+
+FlightRecorder::Entry* FlightRecorder::find(int64_t index) {
+  if (index <= 0) return nullptr;
+  Entry& entry = ring_[static_cast<size_t>(index - 1) % capacity_];
+  return entry.index == index ? &entry : nullptr;
+}
+
+int64_t FlightRecorder::queued(const std::string& description) {
+  if (!enabled()) return 0;
+  std::lock_guard<std::mutex> lock(mutex_);
+  const int64_t index = ++issued_;
+  Entry& entry = ring_[static_cast<size_t>(index - 1) % capacity_];
+  entry.index = index;
+  entry.description = description;
+  entry.state = State::Queued;
+  entry.queued_at = std::chrono::steady_clock::now();
+  return index;
+}
+
+void FlightRecorder::started(int64_t index) {
+  if (!enabled()) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (Entry* entry = find(index)) {
+    entry->state = State::Running;
+    entry->started_at = std::chrono::steady_clock::now();
+  }
+}
+
+void FlightRecorder::finished(int64_t index, bool ok) {
+  if (!enabled()) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (Entry* entry = find(index)) {
+    entry->state = ok ? State::Completed : State::Failed;
+    entry->finished_at = std::chrono::steady_clock::now();
+    if (ok && index > last_completed_) {
+      last_completed_ = index;
+      last_completed_what_ = entry->description;
+      last_completed_at_ = entry->finished_at;
+    }
+  }
+}
+
+FlightPosition FlightRecorder::position() const {
+  FlightPosition p;
+  std::lock_guard<std::mutex> lock(mutex_);
+  p.completed = last_completed_;
+  p.completed_what = last_completed_what_;
+  p.idle_s = seconds_since(last_completed_at_);
+  for (int64_t index = last_completed_ + 1; index <= issued_; ++index) {
+    const Entry& entry = ring_[static_cast<size_t>(index - 1) % capacity_];
+    if (entry.index != index || entry.state == State::Completed) continue;
+    p.in_flight = index;
+    p.in_flight_what = entry.description;
+    p.waiting_s = seconds_since(entry.queued_at);
+    break;
+  }
+  return p;
+}
+
+std::string FlightRecorder::dump(const std::string& who) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::ostringstream out;
+  const int64_t first = std::max<int64_t>(1, issued_ - static_cast<int64_t>(capacity_) + 1);
+  out << who << ": flight recorder, the last " << (issued_ - first + 1) << " of " << issued_ << " collectives:";
+  const auto now = std::chrono::steady_clock::now();
+  for (int64_t index = first; index <= issued_; ++index) {
+    const Entry& entry = ring_[static_cast<size_t>(index - 1) % capacity_];
+    if (entry.index != index) continue;
+    static const char* kStates[] = {"queued", "running", "completed", "FAILED"};
+    out << "\n  " << who << " " << index << " " << kStates[static_cast<int>(entry.state)] << " " << entry.description
+        << " (issued " << seconds(std::chrono::duration<double>(now - entry.queued_at).count()) << " ago";
+    if (entry.state == State::Completed || entry.state == State::Failed) {
+      out << ", took " << seconds(std::chrono::duration<double>(entry.finished_at - entry.started_at).count());
+    }
+    out << ")";
+  }
+  return out.str();
+}
+
+std::string explain_hang(int me, const std::vector<std::pair<bool, FlightPosition>>& positions) {
+  const int64_t stalled = positions.at(static_cast<size_t>(me)).second.in_flight;
+  // Ranks grouped by where they are: (in flight, completed) identifies the place.
+  std::map<std::pair<int64_t, int64_t>, std::vector<int>> behind, waiting;
+  std::vector<int> silent;
+  for (size_t rank = 0; rank < positions.size(); ++rank) {
+    const auto& [answered, p] = positions[rank];
+    if (!answered) {
+      silent.push_back(static_cast<int>(rank));
+      continue;
+    }
+    const bool here = p.in_flight == stalled;
+    (here ? waiting : behind)[{p.in_flight, p.completed}].push_back(static_cast<int>(rank));
+  }
+  auto first_of = [&](const std::vector<int>& ranks) -> const FlightPosition& {
+    return positions[static_cast<size_t>(ranks.front())].second;
+  };
+  std::ostringstream out;
+  const char* separator = "";
+  for (const auto& [where, ranks] : behind) {
+    out << separator << ranks_text(ranks) << ": " << first_of(ranks).describe();
+    separator = "; ";
+  }
+  if (!silent.empty()) {
+    out << separator << ranks_text(silent) << ": no answer (dead, or stuck inside MPI)";
+    separator = "; ";
+  }
+  for (const auto& [where, ranks] : waiting) {
+    out << separator << ranks_text(ranks) << ": " << first_of(ranks).describe();
+    separator = "; ";
+  }
+  return out.str();
+}
+
+}  // namespace dpt::detail
