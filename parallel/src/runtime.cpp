@@ -189,6 +189,14 @@ Runtime::Runtime(const RuntimeOptions& options) {
 
 Runtime::~Runtime() {
   const bool broken = world_ && world_->is_broken();
+  if (world_ && launch_.world_size > 1 && std::uncaught_exceptions() > 0 && !broken) {
+    // An error is about to take the job down (run_main's fatal hook): this rank's last
+    // collectives go to the log first. (A timeout has logged them already.)
+    try {
+      if (const std::string record = world_->flight_record(); !record.empty()) DPT_LOG_ERROR("{}", record);
+    } catch (...) {
+    }
+  }
   if (world_ && world_.use_count() > 1) {
     DPT_LOG_WARN("the world communicator outlives the dpt::Runtime; it must not be used after this point");
   }

@@ -49,6 +49,10 @@ expect_error wrong_input 1 "the model cannot take inputs of shape \[2, 1, 28, 28
 
 # NaN/Inf loss: an error by default (all ranks together), skipped on request.
 expect_error nan_loss_np2 1 "the loss is NaN or Inf at step 1" "$MPIRUN" -np 2 "$DPTRAIN" train --model nan.pt "${small[@]}"
+# The error takes the job down: each rank logs its last collectives first (the flight recorder).
+grep -Eq "mpi rank [01]/2: flight recorder, the last [0-9]+ of [0-9]+ collectives" nan_loss_np2.log ||
+  { cat nan_loss_np2.log; fail "no flight recorder dump before the job was taken down"; }
+echo "ok: the flight recorder is in the log when an error ends a multi-rank job"
 expect_ok nan_skip "$MPIRUN" -np 2 "$DPTRAIN" train --model nan.pt "${small[@]}" --skip-nonfinite-loss --no-eval
 grep -q "non-finite loss, step skipped" nan_skip.log || { cat nan_skip.log; fail "skipped steps not reported"; }
 echo "ok: --skip-nonfinite-loss skips the steps and says so"

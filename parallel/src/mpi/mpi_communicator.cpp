@@ -102,6 +102,10 @@ MpiCommunicator::~MpiCommunicator() {
   thread_.reset();
 }
 
+std::string MpiCommunicator::flight_record() const {
+  return thread_->recorder().enabled() ? thread_->recorder().dump(who()) : std::string();
+}
+
 std::string MpiCommunicator::who() const { return detail::concat("mpi rank ", rank_, "/", size_); }
 
 bool MpiCommunicator::thread_multiple() {

@@ -36,8 +36,11 @@ NcclWatchdog::~NcclWatchdog() {
 
 void NcclWatchdog::watch(std::shared_ptr<at::cuda::CUDAEvent> done, std::string description) {
   {
+    // Enqueued on the stream: "running" from the recorder's point of view.
+    const int64_t index = recorder_.queued(description);
+    recorder_.started(index);
     std::lock_guard<std::mutex> lock(mutex_);
-    pending_.push_back({std::move(done), std::move(description), std::chrono::steady_clock::now()});
+    pending_.push_back({std::move(done), std::move(description), std::chrono::steady_clock::now(), index});
   }
   wake_.notify_one();
 }
@@ -60,7 +63,10 @@ std::string NcclWatchdog::inspect() {
                   peer_or_network ? " (a peer rank died or the network failed)" : "", "; NCCL communicator aborted");
   }
   std::lock_guard<std::mutex> lock(mutex_);
-  while (!pending_.empty() && pending_.front().done->query()) pending_.pop_front();
+  while (!pending_.empty() && pending_.front().done->query()) {
+    recorder_.finished(pending_.front().flight_index, true);
+    pending_.pop_front();
+  }
   if (pending_.empty()) {
     drained_.notify_all();
     return "";
@@ -83,6 +89,7 @@ void NcclWatchdog::fail(const std::string& reason) {
   }
   drained_.notify_all();
   DPT_LOG_ERROR("{}", reason);
+  if (recorder_.enabled()) DPT_LOG_ERROR("{}", recorder_.dump(state_->who));
   if (!env::get_flag("DPTRAIN_WATCHDOG_EXIT", true)) return;
   std::unique_lock<std::mutex> lock(mutex_);
   if (!wake_.wait_for(lock, kExitGrace, [this] { return stopping_; })) {

@@ -21,6 +21,7 @@
 #include <string>
 #include <thread>
 
+#include "../flight_recorder.h"
 #include "nccl_state.h"
 
 namespace dpt::detail {
@@ -37,12 +38,15 @@ class NcclWatchdog {
   // Blocks until every watched collective completed; false when `deadline` passed first or the
   // communicator broke.
   bool drain(std::chrono::steady_clock::time_point deadline);
+  // The last collectives of this communicator (logged when the watchdog aborts it).
+  const FlightRecorder& recorder() const { return recorder_; }
 
  private:
   struct Pending {
     std::shared_ptr<at::cuda::CUDAEvent> done;
     std::string description;
     std::chrono::steady_clock::time_point issued;
+    int64_t flight_index = 0;
   };
   void loop();
   // One look at the communicator; returns the reason when it must be aborted.
@@ -56,6 +60,7 @@ class NcclWatchdog {
   std::deque<Pending> pending_;
   bool stopping_ = false;
   std::thread thread_;
+  FlightRecorder recorder_{FlightRecorder::capacity_from_env()};
 };
 
 }  // namespace dpt::detail

@@ -102,6 +102,12 @@ class Communicator {
   // True after a collective timed out or the backend reported a fatal error: every later call
   // throws CommunicationError, and the process should exit (see dpt::Runtime).
   virtual bool is_broken() const { return false; }
+
+  // The flight recorder: this rank's last collectives (DPTRAIN_FLIGHT_RECORDER of them, default
+  // 64), oldest first, one line each with its state and times; empty when off or not kept by the
+  // backend. Logged by the communicator itself on a timeout, and by dpt::Runtime when an error
+  // takes a multi-rank job down (docs/reliability.md).
+  virtual std::string flight_record() const { return {}; }
 };
 
 using CommunicatorPtr = std::shared_ptr<Communicator>;

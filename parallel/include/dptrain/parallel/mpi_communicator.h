@@ -66,6 +66,7 @@ class MpiCommunicator final : public Communicator {
   std::chrono::milliseconds timeout() const override;
   bool is_broken() const override;
   bool checks_calls() const override { return check_collectives_; }
+  std::string flight_record() const override;
 
   // Whether the MPI library passes CUDA device pointers straight through (MPIX_Query_cuda_support).
   static bool cuda_aware();

@@ -64,6 +64,7 @@ class NcclCommunicator final : public Communicator {
   std::chrono::milliseconds timeout() const override;
   bool is_broken() const override;
   bool checks_calls() const override { return check_collectives_; }
+  std::string flight_record() const override;
 
   struct State;  // the NCCL communicator, stream and health, shared with in-flight Work
 
