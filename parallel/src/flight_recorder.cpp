@@ -1,7 +1,12 @@
 #include "flight_recorder.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <sstream>
 
@@ -63,7 +68,99 @@ std::string FlightPosition::describe() const {
   return "at " + completed_what + " (completed), not in a collective for " + seconds(idle_s);
 }
 
-FlightRecorder::FlightRecorder(size_t capacity) : capacity_(capacity), ring_(capacity) {}
+// Note [Crash dump]
+// Live recorders sit in a fixed table of atomic slots, so the signal handler can walk them without
+// a lock or an allocation. It try_locks each recorder (a thread that crashed while holding it
+// leaves it out) and writes its lines with write(2) only.
+void write_ring_from_signal(FlightRecorder& recorder, int fd);
+
+namespace {
+
+constexpr size_t kSlots = 64;
+std::atomic<FlightRecorder*> g_recorders[kSlots];
+struct sigaction g_previous[NSIG];
+std::atomic<bool> g_crash_dump_installed{false};
+constexpr int kCrashSignals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+
+void write_text(int fd, const char* text) {
+  size_t left = std::strlen(text);
+  while (left > 0) {
+    const ssize_t n = ::write(fd, text, left);
+    if (n <= 0) return;
+    text += n;
+    left -= static_cast<size_t>(n);
+  }
+}
+
+void write_number(int fd, long long value) {
+  char digits[24];
+  int at = sizeof(digits) - 1;
+  digits[at] = 0;
+  const bool negative = value < 0;
+  unsigned long long v = negative ? -static_cast<unsigned long long>(value) : static_cast<unsigned long long>(value);
+  do {
+    digits[--at] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v > 0 && at > 1);
+  if (negative) digits[--at] = '-';
+  write_text(fd, digits + at);
+}
+
+void on_crash(int number) {
+  write_text(2, "\n*** signal ");
+  write_number(2, number);
+  write_text(2, ": the flight recorders of this process (last collectives, oldest first) ***\n");
+  for (auto& slot : g_recorders) {
+    if (FlightRecorder* recorder = slot.load()) write_ring_from_signal(*recorder, 2);
+  }
+  sigaction(number, &g_previous[number], nullptr);
+  raise(number);
+}
+
+}  // namespace
+
+void write_ring_from_signal(FlightRecorder& recorder, int fd) {
+  if (!recorder.mutex_.try_lock()) return;
+  static const char* kStates[] = {"queued", "running", "completed", "FAILED"};
+  const int64_t first = std::max<int64_t>(1, recorder.issued_ - static_cast<int64_t>(recorder.capacity_) + 1);
+  for (int64_t index = first; index <= recorder.issued_; ++index) {
+    const auto& entry = recorder.ring_[static_cast<size_t>(index - 1) % recorder.capacity_];
+    if (entry.index != index) continue;
+    write_text(fd, recorder.owner_.c_str());
+    write_text(fd, " ");
+    write_number(fd, index);
+    write_text(fd, " ");
+    write_text(fd, kStates[static_cast<int>(entry.state)]);
+    write_text(fd, " ");
+    write_text(fd, entry.description.c_str());
+    write_text(fd, "\n");
+  }
+  recorder.mutex_.unlock();
+}
+
+void FlightRecorder::install_crash_dump() {
+  if (g_crash_dump_installed.exchange(true)) return;
+  struct sigaction action {};
+  action.sa_handler = on_crash;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESETHAND;
+  for (int number : kCrashSignals) sigaction(number, &action, &g_previous[number]);
+}
+
+FlightRecorder::FlightRecorder(size_t capacity) : capacity_(capacity), ring_(capacity) {
+  if (!enabled()) return;
+  for (auto& slot : g_recorders) {
+    FlightRecorder* empty = nullptr;
+    if (slot.compare_exchange_strong(empty, this)) break;
+  }
+}
+
+FlightRecorder::~FlightRecorder() {
+  for (auto& slot : g_recorders) {
+    FlightRecorder* self = this;
+    slot.compare_exchange_strong(self, nullptr);
+  }
+}
 
 size_t FlightRecorder::capacity_from_env() {
   const long long n = env::get_int_or("DPTRAIN_FLIGHT_RECORDER", 64);

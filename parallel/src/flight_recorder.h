@@ -35,6 +35,16 @@ class FlightRecorder {
  public:
   // `capacity` 0: off (record() returns 0 and the rest does nothing).
   explicit FlightRecorder(size_t capacity);
+  ~FlightRecorder();
+  FlightRecorder(const FlightRecorder&) = delete;
+  FlightRecorder& operator=(const FlightRecorder&) = delete;
+  // The name its lines carry in a crash dump ("mpi rank 1/4"); set before the first collective.
+  void set_owner(const std::string& owner) { owner_ = owner; }
+
+  // On SIGSEGV, SIGBUS, SIGFPE, SIGILL or SIGABRT, write every live recorder's ring to stderr,
+  // then let the signal do what it did before. Only write(2) inside the handler; a recorder whose
+  // lock is held at that moment is skipped. Idempotent; the Runtime installs it in multi-rank jobs.
+  static void install_crash_dump();
   static size_t capacity_from_env();  // DPTRAIN_FLIGHT_RECORDER, default 64
 
   // Returns the collective's issue index (1, 2, ...), or 0 when off.
@@ -57,7 +67,9 @@ class FlightRecorder {
   };
   Entry* find(int64_t index);  // under mutex_; nullptr once overwritten
 
+  friend void write_ring_from_signal(FlightRecorder& recorder, int fd);
   const size_t capacity_;
+  std::string owner_ = "communicator";
   mutable std::mutex mutex_;
   std::vector<Entry> ring_;
   int64_t issued_ = 0;

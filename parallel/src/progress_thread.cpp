@@ -26,7 +26,9 @@ namespace dpt::detail {
 // benchmark's) never pay a wake-up, and an idle communicator still costs nothing.
 
 ProgressThread::ProgressThread(std::string owner, std::chrono::milliseconds timeout)
-    : owner_(std::move(owner)), timeout_ms_(timeout.count()) {}
+    : owner_(std::move(owner)), timeout_ms_(timeout.count()) {
+  recorder_.set_owner(owner_);
+}
 
 std::shared_ptr<ProgressThread> ProgressThread::create(std::string owner, std::chrono::milliseconds timeout) {
   std::shared_ptr<ProgressThread> thread(new ProgressThread(std::move(owner), timeout), [](ProgressThread* t) {

@@ -1,5 +1,7 @@
 #include "dptrain/parallel/runtime.h"
 
+#include "flight_recorder.h"
+
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -170,7 +172,10 @@ Runtime::Runtime(const RuntimeOptions& options) {
       world_ = StoreCommunicator::create_world(launch_, timeout_);
     }
 
-    if (launch_.world_size > 1) set_fatal_hook(&take_the_job_down);
+    if (launch_.world_size > 1) {
+      set_fatal_hook(&take_the_job_down);
+      detail::FlightRecorder::install_crash_dump();  // a crashing rank leaves its last collectives
+    }
     DPT_LOG_DEBUG("runtime up: launcher {}, rank {}/{}, local rank {}, device {}, backend {}, timeout {} ms",
                   launch_.launcher, launch_.rank, launch_.world_size, launch_.local_rank, device_.str(), backend_,
                   timeout_.count());

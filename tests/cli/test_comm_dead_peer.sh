@@ -15,13 +15,19 @@ run_drill() {  # drill name -> sets rc, elapsed, log
 }
 
 fail=0
-for drill in kill hang; do
+for drill in kill segv hang; do
   run_drill "$drill"
   echo "drill $drill: exit $rc after ${elapsed}s"
   if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$elapsed" -gt 60 ]; then
     echo "FAIL: drill $drill must end the job non-zero within 60 s"; cat "drill_$drill.log"; fail=1
   fi
 done
+# A crashing rank writes its last collectives before it goes (the crash dump of the recorder).
+if grep -Eq "^mpi rank 1/3 [0-9]+ completed allreduce\(sum\)" drill_segv.log; then
+  echo "ok: the crashed rank left its flight recorder: $(grep -Em1 '^mpi rank 1/3 [0-9]+ completed' drill_segv.log)"
+else
+  echo "FAIL: no flight recorder from the rank that crashed"; cat drill_segv.log; fail=1
+fi
 if ! grep -q "did not complete within 3 s" drill_hang.log; then
   echo "FAIL: the hang drill does not name the timed-out collective"; cat drill_hang.log; fail=1
 fi

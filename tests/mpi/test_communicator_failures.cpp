@@ -1,6 +1,7 @@
 // Failure drills, run only by tests/cli/test_comm_dead_peer.sh (they end the process on purpose):
 //   DPTRAIN_TEST_DRILL=kill  rank 1 SIGKILLs itself while the others sit in an allreduce;
 //                            mpirun must take the job down with a non-zero exit.
+//   DPTRAIN_TEST_DRILL=segv  rank 1 crashes (SIGSEGV): its flight recorder must reach stderr.
 //   DPTRAIN_TEST_DRILL=hang  rank 1 never calls the collective; the others hit the 3 s timeout,
 //                            get a TimeoutError naming it, and the fatal hook aborts the job.
 #include <gtest/gtest.h>
@@ -28,6 +29,7 @@ TEST(CommFailureDrill, DeadOrHangingPeer) {
   comm->allreduce(t);  // everyone is up
   if (comm->rank() == 1) {
     if (std::string(drill) == "kill") std::raise(SIGKILL);
+    if (std::string(drill) == "segv") std::raise(SIGSEGV);
     std::this_thread::sleep_for(std::chrono::seconds(120));  // "hang": never joins
     std::_Exit(0);
   }

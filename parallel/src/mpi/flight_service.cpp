@@ -10,7 +10,7 @@ namespace {
 constexpr int kQueryTag = 1;
 constexpr int kAnswerTag = 2;
 constexpr int kAnswerBytes = 4096;
-constexpr auto kPoll = std::chrono::milliseconds(20);
+constexpr auto kPoll = std::chrono::milliseconds(50);
 
 }  // namespace
 
@@ -31,25 +31,21 @@ FlightService::~FlightService() {
 }
 
 void FlightService::serve() {
-  char query = 0;
-  MPI_Request request = MPI_REQUEST_NULL;
-  MPI_Irecv(&query, 1, MPI_CHAR, MPI_ANY_SOURCE, kQueryTag, comm_, &request);
+  // MPI_Iprobe rather than a standing wildcard receive: nothing of this thread sits in MPI's
+  // matching queues between queries, and it enters MPI once per poll only.
   while (!stopping_) {
     int arrived = 0;
     MPI_Status status;
-    if (MPI_Test(&request, &arrived, &status) != MPI_SUCCESS) break;
+    if (MPI_Iprobe(MPI_ANY_SOURCE, kQueryTag, comm_, &arrived, &status) != MPI_SUCCESS) break;
     if (!arrived) {
       std::this_thread::sleep_for(kPoll);
       continue;
     }
+    char query = 0;
+    MPI_Recv(&query, 1, MPI_CHAR, status.MPI_SOURCE, kQueryTag, comm_, MPI_STATUS_IGNORE);
     std::string answer = owner_->recorder().position().encode();
     answer.resize(std::min<size_t>(answer.size(), kAnswerBytes));
     MPI_Send(answer.data(), static_cast<int>(answer.size()), MPI_CHAR, status.MPI_SOURCE, kAnswerTag, comm_);
-    MPI_Irecv(&query, 1, MPI_CHAR, MPI_ANY_SOURCE, kQueryTag, comm_, &request);
-  }
-  if (request != MPI_REQUEST_NULL) {
-    MPI_Cancel(&request);
-    MPI_Wait(&request, MPI_STATUS_IGNORE);
   }
 }
 

@@ -5,7 +5,7 @@
 // query with its flight recorder's position. It needs nothing from the rank's main thread or its
 // progress thread, so a rank that sleeps in its step, or whose progress thread sits in another
 // collective, still answers; a dead rank does not, and is named as such. The thread polls a
-// nonblocking receive every 20 ms: no measurable cost (docs/reliability.md).
+// probe every 50 ms (docs/reliability.md has its measured cost).
 // Needs MPI_THREAD_MULTIPLE; the communicator makes none otherwise.
 #pragma once
 

@@ -18,6 +18,7 @@ constexpr auto kExitGrace = std::chrono::seconds(10);
 }  // namespace
 
 NcclWatchdog::NcclWatchdog(std::shared_ptr<NcclCommunicator::State> state) : state_(std::move(state)) {
+  recorder_.set_owner(state_->who);
   const auto device = state_->stream.device_index();
   thread_ = std::thread([this, device] {
     c10::cuda::set_device(device);  // no stray context on GPU 0
