@@ -17,6 +17,8 @@
 #           on CUDA tensors: NCCL at world 1, MPI at world 2
 #   train   dptrain train on the GPU: Fashion-MNIST CNN to >= 90% test accuracy (NCCL, world 1),
 #           2 ranks over MPI on one GPU then a resume of it on NCCL, AMP, ResNet-18 steps, eval/infer
+#   export  a conv+BN training step exported on the GPU (CUDA .pt2) trained by dptrain there, equal to
+#           PyTorch on the GPU (tests/gpu/export_device_check.py)
 #   bench   benchmarks/run_suite.py --gpu (NCCL all-reduce, DDP vs plain vs PyTorch DDP, trace)
 # DPTRAIN_GPU_DATA: Fashion-MNIST IDX directory (default: .gpu-data/fashion-mnist, else the
 # Debian package's /usr/share/datasets/fashion-mnist).
@@ -25,7 +27,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 out=${OUT:-$root/gpu-results}
 logs=$out/logs
 mkdir -p "$logs"
-phases=${DPTRAIN_GPU_PHASES:-build tests train bench}
+phases=${DPTRAIN_GPU_PHASES:-build tests train export bench}
 summary=$out/summary.txt
 : >"$summary"
 overall=0
@@ -103,7 +105,7 @@ export -f mpirun_np; export root
 w2_filter='*_CUDA:-NcclCommunicator.*'  # NCCL: one rank per GPU
 # The communicator, DDP and Trainer suites of mpi_tests on the GPU: every tensor on the
 # communicator's device, checked against CPU references (see tests/support/test_support.h).
-suites='Comm*:Ddp*:Trainer*:-CommFailureDrill*'
+suites='Comm*:Ddp*:Trainer*:ShardedOptimizer*:-CommFailureDrill*'
 if wants tests; then
   run_phase gpu_tests_nccl_w1 "$build/tests/gpu_tests"
   DPTRAIN_BACKEND=mpi run_phase gpu_tests_mpi_w2 bash -c 'mpirun_np "$@"' _ 2 "$build/tests/gpu_tests" --gtest_filter="$w2_filter"
@@ -135,6 +137,14 @@ sys.exit(0 if r['test_accuracy'] >= 0.90 else 1)" || { note "cnn accuracy below 
   run_phase eval_infer_cnn_w1 bash -c "'$build/bin/dptrain' eval --data '$data' --model '$t/cnn.pt' && \
     '$build/bin/dptrain' infer --data '$data' --model '$t/cnn.pt' --out '$t/logits.pt'"
   rm -rf "$t/ckpt" "$t/ckpt_mpi" "$t/cnn.pt" "$t/logits.pt"
+fi
+
+# A training step exported on the GPU (a CUDA package: AOTInductor compiles for the device of the
+# example batch) trains under dptrain on the GPU and equals PyTorch there (docs/export.md).
+if wants export; then
+  limit=240 run_phase export_cuda_w1 "$python" "$root/tests/gpu/export_device_check.py" --device cuda \
+    --bin "$build/bin" --work "$out/logs/export"
+  rm -f "$out/logs/export/"*.pt2
 fi
 
 if wants bench; then

@@ -1,0 +1,87 @@
+// ZeRO stage 1: each rank keeps the optimizer state of one shard of the parameters only.
+//
+//   dpt::DistributedDataParallel ddp(model, world);
+//   dpt::ShardedOptimizer optimizer(ddp.parameters(), world, [](std::vector<torch::Tensor> shard) {
+//     return std::make_unique<torch::optim::Adam>(shard, torch::optim::AdamOptions(1e-3));
+//   });
+//   { dpt::DistributedDataParallel::NoSyncGuard local(ddp);   // gradients stay local...
+//     loss(ddp.forward(x), y).backward(); }
+//   optimizer.step();   // ...reduce-scattered here: this rank's shard, averaged over ranks
+//   optimizer.zero_grad();
+//
+// The parameters (one dtype, one device) are seen as one flat vector, cut into `world size`
+// contiguous shards of equal length (the last padded), so rank r owns elements
+// [r * shard, (r + 1) * shard): balanced by bytes and the same on every rank. step():
+//   1. the gradients are flattened and reduce-scattered with ReduceOp::Avg: rank r receives the
+//      average over ranks of its shard only (with Gradients::AlreadyAveraged, e.g. after a DDP
+//      backward outside no_sync, the shard is sliced from the local gradients instead);
+//   2. the optimizer made by `make` for one flat tensor (this rank's shard of the parameter values)
+//      steps it: its state (momentum, Adam's moments) exists for this shard only, 1/world of it;
+//   3. the updated shards are all-gathered and copied back into the parameters.
+// Elementwise optimizers (SGD with momentum, Adam, AdamW, weight decay included) give the same
+// values as the unsharded optimizer on the averaged gradients; global-norm clipping before
+// step() works on the full gradients as usual. Not yet: overlap of the reduce-scatter with
+// backward through DDP's buckets, freeing gradient memory (ZeRO-2), checkpoints of the sharded
+// state, the Trainer and `dptrain train --zero` (issue 24; docs/ddp.md).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <memory>
+#include <vector>
+
+#include "dptrain/parallel/communicator.h"
+
+namespace dpt {
+
+class ShardedOptimizer {
+ public:
+  using Factory = std::function<std::unique_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor> shard)>;
+  enum class Gradients { Local, AlreadyAveraged };
+
+  // Collective-free; every rank must pass the same parameters in the same order.
+  ShardedOptimizer(std::vector<torch::Tensor> parameters, CommunicatorPtr world, const Factory& make,
+                   Gradients gradients = Gradients::Local);
+
+  void step();
+  void zero_grad();  // the parameters' gradients (set to None, as torch's default)
+
+  // The optimizer of this rank's shard (learning rate: its param_groups; state: 1/world of it).
+  torch::optim::Optimizer& shard_optimizer() { return *optimizer_; }
+  // Elements of the flat parameter vector this rank owns: [begin, end) (end may pass the real
+  // parameter count on the last rank: padding).
+  int64_t shard_begin() const { return shard_ * world_->rank(); }
+  int64_t shard_size() const { return shard_; }
+  int64_t total_elements() const { return total_; }
+  // Bytes of optimizer state tensors on this rank.
+  int64_t state_bytes() const;
+
+  // Per parameter, the state an unsharded optimizer would hold, in the parameter's shape, so that
+  // a checkpoint of it does not depend on the world size (collective: all-gathers the shards).
+  // Keys: "momentum_buffer" (SGD with momentum); "exp_avg", "exp_avg_sq", "max_exp_avg_sq"
+  // (amsgrad) and "step" (a 0-dim int64 tensor) for Adam and AdamW. Empty before the first step.
+  using State = std::vector<std::map<std::string, torch::Tensor>>;
+  State full_state();
+  // The inverse, at any world size: this rank keeps its shard of each tensor.
+  void load_full_state(const State& state);
+
+ private:
+  void flatten_gradients();
+  // This rank's state tensors by key (flat, shard_ elements), and "step" when the optimizer has one.
+  std::map<std::string, torch::Tensor> shard_state() const;
+
+  std::vector<torch::Tensor> parameters_;
+  CommunicatorPtr world_;
+  Gradients gradients_;
+  int64_t total_ = 0;
+  int64_t shard_ = 0;
+  torch::Tensor flat_grad_;    // world * shard elements (padded)
+  torch::Tensor flat_values_;  // world * shard elements: the all-gather's output
+  torch::Tensor shard_value_;  // this rank's shard of the parameter values, stepped by optimizer_
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+};
+
+}  // namespace dpt

@@ -1,0 +1,196 @@
+#include "dptrain/parallel/sharded_optimizer.h"
+
+#include "dptrain/core/error.h"
+
+namespace dpt {
+
+ShardedOptimizer::ShardedOptimizer(std::vector<torch::Tensor> parameters, CommunicatorPtr world, const Factory& make,
+                                   Gradients gradients)
+    : parameters_(std::move(parameters)), world_(std::move(world)), gradients_(gradients) {
+  DPT_CHECK(!parameters_.empty(), InvalidArgumentError, "ShardedOptimizer: no parameters");
+  const auto options = parameters_.front().options();
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    const auto& p = parameters_[i];
+    DPT_CHECK(p.scalar_type() == options.dtype().toScalarType() && p.device() == options.device(),
+              InvalidArgumentError, "ShardedOptimizer: parameter ", i, " is ", p.scalar_type(), " on ", p.device(),
+              ", parameter 0 is ", options.dtype(), " on ", options.device(), ": one dtype and device for all");
+    total_ += p.numel();
+  }
+  const int64_t world_size = world_->size();
+  shard_ = (total_ + world_size - 1) / world_size;
+  const auto values = options.requires_grad(false);
+  flat_grad_ = torch::zeros({shard_ * world_size}, values);
+  flat_values_ = torch::zeros({shard_ * world_size}, values);
+  {
+    torch::NoGradGuard no_grad;
+    int64_t offset = 0;
+    for (const auto& p : parameters_) {
+      flat_values_.narrow(0, offset, p.numel()).copy_(p.detach().reshape(-1));
+      offset += p.numel();
+    }
+  }
+  shard_value_ = flat_values_.narrow(0, shard_begin(), shard_).clone().requires_grad_(true);
+  optimizer_ = make({shard_value_});
+  DPT_CHECK(optimizer_ != nullptr, InvalidArgumentError, "ShardedOptimizer: the factory made no optimizer");
+}
+
+void ShardedOptimizer::flatten_gradients() {
+  int64_t offset = 0;
+  for (const auto& p : parameters_) {
+    auto slot = flat_grad_.narrow(0, offset, p.numel());
+    if (p.grad().defined()) {
+      slot.copy_(p.grad().reshape(-1));
+    } else {
+      slot.zero_();  // a parameter that took no part in this step: no gradient, like DDP's zeros
+    }
+    offset += p.numel();
+  }
+}
+
+void ShardedOptimizer::step() {
+  torch::NoGradGuard no_grad;
+  flatten_gradients();
+  torch::Tensor shard_grad;
+  if (gradients_ == Gradients::Local && world_->size() > 1) {
+    shard_grad = torch::empty({shard_}, flat_grad_.options());
+    world_->reduce_scatter(flat_grad_, shard_grad, ReduceOp::Avg);
+  } else {
+    shard_grad = flat_grad_.narrow(0, shard_begin(), shard_).clone();
+  }
+  shard_value_.mutable_grad() = shard_grad;
+  optimizer_->step();
+  if (world_->size() > 1) {
+    world_->allgather(shard_value_.detach(), flat_values_);
+  } else {
+    flat_values_.copy_(shard_value_.detach());
+  }
+  int64_t offset = 0;
+  for (auto& p : parameters_) {
+    p.detach().copy_(flat_values_.narrow(0, offset, p.numel()).view(p.sizes()));
+    offset += p.numel();
+  }
+}
+
+void ShardedOptimizer::zero_grad() {
+  for (auto& p : parameters_) p.mutable_grad() = torch::Tensor();
+  shard_value_.mutable_grad() = torch::Tensor();
+}
+
+std::map<std::string, torch::Tensor> ShardedOptimizer::shard_state() const {
+  std::map<std::string, torch::Tensor> out;
+  auto found = optimizer_->state().find(shard_value_.unsafeGetTensorImpl());
+  if (found == optimizer_->state().end()) return out;
+  auto put = [&](const char* key, const torch::Tensor& t) {
+    if (t.defined()) out.emplace(key, t);
+  };
+  const auto* state = found->second.get();
+  if (auto* adam = dynamic_cast<const torch::optim::AdamParamState*>(state)) {
+    put("exp_avg", adam->exp_avg());
+    put("exp_avg_sq", adam->exp_avg_sq());
+    put("max_exp_avg_sq", adam->max_exp_avg_sq());
+    out.emplace("step", torch::tensor(adam->step(), torch::kInt64));
+  } else if (auto* adamw = dynamic_cast<const torch::optim::AdamWParamState*>(state)) {
+    put("exp_avg", adamw->exp_avg());
+    put("exp_avg_sq", adamw->exp_avg_sq());
+    put("max_exp_avg_sq", adamw->max_exp_avg_sq());
+    out.emplace("step", torch::tensor(adamw->step(), torch::kInt64));
+  } else if (auto* sgd = dynamic_cast<const torch::optim::SGDParamState*>(state)) {
+    put("momentum_buffer", sgd->momentum_buffer());
+  } else {
+    DPT_THROW(UnsupportedError, "ShardedOptimizer: the state of this optimizer kind cannot be gathered "
+              "(SGD, Adam and AdamW can)");
+  }
+  return out;
+}
+
+ShardedOptimizer::State ShardedOptimizer::full_state() {
+  torch::NoGradGuard no_grad;
+  State state(parameters_.size());
+  // Every rank stepped the same number of times, so every rank has the same keys.
+  for (const auto& [key, shard] : shard_state()) {
+    if (key == "step") {
+      for (auto& entry : state) entry.emplace(key, shard.clone());
+      continue;
+    }
+    torch::Tensor full = torch::empty({shard_ * world_->size()}, shard.options());
+    if (world_->size() > 1) {
+      world_->allgather(shard.contiguous(), full);
+    } else {
+      full.copy_(shard);
+    }
+    int64_t offset = 0;
+    for (size_t i = 0; i < parameters_.size(); ++i) {
+      const auto& p = parameters_[i];
+      state[i].emplace(key, full.narrow(0, offset, p.numel()).view(p.sizes()).clone());
+      offset += p.numel();
+    }
+  }
+  return state;
+}
+
+void ShardedOptimizer::load_full_state(const State& state) {
+  DPT_CHECK(state.size() == parameters_.size(), InvalidArgumentError, "ShardedOptimizer: a state of ",
+            state.size(), " parameters for ", parameters_.size());
+  if (state.empty() || state.front().empty()) return;
+  torch::NoGradGuard no_grad;
+  std::map<std::string, torch::Tensor> shard;
+  int64_t step = 0;
+  for (const auto& [key, first] : state.front()) {
+    if (key == "step") {
+      step = first.item<int64_t>();
+      continue;
+    }
+    torch::Tensor flat = torch::zeros({shard_ * world_->size()}, flat_values_.options());
+    int64_t offset = 0;
+    for (size_t i = 0; i < parameters_.size(); ++i) {
+      auto found = state[i].find(key);
+      DPT_CHECK(found != state[i].end() && found->second.numel() == parameters_[i].numel(), InvalidArgumentError,
+                "ShardedOptimizer: parameter ", i, "'s state '", key, "' is missing or has ",
+                found == state[i].end() ? 0 : found->second.numel(), " elements, the parameter ",
+                parameters_[i].numel());
+      flat.narrow(0, offset, parameters_[i].numel()).copy_(found->second.reshape(-1));
+      offset += parameters_[i].numel();
+    }
+    shard.emplace(key, flat.narrow(0, shard_begin(), shard_).clone());
+  }
+  auto get = [&](const char* key) { return shard.count(key) ? shard.at(key) : torch::Tensor(); };
+  std::unique_ptr<torch::optim::OptimizerParamState> param_state;
+  if (dynamic_cast<torch::optim::Adam*>(optimizer_.get())) {
+    auto adam = std::make_unique<torch::optim::AdamParamState>();
+    adam->step(step).exp_avg(get("exp_avg")).exp_avg_sq(get("exp_avg_sq")).max_exp_avg_sq(get("max_exp_avg_sq"));
+    param_state = std::move(adam);
+  } else if (dynamic_cast<torch::optim::AdamW*>(optimizer_.get())) {
+    auto adamw = std::make_unique<torch::optim::AdamWParamState>();
+    adamw->step(step).exp_avg(get("exp_avg")).exp_avg_sq(get("exp_avg_sq")).max_exp_avg_sq(get("max_exp_avg_sq"));
+    param_state = std::move(adamw);
+  } else if (dynamic_cast<torch::optim::SGD*>(optimizer_.get())) {
+    auto sgd = std::make_unique<torch::optim::SGDParamState>();
+    sgd->momentum_buffer(get("momentum_buffer"));
+    param_state = std::move(sgd);
+  } else {
+    DPT_THROW(UnsupportedError, "ShardedOptimizer: cannot load state into this optimizer kind (SGD, Adam, AdamW)");
+  }
+  optimizer_->state()[shard_value_.unsafeGetTensorImpl()] = std::move(param_state);
+}
+
+int64_t ShardedOptimizer::state_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& [key, state] : optimizer_->state()) {
+    // Each optimizer's state type lists its tensors in its serialize(); the common ones:
+    if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(state.get())) {
+      for (const auto& t : {adam->exp_avg(), adam->exp_avg_sq(), adam->max_exp_avg_sq()}) {
+        if (t.defined()) bytes += t.numel() * t.element_size();
+      }
+    } else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(state.get())) {
+      for (const auto& t : {adamw->exp_avg(), adamw->exp_avg_sq(), adamw->max_exp_avg_sq()}) {
+        if (t.defined()) bytes += t.numel() * t.element_size();
+      }
+    } else if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(state.get())) {
+      const auto& t = sgd->momentum_buffer();
+      if (t.defined()) bytes += t.numel() * t.element_size();
+    }
+  }
+  return bytes;
+}
+
+}  // namespace dpt
