@@ -21,27 +21,37 @@ ShardedOptimizer::ShardedOptimizer(std::vector<torch::Tensor> parameters, Commun
   const auto values = options.requires_grad(false);
   flat_grad_ = torch::zeros({shard_ * world_size}, values);
   flat_values_ = torch::zeros({shard_ * world_size}, values);
+  // Note [Flat storage]: the parameters and their gradients become views of the two flat buffers,
+  // so nothing is copied to flatten them, the all-gather writes the parameters in place, and the
+  // memory is the unsharded model's (values + gradients) plus 1/world of the optimizer state,
+  // instead of a second copy of each.
   {
     torch::NoGradGuard no_grad;
     int64_t offset = 0;
-    for (const auto& p : parameters_) {
-      flat_values_.narrow(0, offset, p.numel()).copy_(p.detach().reshape(-1));
+    for (auto& p : parameters_) {
+      auto slot = flat_values_.narrow(0, offset, p.numel());
+      slot.copy_(p.detach().reshape(-1));
+      p.set_data(slot.view(p.sizes()));
       offset += p.numel();
     }
   }
-  shard_value_ = flat_values_.narrow(0, shard_begin(), shard_).clone().requires_grad_(true);
+  point_gradients_at_flat_buffer();
+  shard_value_ = flat_values_.narrow(0, shard_begin(), shard_);
+  shard_grad_ = torch::zeros({shard_}, values);
   optimizer_ = make({shard_value_});
   DPT_CHECK(optimizer_ != nullptr, InvalidArgumentError, "ShardedOptimizer: the factory made no optimizer");
 }
 
-void ShardedOptimizer::flatten_gradients() {
+void ShardedOptimizer::point_gradients_at_flat_buffer() {
   int64_t offset = 0;
-  for (const auto& p : parameters_) {
-    auto slot = flat_grad_.narrow(0, offset, p.numel());
-    if (p.grad().defined()) {
-      slot.copy_(p.grad().reshape(-1));
-    } else {
-      slot.zero_();  // a parameter that took no part in this step: no gradient, like DDP's zeros
+  for (auto& p : parameters_) {
+    auto slot = flat_grad_.narrow(0, offset, p.numel()).view(p.sizes());
+    const auto& grad = p.grad();
+    if (!grad.defined() || !grad.is_alias_of(flat_grad_)) {
+      // Someone replaced it (set to None, or a new tensor): its values move into the slot.
+      if (grad.defined()) slot.copy_(grad);
+      else slot.zero_();
+      p.mutable_grad() = slot;
     }
     offset += p.numel();
   }
@@ -49,31 +59,24 @@ void ShardedOptimizer::flatten_gradients() {
 
 void ShardedOptimizer::step() {
   torch::NoGradGuard no_grad;
-  flatten_gradients();
-  torch::Tensor shard_grad;
+  point_gradients_at_flat_buffer();  // usually nothing to do: autograd accumulates into the views
   if (gradients_ == Gradients::Local && world_->size() > 1) {
-    shard_grad = torch::empty({shard_}, flat_grad_.options());
-    world_->reduce_scatter(flat_grad_, shard_grad, ReduceOp::Avg);
+    world_->reduce_scatter(flat_grad_, shard_grad_, ReduceOp::Avg);
   } else {
-    shard_grad = flat_grad_.narrow(0, shard_begin(), shard_).clone();
+    shard_grad_.copy_(flat_grad_.narrow(0, shard_begin(), shard_));
   }
-  shard_value_.mutable_grad() = shard_grad;
+  shard_value_.mutable_grad() = shard_grad_;
   optimizer_->step();
   if (world_->size() > 1) {
-    world_->allgather(shard_value_.detach(), flat_values_);
-  } else {
-    flat_values_.copy_(shard_value_.detach());
-  }
-  int64_t offset = 0;
-  for (auto& p : parameters_) {
-    p.detach().copy_(flat_values_.narrow(0, offset, p.numel()).view(p.sizes()));
-    offset += p.numel();
+    // The shard is part of the all-gather's output: sent from a copy (MPI forbids aliasing).
+    torch::Tensor mine = shard_value_.clone();
+    world_->allgather(mine, flat_values_);
   }
 }
 
 void ShardedOptimizer::zero_grad() {
-  for (auto& p : parameters_) p.mutable_grad() = torch::Tensor();
-  shard_value_.mutable_grad() = torch::Tensor();
+  flat_grad_.zero_();
+  point_gradients_at_flat_buffer();
 }
 
 std::map<std::string, torch::Tensor> ShardedOptimizer::shard_state() const {

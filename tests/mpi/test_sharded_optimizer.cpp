@@ -79,6 +79,10 @@ TEST(ShardedOptimizer, EachRankHoldsItsShareOfTheState) {
     torch::mse_loss(ddp.forward(local.x), local.y).backward();
   }
   sharded.step();
+  // No second copy of the model: the parameters and their gradients live in two flat buffers.
+  const auto params = ddp.parameters();
+  EXPECT_TRUE(params.front().is_alias_of(params.back()));
+  EXPECT_TRUE(params.front().grad().is_alias_of(params.back().grad()));
   int64_t total = 0;
   for (const auto& p : ddp.parameters()) total += p.numel();
   const int64_t shard = (total + W - 1) / W;

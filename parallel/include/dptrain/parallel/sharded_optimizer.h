@@ -9,15 +9,16 @@
 //   optimizer.step();   // ...reduce-scattered here: this rank's shard, averaged over ranks
 //   optimizer.zero_grad();
 //
-// The parameters (one dtype, one device) are seen as one flat vector, cut into `world size`
+// The parameters (one dtype, one device) are moved into one flat buffer (they become views of it,
+// their gradients views of a second one: no copies, the model's own memory), cut into `world size`
 // contiguous shards of equal length (the last padded), so rank r owns elements
 // [r * shard, (r + 1) * shard): balanced by bytes and the same on every rank. step():
-//   1. the gradients are flattened and reduce-scattered with ReduceOp::Avg: rank r receives the
+//   1. the flat gradients are reduce-scattered with ReduceOp::Avg: rank r receives the
 //      average over ranks of its shard only (with Gradients::AlreadyAveraged, e.g. after a DDP
 //      backward outside no_sync, the shard is sliced from the local gradients instead);
 //   2. the optimizer made by `make` for one flat tensor (this rank's shard of the parameter values)
 //      steps it: its state (momentum, Adam's moments) exists for this shard only, 1/world of it;
-//   3. the updated shards are all-gathered and copied back into the parameters.
+//   3. the updated shards are all-gathered into the flat buffer, i.e. into the parameters.
 // Elementwise optimizers (SGD with momentum, Adam, AdamW, weight decay included) give the same
 // values as the unsharded optimizer on the averaged gradients; global-norm clipping before
 // step() works on the full gradients as usual. Not yet: overlap of the reduce-scatter with
@@ -47,7 +48,9 @@ class ShardedOptimizer {
                    Gradients gradients = Gradients::Local);
 
   void step();
-  void zero_grad();  // the parameters' gradients (set to None, as torch's default)
+  // Zeroes the gradients in place: they stay views of the flat gradient buffer (a gradient set to
+  // None or replaced elsewhere is pointed back at it, values kept, at the next step or zero_grad).
+  void zero_grad();
 
   // The optimizer of this rank's shard (learning rate: its param_groups; state: 1/world of it).
   torch::optim::Optimizer& shard_optimizer() { return *optimizer_; }
@@ -69,7 +72,7 @@ class ShardedOptimizer {
   void load_full_state(const State& state);
 
  private:
-  void flatten_gradients();
+  void point_gradients_at_flat_buffer();
   // This rank's state tensors by key (flat, shard_ elements), and "step" when the optimizer has one.
   std::map<std::string, torch::Tensor> shard_state() const;
 
@@ -78,9 +81,10 @@ class ShardedOptimizer {
   Gradients gradients_;
   int64_t total_ = 0;
   int64_t shard_ = 0;
-  torch::Tensor flat_grad_;    // world * shard elements (padded)
-  torch::Tensor flat_values_;  // world * shard elements: the all-gather's output
-  torch::Tensor shard_value_;  // this rank's shard of the parameter values, stepped by optimizer_
+  torch::Tensor flat_grad_;    // world * shard elements (padded); the parameters' .grad are views of it
+  torch::Tensor flat_values_;  // world * shard elements; the parameters are views of it
+  torch::Tensor shard_value_;  // this rank's slice of flat_values_, stepped in place by optimizer_
+  torch::Tensor shard_grad_;   // its averaged gradient
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
 };
 
