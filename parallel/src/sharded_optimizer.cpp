@@ -1,5 +1,7 @@
 #include "dptrain/parallel/sharded_optimizer.h"
 
+#include <cmath>
+
 #include "dptrain/core/error.h"
 
 namespace dpt {
@@ -65,6 +67,7 @@ void ShardedOptimizer::step() {
   } else {
     shard_grad_.copy_(flat_grad_.narrow(0, shard_begin(), shard_));
   }
+  if (max_grad_norm_ > 0) clip_shard_gradient();
   shard_value_.mutable_grad() = shard_grad_;
   optimizer_->step();
   if (world_->size() > 1) {
@@ -72,6 +75,15 @@ void ShardedOptimizer::step() {
     torch::Tensor mine = shard_value_.clone();
     world_->allgather(mine, flat_values_);
   }
+}
+
+void ShardedOptimizer::clip_shard_gradient() {
+  // The shards are disjoint (padding is zero), so the squares summed over ranks are the norm's.
+  torch::Tensor squares = shard_grad_.to(torch::kFloat64).pow(2).sum().reshape({1});
+  if (world_->size() > 1) world_->allreduce(squares, ReduceOp::Sum);
+  grad_norm_ = std::sqrt(squares.item<double>());
+  const double coefficient = max_grad_norm_ / (grad_norm_ + 1e-6);
+  if (coefficient < 1.0) shard_grad_.mul_(coefficient);
 }
 
 void ShardedOptimizer::zero_grad() {

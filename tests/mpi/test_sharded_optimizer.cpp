@@ -95,6 +95,37 @@ TEST(ShardedOptimizer, EachRankHoldsItsShareOfTheState) {
   EXPECT_LE(all.item<double>(), 2.0 * (total + W - 1) * sizeof(float));  // the unsharded state, plus padding
 }
 
+// Global-norm clipping across the shards equals torch::nn::utils::clip_grad_norm_ on the whole
+// averaged gradient of one process (a bound small enough that every step clips).
+TEST(ShardedOptimizer, ClippingUsesTheGlobalNormAcrossShards) {
+  auto comm = world();
+  const int W = comm->size(), rank = comm->rank();
+  constexpr double kMaxNorm = 0.05;
+  auto net = on_test_device(make_mlp());
+  auto reference = make_mlp();
+  DistributedDataParallel ddp(net, comm);
+  ShardedOptimizer sharded(ddp.parameters(), comm, sgd());
+  sharded.set_max_grad_norm(kMaxNorm);
+  auto plain = sgd()(reference->parameters());
+  for (int step = 0; step < kSteps; ++step) {
+    auto batch = global_batch(step, W);
+    auto local = batch.chunk(rank).to_test_device();
+    {
+      DistributedDataParallel::NoSyncGuard local_gradients(ddp);
+      torch::mse_loss(ddp.forward(local.x), local.y).backward();
+    }
+    sharded.step();
+    sharded.zero_grad();
+    plain->zero_grad();
+    torch::mse_loss(reference->forward(batch.x), batch.y).backward();
+    const double norm = torch::nn::utils::clip_grad_norm_(reference->parameters(), kMaxNorm);
+    EXPECT_GT(norm, kMaxNorm) << "the bound must make every step clip";
+    EXPECT_NEAR(sharded.grad_norm(), norm, 1e-5 * norm) << "step " << step;
+    plain->step();
+  }
+  expect_params_near(ddp.parameters(), reference->parameters(), 1e-5);
+}
+
 // The state of an unsharded Adam, per parameter, under ShardedOptimizer's keys.
 ShardedOptimizer::State adam_state(torch::optim::Optimizer& optimizer, const std::vector<torch::Tensor>& params) {
   ShardedOptimizer::State out(params.size());

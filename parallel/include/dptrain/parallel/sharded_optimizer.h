@@ -20,8 +20,8 @@
 //      steps it: its state (momentum, Adam's moments) exists for this shard only, 1/world of it;
 //   3. the updated shards are all-gathered into the flat buffer, i.e. into the parameters.
 // Elementwise optimizers (SGD with momentum, Adam, AdamW, weight decay included) give the same
-// values as the unsharded optimizer on the averaged gradients; global-norm clipping before
-// step() works on the full gradients as usual. Not yet: overlap of the reduce-scatter with
+// values as the unsharded optimizer on the averaged gradients; global-norm clipping is
+// set_max_grad_norm (the gradients are whole on no rank). Not yet: overlap of the reduce-scatter with
 // backward through DDP's buckets, freeing gradient memory (ZeRO-2), checkpoints of the sharded
 // state, the Trainer and `dptrain train --zero` (issue 24; docs/ddp.md).
 #pragma once
@@ -48,6 +48,12 @@ class ShardedOptimizer {
                    Gradients gradients = Gradients::Local);
 
   void step();
+  // Global-norm gradient clipping inside step(), between the reduce-scatter and the optimizer: the
+  // norm of the whole averaged gradient from every rank's shard (one scalar all-reduce), then each
+  // shard scaled by max / (norm + 1e-6) when that is below 1 (torch.nn.utils.clip_grad_norm_'s
+  // rule). 0: off. grad_norm(): the norm of the last step (0 when clipping is off).
+  void set_max_grad_norm(double max_norm) { max_grad_norm_ = max_norm; }
+  double grad_norm() const { return grad_norm_; }
   // Zeroes the gradients in place: they stay views of the flat gradient buffer (a gradient set to
   // None or replaced elsewhere is pointed back at it, values kept, at the next step or zero_grad).
   void zero_grad();
@@ -73,12 +79,15 @@ class ShardedOptimizer {
 
  private:
   void point_gradients_at_flat_buffer();
+  void clip_shard_gradient();
   // This rank's state tensors by key (flat, shard_ elements), and "step" when the optimizer has one.
   std::map<std::string, torch::Tensor> shard_state() const;
 
   std::vector<torch::Tensor> parameters_;
   CommunicatorPtr world_;
   Gradients gradients_;
+  double max_grad_norm_ = 0.0;
+  double grad_norm_ = 0.0;
   int64_t total_ = 0;
   int64_t shard_ = 0;
   torch::Tensor flat_grad_;    // world * shard elements (padded); the parameters' .grad are views of it
