@@ -74,6 +74,7 @@ struct TrainArgs {
   std::string loss = "cross_entropy";
   int64_t accumulation_steps = 1;
   double clip_grad_norm = 0.0;
+  int zero = 0;
   bool amp = false;
   bool skip_nonfinite_loss = false;
   std::string out;
@@ -191,6 +192,7 @@ dpt::TrainerOptions trainer_options(const CommonArgs& common, const TrainArgs& a
                     .gamma(args.lr_gamma)
                     .min_lr(args.min_lr))
       .grad_clip_norm(args.clip_grad_norm)
+      .zero_stage(args.zero)
       .mixed_precision(args.amp)
       .shuffle(!args.no_shuffle)
       .seed(args.seed)
@@ -419,6 +421,10 @@ int main(int argc, char** argv) {
     train_cmd->add_option("--accumulation-steps", train.accumulation_steps,
                           "micro-batches per optimizer step (gradients synchronised on the last only)");
     train_cmd->add_option("--clip-grad-norm", train.clip_grad_norm, "clip the global gradient norm (0: off)");
+    train_cmd->add_option("--zero", train.zero,
+                          "ZeRO stage: 1 shards the optimizer state over the ranks (1/world of Adam's moments each); "
+                          "0 off")
+        ->capture_default_str();
     train_cmd->add_flag("--amp", train.amp, "mixed precision (CUDA): fp16 autocast + dynamic loss scaling");
     train_cmd->add_flag("--skip-nonfinite-loss", train.skip_nonfinite_loss,
                         "skip steps whose loss is NaN/Inf instead of stopping with an error");

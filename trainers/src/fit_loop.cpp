@@ -38,9 +38,9 @@ FitLoop::FitLoop(Trainer& trainer, const TrainSource& train, const Dataset* test
       layout_(layout_of(trainer)),
       planned_steps_(plan_steps(train, options_, layout_)),
       schedule_(options_.schedule(), options_.optimizer().lr(), planned_steps_),
-      run_{trainer.model_,  *trainer.state_->optimizer, trainer.state_->scaler,
+      run_{trainer.model_,  trainer.state_->active_optimizer(), trainer.state_->scaler,
            trainer.world_, options_, layout_.global_batch(), train.resumes_exactly_at_other_world_sizes(),
-           &schedule_},
+           &schedule_, trainer.state_->sharded.get()},
       report_(options_, trainer.rank(), /*append=*/!options_.resume().empty(), layout_.global_batch(), planned_steps_),
       losses_(trainer.world_, options_.device()),
       stop_requests_(trainer.world_) {
@@ -112,7 +112,7 @@ FitLoop::EpochEnd FitLoop::run_epoch() {
   };
   for (; position_.batch_in_epoch < epoch_steps; ++position_.batch_in_epoch) {
     const double lr = schedule_.lr_at(position_.step);
-    set_learning_rate(*trainer_.state_->optimizer, lr);
+    set_learning_rate(trainer_.state_->active_optimizer(), lr);
     trainer_.position_step_ = position_.step;
     StepInfo info = trainer_.train_step(next_micro_batch, losses_);
     ++position_.step;

@@ -9,6 +9,7 @@
 #include "dptrain/core/logging.h"
 #include "dptrain/core/serialize.h"
 #include "dptrain/trainers/optimizer_state.h"
+#include "sharded_state.h"
 
 #if DPTRAIN_HAVE_CUDA
 #include <ATen/cuda/CUDAGeneratorImpl.h>
@@ -76,7 +77,11 @@ Position restore_run(const RunParts& run) {
                  "from this run's seed", origin);
   }
   run.model.load_state_dict(checkpoint.model);
-  load_optimizer_state(run.optimizer, checkpoint, origin);
+  if (run.sharded) {
+    load_sharded_optimizer_state(*run.sharded, run.model.parameters(), o.optimizer(), checkpoint, origin);
+  } else {
+    load_optimizer_state(run.optimizer, checkpoint, origin);
+  }
   restore_generators(checkpoint, rank_of(run.world), o.device());
   if (checkpoint.loss_scale > 0) {
     run.scaler.scale = checkpoint.loss_scale;
@@ -122,6 +127,10 @@ void save_run(const RunParts& run, const Position& position, const CheckpointDir
   } else {
     for (const auto& [name, state] : mine) generators.emplace(name + "/0", state);
   }
+  // Gathered on every rank (a collective), written by rank 0.
+  const c10::IValue sharded_state =
+      run.sharded ? sharded_optimizer_state_dict(*run.sharded, run.model.parameters(), run.options.optimizer())
+                  : c10::IValue();
   if (rank_of(run.world) != 0) return;
   Checkpoint checkpoint;
   checkpoint.epoch = position.epoch;
@@ -132,7 +141,7 @@ void save_run(const RunParts& run, const Position& position, const CheckpointDir
   checkpoint.global_batch = run.global_batch;
   checkpoint.epoch_offset = position.epoch_offset;
   checkpoint.model = run.model.state_dict();
-  checkpoint.optimizer = optimizer_state_dict(run.optimizer);
+  checkpoint.optimizer = run.sharded ? sharded_state : optimizer_state_dict(run.optimizer);
   checkpoint.generator_states = std::move(generators);
   if (run.schedule) checkpoint.scheduler = run.schedule->state_dict();
   if (run.scaler.enabled) {

@@ -2,6 +2,8 @@
 // Trainer). Every function here is collective: all ranks call it at the same point.
 #pragma once
 
+#include "dptrain/parallel/sharded_optimizer.h"
+
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -36,6 +38,8 @@ struct RunParts {
   // The source continues an epoch exactly at another world size (else such a resume restarts it).
   bool reshardable = true;
   const LrSchedule* schedule = nullptr;  // described in the checkpoint for its readers
+  // ZeRO-1: the optimizer state is sharded; checkpoints gather it into the unsharded layout.
+  ShardedOptimizer* sharded = nullptr;
 };
 
 // Reads options.resume() on rank 0 (its bytes reach every rank), loads the model, the optimizer

@@ -107,6 +107,10 @@ void validate(const TrainerOptions& o) {
             fs::exists(tensorboard) ? "exists and is not a directory" : "cannot be created (its parent is missing or not writable)");
   validate(o.optimizer());
   validate(o.schedule());
+  DPT_CHECK(o.zero_stage() == 0 || o.zero_stage() == 1, InvalidArgumentError, "--zero ", o.zero_stage(),
+            ": 0 (off) or 1 (optimizer state sharded over the ranks); stage 2 is not implemented yet");
+  DPT_CHECK(o.zero_stage() == 0 || !o.mixed_precision(), UnsupportedError,
+            "--zero 1 with --amp is not implemented yet (the loss scaler unscales whole gradients)");
 }
 
 Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
@@ -118,12 +122,22 @@ Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
               " computes in the precision it was exported with (export it under autocast instead)");
     DPT_CHECK(!options_.training_step() && !options_.validation_step(), UnsupportedError, origin,
               " is a compiled training step: C++ step functions cannot replace it");
+    DPT_CHECK(options_.zero_stage() == 0, UnsupportedError, "--zero 1: ", origin,
+              " averages its gradients after its compiled step; sharding its optimizer is not implemented yet");
   }
   model_.prepare_for_training();
   model_.to(options_.device());
   state_->sync = std::make_unique<GradientSync>(model_, world_);
   state_->task = Task::of(model_, options_);
-  state_->optimizer = make_optimizer(model_.parameters(), options_.optimizer());
+  if (options_.zero_stage() == 1 && world_size() > 1) {
+    // After GradientSync: DDP holds the parameters the sharded optimizer moves into its flat buffer.
+    const auto optimizer_options = options_.optimizer();
+    state_->sharded = std::make_unique<ShardedOptimizer>(
+        model_.parameters(), world_,
+        [optimizer_options](std::vector<torch::Tensor> shard) { return make_optimizer(shard, optimizer_options); });
+  } else {
+    state_->optimizer = make_optimizer(model_.parameters(), options_.optimizer());
+  }
   state_->scaler.enabled = options_.mixed_precision();
 }
 
@@ -292,9 +306,13 @@ torch::Tensor micro_batch_loss(GradientSync& sync, const Task& task, const torch
 StepInfo Trainer::train_step(const std::function<std::pair<torch::Tensor, torch::Tensor>()>& next_micro_batch,
                              LossTracker& losses) {
   const auto& o = options_;
-  auto& optimizer = *state_->optimizer;
   auto& scaler = state_->scaler;
-  optimizer.zero_grad();
+  ShardedOptimizer* sharded = state_->sharded.get();
+  if (sharded) {
+    sharded->zero_grad();
+  } else {
+    state_->optimizer->zero_grad();
+  }
   torch::Tensor step_loss;  // this rank's mean loss, kept on the device
   for (int64_t micro = 0; micro < o.accumulation_steps(); ++micro) {
     auto [inputs, targets] = next_micro_batch();
@@ -305,7 +323,8 @@ StepInfo Trainer::train_step(const std::function<std::pair<torch::Tensor, torch:
       if (micro == 0) state_->sync->sync_buffers();
       loss = state_->sync->compiled_step(inputs, targets, 1.0 / static_cast<double>(o.accumulation_steps()));
     } else {
-      GradientSync::Scope scope(*state_->sync, /*synchronize=*/micro + 1 == o.accumulation_steps());
+      // Under ZeRO-1 DDP never all-reduces: the sharded optimizer reduce-scatters in its step.
+      GradientSync::Scope scope(*state_->sync, /*synchronize=*/micro + 1 == o.accumulation_steps() && !sharded);
       loss = micro_batch_loss(*state_->sync, state_->task, inputs, targets, o.mixed_precision());
       auto scaled = loss / static_cast<double>(o.accumulation_steps());
       if (scaler.enabled) scaled = scaled * scaler.scale;
@@ -327,9 +346,12 @@ StepInfo Trainer::train_step(const std::function<std::pair<torch::Tensor, torch:
     const auto parameters = model_.parameters();
     const bool grads_finite = scaler.unscale(parameters);
     scaler.update(grads_finite);
-    if (grads_finite) {
+    if (sharded) {
+      sharded->set_max_grad_norm(o.grad_clip_norm());  // the global norm, over the shards
+      sharded->step();
+    } else if (grads_finite) {
       if (o.grad_clip_norm() > 0) torch::nn::utils::clip_grad_norm_(parameters, o.grad_clip_norm());
-      optimizer.step();
+      state_->optimizer->step();
     } else {
       info.skipped = true;
       DPT_LOG_DEBUG("step {}: Inf/NaN gradients under loss scale, scale now {}", position_step_ + 1, scaler.scale);

@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "dptrain/parallel/sharded_optimizer.h"
 #include "dptrain/trainers/trainer.h"
 #include "gradient_sync.h"
 #include "loss_scaler.h"
@@ -12,7 +13,10 @@ namespace dpt {
 
 struct Trainer::State {
   std::unique_ptr<GradientSync> sync;
-  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;  // null under --zero 1 (sharded instead)
+  std::unique_ptr<ShardedOptimizer> sharded;            // ZeRO-1: this rank's shard of the state
+  // The optimizer whose learning rate the schedule sets: the shard's under ZeRO-1.
+  torch::optim::Optimizer& active_optimizer() { return sharded ? sharded->shard_optimizer() : *optimizer; }
   LossScaler scaler;
   Task task{"cross_entropy", false, false};
 };

@@ -1,0 +1,29 @@
+// A ShardedOptimizer's state (ZeRO-1, `--zero 1`) in checkpoints: the same torch.optim layout as an
+// unsharded run's, so a checkpoint does not depend on the world size, loads in PyTorch, and resumes
+// at any world size with or without --zero (private to the Trainer).
+//
+// Both ways go through a "mirror": an unsharded optimizer of the same kind over the full parameters,
+// holding the gathered state only while a checkpoint is written or read.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "dptrain/trainers/checkpoint.h"
+#include "dptrain/parallel/sharded_optimizer.h"
+#include "dptrain/trainers/optim.h"
+
+namespace dpt {
+
+// Collective (every rank): gathers the shards. The result is meaningful on every rank.
+c10::IValue sharded_optimizer_state_dict(ShardedOptimizer& sharded, const std::vector<torch::Tensor>& parameters,
+                                         const OptimizerOptions& options);
+
+// Each rank keeps its shard of the checkpoint's optimizer state (no communication).
+void load_sharded_optimizer_state(ShardedOptimizer& sharded, const std::vector<torch::Tensor>& parameters,
+                                  const OptimizerOptions& options, const Checkpoint& checkpoint,
+                                  const std::string& origin);
+
+}  // namespace dpt
