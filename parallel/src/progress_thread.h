@@ -37,6 +37,11 @@ class ProgressThread : public std::enable_shared_from_this<ProgressThread> {
 
   // Queues `job`; throws CommunicationError when the thread is broken by an earlier timeout.
   QueuedWorkPtr submit(const std::string& description, std::function<void()> job);
+  // Runs `job` on the calling thread, now, when nothing is queued or running (so issue order is
+  // kept), with this thread as its watchdog: past the timeout it reports (flight recorder
+  // included) and ends the process (dpt::fail_fast, exit 3), since a blocking MPI call cannot be
+  // interrupted. False, without running it, when the thread is busy. See Note [Inline collectives].
+  bool try_run_inline(const std::string& description, const std::function<void()>& job);
 
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ms_ = timeout.count(); }
   std::chrono::milliseconds timeout() const { return std::chrono::milliseconds(timeout_ms_.load()); }
@@ -61,7 +66,8 @@ class ProgressThread : public std::enable_shared_from_this<ProgressThread> {
   // (the thread is then stuck in a call nobody can interrupt, and the process is going down).
   void stop();
   void loop();
-  void report_stall();  // under mutex_, once, when a collective timed out (Note [Flight recorder])
+  void report_stall();
+  void watch_inline(std::unique_lock<std::mutex>& lock);  // see Note [Inline collectives]  // under mutex_, once, when a collective timed out (Note [Flight recorder])
 
   const std::string owner_;
   std::atomic<long long> timeout_ms_;
@@ -74,6 +80,8 @@ class ProgressThread : public std::enable_shared_from_this<ProgressThread> {
   // The job on the thread now and since when (under mutex_).
   QueuedWorkPtr running_;
   std::chrono::steady_clock::time_point running_since_;
+  bool inline_running_ = false;  // a try_run_inline job is on its caller's thread (under mutex_)
+  std::string inline_description_;
   std::function<std::optional<std::string>()> peer_check_;
   std::function<std::string()> stall_report_;
   FlightRecorder recorder_{FlightRecorder::capacity_from_env()};

@@ -102,6 +102,13 @@ MpiCommunicator::~MpiCommunicator() {
   thread_.reset();
 }
 
+int64_t MpiCommunicator::inline_bytes() {
+  // Above this, the caller's time is worth more than the hand-off: the collective goes to the
+  // progress thread and overlaps with whatever the caller does next (DDP's backward).
+  static const int64_t bytes = env::get_int_or("DPTRAIN_MPI_INLINE_BYTES", 128 * 1024);
+  return bytes;
+}
+
 std::string MpiCommunicator::flight_record() const {
   return thread_->recorder().enabled() ? thread_->recorder().dump(who()) : std::string();
 }
@@ -148,6 +155,38 @@ WorkPtr MpiCommunicator::submit(const std::string& description, const Fingerprin
     if (check) exchange_fingerprint(fingerprint, description);
     body();
   });
+}
+
+void MpiCommunicator::allreduce_blocking(torch::Tensor& tensor, ReduceOp op) {
+  // The caller waits anyway: a small CPU tensor goes through MPI on this thread when the progress
+  // thread is idle (Note [Inline collectives] in progress_thread.cpp); anything else as async.
+  if (!tensor.is_cpu() || check_collectives_ || tensor.numel() * tensor.element_size() > inline_bytes()) {
+    allreduce_async(tensor, op)->wait();
+    return;
+  }
+  std::string what = detail::concat("allreduce(", to_string(op), ")");
+  check_tensor(tensor, who(), what + ": tensor", *this);
+  check_reduce_op(op, tensor.scalar_type(), who(), what);
+  if (tensor.numel() == 0 || size_ == 1) {
+    allreduce_async(tensor, op)->wait();
+    return;
+  }
+  std::string description = detail::concat(what, " #", sequence_ + 1, " of ", describe(tensor));
+  const bool ran = thread_->try_run_inline(description, [&] {
+    MPI_Datatype type = detail::mpi_datatype(tensor.scalar_type());
+    MPI_Op mpi_op = detail::mpi_op(op, tensor.scalar_type());
+    char* data = static_cast<char*>(tensor.data_ptr());
+    const int count = static_cast<int>(tensor.numel());
+    detail::mpi_collective([&] { return MPI_Allreduce(MPI_IN_PLACE, data, count, type, mpi_op, comm_); },
+                           [&](MPI_Request* r) { return MPI_Iallreduce(MPI_IN_PLACE, data, count, type, mpi_op, comm_, r); },
+                           detail::concat(who(), ": ", description));
+    if (op == ReduceOp::Avg) tensor.div_(size_);
+  });
+  if (ran) {
+    ++sequence_;
+    return;
+  }
+  allreduce_async(tensor, op)->wait();
 }
 
 WorkPtr MpiCommunicator::allreduce_async(torch::Tensor& tensor, ReduceOp op) {

@@ -63,7 +63,7 @@ class Communicator {
   virtual std::chrono::milliseconds timeout() const = 0;
 
   // Blocking forms.
-  void allreduce(torch::Tensor& tensor, ReduceOp op = ReduceOp::Sum) { allreduce_async(tensor, op)->wait(); }
+  void allreduce(torch::Tensor& tensor, ReduceOp op = ReduceOp::Sum) { allreduce_blocking(tensor, op); }
   void broadcast(torch::Tensor& tensor, int root) { broadcast_async(tensor, root)->wait(); }
   void allgather(const torch::Tensor& input, torch::Tensor& output) { allgather_async(input, output)->wait(); }
   void reduce_scatter(const torch::Tensor& input, torch::Tensor& output, ReduceOp op = ReduceOp::Sum) {
@@ -108,6 +108,11 @@ class Communicator {
   // backend. Logged by the communicator itself on a timeout, and by dpt::Runtime when an error
   // takes a multi-rank job down (docs/reliability.md).
   virtual std::string flight_record() const { return {}; }
+
+ protected:
+  // What allreduce() does. A backend may do better than async + wait when the caller blocks anyway
+  // (MPI runs small CPU all-reduces on the caller's thread: mpi_communicator.cpp).
+  virtual void allreduce_blocking(torch::Tensor& tensor, ReduceOp op) { allreduce_async(tensor, op)->wait(); }
 };
 
 using CommunicatorPtr = std::shared_ptr<Communicator>;

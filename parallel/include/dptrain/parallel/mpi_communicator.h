@@ -68,6 +68,11 @@ class MpiCommunicator final : public Communicator {
   bool checks_calls() const override { return check_collectives_; }
   std::string flight_record() const override;
 
+ protected:
+  void allreduce_blocking(torch::Tensor& tensor, ReduceOp op) override;
+
+ public:
+
   // Whether the MPI library passes CUDA device pointers straight through (MPIX_Query_cuda_support).
   static bool cuda_aware();
   // MPI_THREAD_MULTIPLE was granted: each communicator runs its own progress thread.
@@ -81,6 +86,9 @@ class MpiCommunicator final : public Communicator {
                   std::shared_ptr<detail::ProgressThread> thread);
 
   std::string who() const;
+  // CPU all-reduces up to this many bytes run on the caller's thread when the progress thread is
+  // idle (DPTRAIN_MPI_INLINE_BYTES, default 128 KiB; 0: never).
+  static int64_t inline_bytes();
   // Queues `body` behind the fingerprint exchange of `fingerprint`.
   WorkPtr submit(const std::string& description, const Fingerprint& fingerprint, std::function<void()> body);
   void exchange_fingerprint(const Fingerprint& fingerprint, const std::string& description) const;
