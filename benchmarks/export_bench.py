@@ -17,7 +17,6 @@ Writes export.json (with a machine block), export.md and export.png; medians of 
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
+from compare_pytorch import machine_info  # noqa: E402  (the suite's machine block)
 from dptrain_export import export_training_step  # noqa: E402
 
 
@@ -53,11 +53,6 @@ class CNN(nn.Module):
         x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
         x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
         return self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
-
-
-def machine():
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-            "loadavg": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 
 def make_files(name, model, batch, out):
@@ -129,7 +124,7 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    results = {"machine": machine(), "steps": args.steps, "batch": args.batch, "models": {}}
+    results = {"machine": machine_info(torch), "steps": args.steps, "batch": args.batch, "models": {}}
     for name, model in (("mlp", MLP()), ("cnn", CNN())):
         files = make_files(name, model, args.batch, args.out)
         entry = {"files": files, "runs": {}}
@@ -150,9 +145,9 @@ def main():
     lines = ["# Compiled training step (.pt2) beside TorchScript", "",
              f"`dptrain train`, SGD, batch {args.batch} per rank, {args.steps} steps, samples/s over steps "
              f"{args.skip}-{args.steps}; medians of {args.rounds} alternated rounds (each listed).", "",
-             f"Machine: {results['machine']['platform']}, {results['machine']['cpus']} CPUs, torch "
-             f"{results['machine']['torch']}, load {results['machine']['loadavg'][0]:.1f} at start, "
-             f"{results['machine']['date']}.", "",
+             f"Machine: {results['machine']['cpu_model']}, {results['machine']['logical_cores']} CPUs, torch "
+             f"{results['machine']['torch_version']}, load {results['machine']['load_average_1m']:.1f} at start, "
+             f"{results['machine']['utc_time']}.", "",
              "| model | ranks | TorchScript samples/s | package samples/s | ratio | first step TS / pkg (s) |",
              "|---|---:|---:|---:|---:|---:|"]
     for name, entry in results["models"].items():

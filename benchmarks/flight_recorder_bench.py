@@ -12,11 +12,9 @@ Writes flight_recorder.json (machine block), flight_recorder.md and flight_recor
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPIRUN = os.path.join(ROOT, "scripts", "dpt-mpirun")
@@ -24,8 +22,9 @@ MPIRUN = os.path.join(ROOT, "scripts", "dpt-mpirun")
 
 def machine():
     import torch
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-            "loadavg": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+    from compare_pytorch import machine_info  # the suite's machine block
+    return machine_info(torch)
 
 
 def run(command, recorder):
@@ -101,8 +100,8 @@ def main():
     plot(results, os.path.join(args.out, "flight_recorder.png"))
     m = results["machine"]
     lines = ["# Flight recorder cost", "",
-             f"{args.rounds} alternated rounds; machine: {m['platform']}, {m['cpus']} CPUs, load {m['loadavg'][0]:.1f} "
-             f"at start, {m['date']}.", "",
+             f"{args.rounds} alternated rounds; machine: {m['cpu_model']}, {m['logical_cores']} CPUs, load "
+             f"{m['load_average_1m']:.1f} at start, {m['utc_time']}.", "",
              "| all-reduce, 2 ranks | off: median us | on: median us | on / off |", "|---|---:|---:|---:|"]
     for size in sorted(results["allreduce"]["on"][0], key=int):
         off = statistics.median(r[size] for r in results["allreduce"]["off"])

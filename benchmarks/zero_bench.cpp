@@ -24,15 +24,6 @@ int64_t peak_rss_bytes() {
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux: KiB
 }
 
-int64_t adam_state_bytes(torch::optim::Optimizer& optimizer) {
-  int64_t bytes = 0;
-  for (const auto& [key, state] : optimizer.state()) {
-    auto& adam = static_cast<torch::optim::AdamParamState&>(*state);
-    bytes += (adam.exp_avg().numel() + adam.exp_avg_sq().numel()) * 4;
-  }
-  return bytes;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -96,7 +87,7 @@ int main(int argc, char** argv) {
     world->barrier();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
-    const int64_t state = sharded ? sharded->state_bytes() : adam_state_bytes(*plain);
+    const int64_t state = sharded ? sharded->state_bytes() : dpt::optimizer_state_bytes(*plain);
     // Per rank: the largest over ranks (what a node must fit).
     auto per_rank = torch::tensor({static_cast<double>(state), static_cast<double>(peak_rss_bytes())}, torch::kFloat64);
     world->allreduce(per_rank, dpt::ReduceOp::Max);

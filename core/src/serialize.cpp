@@ -77,12 +77,17 @@ Bytes serialize_named_tensors(const NamedTensors& tensors) {
 }
 
 NamedTensors deserialize_named_tensors(const Bytes& bytes, const std::string& what) {
-  auto value = deserialize_ivalue(bytes, what);
-  DPT_CHECK(value.isGenericDict(), DataError, "expected a ", what, " (dict of tensors), got ", value.tagKind());
+  return named_tensors_from(deserialize_ivalue(bytes, what), what);
+}
+
+NamedTensors named_tensors_from(const c10::IValue& value, const std::string& what) {
+  DPT_CHECK(value.isGenericDict(), DataError, what, " is not a state_dict (a dict of tensors): it is a ",
+            value.tagKind());
   NamedTensors tensors;
   for (const auto& entry : value.toGenericDict()) {
     DPT_CHECK(entry.key().isString() && entry.value().isTensor(), DataError, what,
-              " holds a non-tensor entry");
+              " is not a state_dict (a dict of tensors): it maps a ", entry.key().tagKind(), " to a ",
+              entry.value().tagKind());
     tensors.emplace(entry.key().toStringRef(), entry.value().toTensor());
   }
   return tensors;

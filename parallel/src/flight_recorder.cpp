@@ -121,16 +121,14 @@ void on_crash(int number) {
 
 void write_ring_from_signal(FlightRecorder& recorder, int fd) {
   if (!recorder.mutex_.try_lock()) return;
-  static const char* kStates[] = {"queued", "running", "completed", "FAILED"};
-  const int64_t first = std::max<int64_t>(1, recorder.issued_ - static_cast<int64_t>(recorder.capacity_) + 1);
-  for (int64_t index = first; index <= recorder.issued_; ++index) {
-    const auto& entry = recorder.ring_[static_cast<size_t>(index - 1) % recorder.capacity_];
+  for (int64_t index = recorder.oldest_kept(); index <= recorder.issued_; ++index) {
+    const auto& entry = recorder.slot(index);
     if (entry.index != index) continue;
     write_text(fd, recorder.owner_.c_str());
     write_text(fd, " ");
     write_number(fd, index);
     write_text(fd, " ");
-    write_text(fd, kStates[static_cast<int>(entry.state)]);
+    write_text(fd, FlightRecorder::state_name(entry.state));
     write_text(fd, " ");
     write_text(fd, entry.description.c_str());
     write_text(fd, "\n");
@@ -169,7 +167,7 @@ size_t FlightRecorder::capacity_from_env() {
 
 FlightRecorder::Entry* FlightRecorder::find(int64_t index) {
   if (index <= 0) return nullptr;
-  Entry& entry = ring_[static_cast<size_t>(index - 1) % capacity_];
+  Entry& entry = slot(index);
   return entry.index == index ? &entry : nullptr;
 }
 
@@ -177,7 +175,7 @@ int64_t FlightRecorder::queued(const std::string& description) {
   if (!enabled()) return 0;
   std::lock_guard<std::mutex> lock(mutex_);
   const int64_t index = ++issued_;
-  Entry& entry = ring_[static_cast<size_t>(index - 1) % capacity_];
+  Entry& entry = slot(index);
   entry.index = index;
   entry.description = description;
   entry.state = State::Queued;
@@ -215,7 +213,7 @@ FlightPosition FlightRecorder::position() const {
   p.completed_what = last_completed_what_;
   p.idle_s = seconds_since(last_completed_at_);
   for (int64_t index = last_completed_ + 1; index <= issued_; ++index) {
-    const Entry& entry = ring_[static_cast<size_t>(index - 1) % capacity_];
+    const Entry& entry = slot(index);
     if (entry.index != index || entry.state == State::Completed) continue;
     p.in_flight = index;
     p.in_flight_what = entry.description;
@@ -225,17 +223,21 @@ FlightPosition FlightRecorder::position() const {
   return p;
 }
 
-std::string FlightRecorder::dump(const std::string& who) const {
+const char* FlightRecorder::state_name(State state) {
+  static const char* kNames[] = {"queued", "running", "completed", "FAILED"};
+  return kNames[static_cast<int>(state)];
+}
+
+std::string FlightRecorder::dump() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::ostringstream out;
-  const int64_t first = std::max<int64_t>(1, issued_ - static_cast<int64_t>(capacity_) + 1);
-  out << who << ": flight recorder, the last " << (issued_ - first + 1) << " of " << issued_ << " collectives:";
+  const int64_t first = oldest_kept();
+  out << owner_ << ": flight recorder, the last " << (issued_ - first + 1) << " of " << issued_ << " collectives:";
   const auto now = std::chrono::steady_clock::now();
   for (int64_t index = first; index <= issued_; ++index) {
-    const Entry& entry = ring_[static_cast<size_t>(index - 1) % capacity_];
+    const Entry& entry = slot(index);
     if (entry.index != index) continue;
-    static const char* kStates[] = {"queued", "running", "completed", "FAILED"};
-    out << "\n  " << who << " " << index << " " << kStates[static_cast<int>(entry.state)] << " " << entry.description
+    out << "\n  " << owner_ << " " << index << " " << state_name(entry.state) << " " << entry.description
         << " (issued " << seconds(std::chrono::duration<double>(now - entry.queued_at).count()) << " ago";
     if (entry.state == State::Completed || entry.state == State::Failed) {
       out << ", took " << seconds(std::chrono::duration<double>(entry.finished_at - entry.started_at).count());

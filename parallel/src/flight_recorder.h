@@ -9,6 +9,7 @@
 // with the other ranks' (mpi/flight_service.h) to name the rank behind the hang.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -54,8 +55,8 @@ class FlightRecorder {
 
   bool enabled() const { return capacity_ > 0; }
   FlightPosition position() const;
-  // The ring, oldest first, one line per collective, each line prefixed with `who`.
-  std::string dump(const std::string& who) const;
+  // The ring, oldest first, one line per collective, each line prefixed with the owner's name.
+  std::string dump() const;
 
  private:
   enum class State { Queued, Running, Completed, Failed };
@@ -66,6 +67,11 @@ class FlightRecorder {
     std::chrono::steady_clock::time_point queued_at, started_at, finished_at;
   };
   Entry* find(int64_t index);  // under mutex_; nullptr once overwritten
+  // Under mutex_: where collective `index` is (or was) kept, and the oldest index still kept.
+  Entry& slot(int64_t index) { return ring_[static_cast<size_t>(index - 1) % capacity_]; }
+  const Entry& slot(int64_t index) const { return ring_[static_cast<size_t>(index - 1) % capacity_]; }
+  int64_t oldest_kept() const { return std::max<int64_t>(1, issued_ - static_cast<int64_t>(capacity_) + 1); }
+  static const char* state_name(State state);
 
   friend void write_ring_from_signal(FlightRecorder& recorder, int fd);
   const size_t capacity_;

@@ -91,15 +91,18 @@ std::optional<std::string> ProgressThread::check_stalled() {
   auto elapsed = std::chrono::steady_clock::now() - running_since_;
   auto limit = std::chrono::milliseconds(timeout_ms_.load());
   if (elapsed <= limit) return std::nullopt;
-  broken_reason_ = detail::concat(
-      owner_, ": ", running_->description(), " did not complete within ",
-      std::chrono::duration<double>(limit).count(),
-      " s (a peer rank died, hangs, or called a different collective; the limit is "
-      "DPTRAIN_TIMEOUT / RuntimeOptions::timeout)");
-  broken_ = true;
-  report_stall();
+  break_on_timeout(running_->description(), limit);
   DPT_LOG_ERROR("{}", broken_reason_);
   return broken_reason_;
+}
+
+void ProgressThread::break_on_timeout(const std::string& description, std::chrono::milliseconds limit) {
+  broken_reason_ = detail::concat(owner_, ": ", description, " did not complete within ",
+                                  std::chrono::duration<double>(limit).count(),
+                                  " s (a peer rank died, hangs, or called a different collective; the limit is "
+                                  "DPTRAIN_TIMEOUT / RuntimeOptions::timeout)");
+  broken_ = true;
+  report_stall();
 }
 
 // Note [Flight recorder]
@@ -115,7 +118,7 @@ void ProgressThread::report_stall() {
       const std::string where = stall_report_();
       if (!where.empty()) broken_reason_ += "; flight recorder: " + where;
     }
-    const std::string dump = recorder_.dump(owner_);
+    const std::string dump = recorder_.dump();
     DPT_LOG_ERROR("{}", dump);
     if (auto directory = env::get("DPTRAIN_FLIGHT_RECORDER_DIR")) {
       std::string name = owner_;
@@ -179,12 +182,7 @@ void ProgressThread::watch_inline(std::unique_lock<std::mutex>& lock) {
     queue_cv_.wait_for(lock, std::chrono::milliseconds(50));
     return;
   }
-  broken_reason_ = detail::concat(owner_, ": ", inline_description_, " did not complete within ",
-                                  std::chrono::duration<double>(limit).count(),
-                                  " s (a peer rank died, hangs, or called a different collective; the limit is "
-                                  "DPTRAIN_TIMEOUT / RuntimeOptions::timeout)");
-  broken_ = true;
-  report_stall();
+  break_on_timeout(inline_description_, limit);
   const std::string reason = broken_reason_;
   lock.unlock();
   fail_fast(reason, kExitPeerFailure);

@@ -66,8 +66,10 @@ class ProgressThread : public std::enable_shared_from_this<ProgressThread> {
   // (the thread is then stuck in a call nobody can interrupt, and the process is going down).
   void stop();
   void loop();
-  void report_stall();
-  void watch_inline(std::unique_lock<std::mutex>& lock);  // see Note [Inline collectives]  // under mutex_, once, when a collective timed out (Note [Flight recorder])
+  void report_stall();  // under mutex_, once, when a collective timed out (Note [Flight recorder])
+  // Under mutex_: the collective `description` outlived `limit`: broken, with the reason and the report.
+  void break_on_timeout(const std::string& description, std::chrono::milliseconds limit);
+  void watch_inline(std::unique_lock<std::mutex>& lock);  // see Note [Inline collectives]
 
   const std::string owner_;
   std::atomic<long long> timeout_ms_;

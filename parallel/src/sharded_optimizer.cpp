@@ -5,6 +5,73 @@
 #include "dptrain/core/error.h"
 
 namespace dpt {
+namespace {
+
+// The tensors of `state` when it is of a kind this file knows; false otherwise.
+bool known_state_tensors(const torch::optim::OptimizerParamState& state, ParamStateTensors& out) {
+  auto put = [&](const char* key, const torch::Tensor& t) {
+    if (t.defined()) out.emplace(key, t);
+  };
+  if (auto* adam = dynamic_cast<const torch::optim::AdamParamState*>(&state)) {
+    put("exp_avg", adam->exp_avg());
+    put("exp_avg_sq", adam->exp_avg_sq());
+    put("max_exp_avg_sq", adam->max_exp_avg_sq());
+    out.emplace("step", torch::tensor(adam->step(), torch::kInt64));
+  } else if (auto* adamw = dynamic_cast<const torch::optim::AdamWParamState*>(&state)) {
+    put("exp_avg", adamw->exp_avg());
+    put("exp_avg_sq", adamw->exp_avg_sq());
+    put("max_exp_avg_sq", adamw->max_exp_avg_sq());
+    out.emplace("step", torch::tensor(adamw->step(), torch::kInt64));
+  } else if (auto* sgd = dynamic_cast<const torch::optim::SGDParamState*>(&state)) {
+    put("momentum_buffer", sgd->momentum_buffer());
+  } else {
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+ParamStateTensors param_state_tensors(const torch::optim::OptimizerParamState& state) {
+  ParamStateTensors out;
+  DPT_CHECK(known_state_tensors(state, out), UnsupportedError,
+            "ShardedOptimizer: the state of this optimizer kind cannot be gathered (SGD, Adam and AdamW can)");
+  return out;
+}
+
+std::unique_ptr<torch::optim::OptimizerParamState> make_param_state(const torch::optim::Optimizer& optimizer,
+                                                                    const ParamStateTensors& tensors) {
+  auto get = [&](const char* key) { return tensors.count(key) ? tensors.at(key) : torch::Tensor(); };
+  const int64_t step = tensors.count("step") ? tensors.at("step").item<int64_t>() : 0;
+  if (dynamic_cast<const torch::optim::Adam*>(&optimizer)) {
+    auto adam = std::make_unique<torch::optim::AdamParamState>();
+    adam->step(step).exp_avg(get("exp_avg")).exp_avg_sq(get("exp_avg_sq")).max_exp_avg_sq(get("max_exp_avg_sq"));
+    return adam;
+  }
+  if (dynamic_cast<const torch::optim::AdamW*>(&optimizer)) {
+    auto adamw = std::make_unique<torch::optim::AdamWParamState>();
+    adamw->step(step).exp_avg(get("exp_avg")).exp_avg_sq(get("exp_avg_sq")).max_exp_avg_sq(get("max_exp_avg_sq"));
+    return adamw;
+  }
+  if (dynamic_cast<const torch::optim::SGD*>(&optimizer)) {
+    auto sgd = std::make_unique<torch::optim::SGDParamState>();
+    sgd->momentum_buffer(get("momentum_buffer"));
+    return sgd;
+  }
+  DPT_THROW(UnsupportedError, "ShardedOptimizer: cannot load state into this optimizer kind (SGD, Adam, AdamW)");
+}
+
+int64_t optimizer_state_bytes(const torch::optim::Optimizer& optimizer) {
+  int64_t bytes = 0;
+  for (const auto& [key, state] : optimizer.state()) {
+    ParamStateTensors tensors;
+    if (!known_state_tensors(*state, tensors)) continue;
+    for (const auto& [name, t] : tensors) {
+      if (name != "step") bytes += t.numel() * t.element_size();
+    }
+  }
+  return bytes;
+}
 
 ShardedOptimizer::ShardedOptimizer(std::vector<torch::Tensor> parameters, CommunicatorPtr world, const Factory& make,
                                    Gradients gradients)
@@ -91,31 +158,10 @@ void ShardedOptimizer::zero_grad() {
   point_gradients_at_flat_buffer();
 }
 
-std::map<std::string, torch::Tensor> ShardedOptimizer::shard_state() const {
-  std::map<std::string, torch::Tensor> out;
+ParamStateTensors ShardedOptimizer::shard_state() const {
   auto found = optimizer_->state().find(shard_value_.unsafeGetTensorImpl());
-  if (found == optimizer_->state().end()) return out;
-  auto put = [&](const char* key, const torch::Tensor& t) {
-    if (t.defined()) out.emplace(key, t);
-  };
-  const auto* state = found->second.get();
-  if (auto* adam = dynamic_cast<const torch::optim::AdamParamState*>(state)) {
-    put("exp_avg", adam->exp_avg());
-    put("exp_avg_sq", adam->exp_avg_sq());
-    put("max_exp_avg_sq", adam->max_exp_avg_sq());
-    out.emplace("step", torch::tensor(adam->step(), torch::kInt64));
-  } else if (auto* adamw = dynamic_cast<const torch::optim::AdamWParamState*>(state)) {
-    put("exp_avg", adamw->exp_avg());
-    put("exp_avg_sq", adamw->exp_avg_sq());
-    put("max_exp_avg_sq", adamw->max_exp_avg_sq());
-    out.emplace("step", torch::tensor(adamw->step(), torch::kInt64));
-  } else if (auto* sgd = dynamic_cast<const torch::optim::SGDParamState*>(state)) {
-    put("momentum_buffer", sgd->momentum_buffer());
-  } else {
-    DPT_THROW(UnsupportedError, "ShardedOptimizer: the state of this optimizer kind cannot be gathered "
-              "(SGD, Adam and AdamW can)");
-  }
-  return out;
+  if (found == optimizer_->state().end()) return {};
+  return param_state_tensors(*found->second);
 }
 
 ShardedOptimizer::State ShardedOptimizer::full_state() {
@@ -148,11 +194,10 @@ void ShardedOptimizer::load_full_state(const State& state) {
             state.size(), " parameters for ", parameters_.size());
   if (state.empty() || state.front().empty()) return;
   torch::NoGradGuard no_grad;
-  std::map<std::string, torch::Tensor> shard;
-  int64_t step = 0;
+  ParamStateTensors shard;
   for (const auto& [key, first] : state.front()) {
-    if (key == "step") {
-      step = first.item<int64_t>();
+    if (key == "step") {  // one count, the same for every parameter
+      shard.emplace(key, first);
       continue;
     }
     torch::Tensor flat = torch::zeros({shard_ * world_->size()}, flat_values_.options());
@@ -168,44 +213,9 @@ void ShardedOptimizer::load_full_state(const State& state) {
     }
     shard.emplace(key, flat.narrow(0, shard_begin(), shard_).clone());
   }
-  auto get = [&](const char* key) { return shard.count(key) ? shard.at(key) : torch::Tensor(); };
-  std::unique_ptr<torch::optim::OptimizerParamState> param_state;
-  if (dynamic_cast<torch::optim::Adam*>(optimizer_.get())) {
-    auto adam = std::make_unique<torch::optim::AdamParamState>();
-    adam->step(step).exp_avg(get("exp_avg")).exp_avg_sq(get("exp_avg_sq")).max_exp_avg_sq(get("max_exp_avg_sq"));
-    param_state = std::move(adam);
-  } else if (dynamic_cast<torch::optim::AdamW*>(optimizer_.get())) {
-    auto adamw = std::make_unique<torch::optim::AdamWParamState>();
-    adamw->step(step).exp_avg(get("exp_avg")).exp_avg_sq(get("exp_avg_sq")).max_exp_avg_sq(get("max_exp_avg_sq"));
-    param_state = std::move(adamw);
-  } else if (dynamic_cast<torch::optim::SGD*>(optimizer_.get())) {
-    auto sgd = std::make_unique<torch::optim::SGDParamState>();
-    sgd->momentum_buffer(get("momentum_buffer"));
-    param_state = std::move(sgd);
-  } else {
-    DPT_THROW(UnsupportedError, "ShardedOptimizer: cannot load state into this optimizer kind (SGD, Adam, AdamW)");
-  }
-  optimizer_->state()[shard_value_.unsafeGetTensorImpl()] = std::move(param_state);
+  optimizer_->state()[shard_value_.unsafeGetTensorImpl()] = make_param_state(*optimizer_, shard);
 }
 
-int64_t ShardedOptimizer::state_bytes() const {
-  int64_t bytes = 0;
-  for (const auto& [key, state] : optimizer_->state()) {
-    // Each optimizer's state type lists its tensors in its serialize(); the common ones:
-    if (auto* adam = dynamic_cast<torch::optim::AdamParamState*>(state.get())) {
-      for (const auto& t : {adam->exp_avg(), adam->exp_avg_sq(), adam->max_exp_avg_sq()}) {
-        if (t.defined()) bytes += t.numel() * t.element_size();
-      }
-    } else if (auto* adamw = dynamic_cast<torch::optim::AdamWParamState*>(state.get())) {
-      for (const auto& t : {adamw->exp_avg(), adamw->exp_avg_sq(), adamw->max_exp_avg_sq()}) {
-        if (t.defined()) bytes += t.numel() * t.element_size();
-      }
-    } else if (auto* sgd = dynamic_cast<torch::optim::SGDParamState*>(state.get())) {
-      const auto& t = sgd->momentum_buffer();
-      if (t.defined()) bytes += t.numel() * t.element_size();
-    }
-  }
-  return bytes;
-}
+int64_t ShardedOptimizer::state_bytes() const { return optimizer_state_bytes(*optimizer_); }
 
 }  // namespace dpt

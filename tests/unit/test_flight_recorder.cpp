@@ -26,8 +26,9 @@ size_t count(const std::string& text, const std::string& part) {
 
 TEST(FlightRecorder, KeepsTheLastCollectivesInIssueOrder) {
   FlightRecorder recorder(4);
+  recorder.set_owner("mpi rank 0/2");
   for (int i = 1; i <= 10; ++i) run_one(recorder, "allreduce #" + std::to_string(i));
-  const std::string dump = recorder.dump("mpi rank 0/2");
+  const std::string dump = recorder.dump();
   EXPECT_NE(dump.find("the last 4 of 10 collectives"), std::string::npos) << dump;
   EXPECT_EQ(count(dump, " completed "), 4u) << dump;
   EXPECT_EQ(dump.find("allreduce #6 "), std::string::npos) << dump;  // overwritten

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "dptrain/core/error.h"
+#include "dptrain/core/exported_program.h"
 #include "dptrain/core/fs.h"
 #include "dptrain/core/serialize.h"
 #include "dptrain/trainers/model_zoo.h"
@@ -25,13 +26,13 @@ Model load_model(const std::string& name, const CommunicatorPtr& world, const to
   }
   Bytes bytes = bytes_from_rank0(world, [&] { return read_file(name); });
   const std::string origin = world->rank() == 0 ? name : name + " (received from rank 0)";
-  Model model = Model::from_bytes(bytes, origin);
-  // A compiled package is loaded for the rank's GPU (programs are bound to one device); the
-  // Trainer moves the other kinds.
-  if (model.is_exported() && device.is_cuda() && model.exported().device().is_cuda()) {
-    model = Model::from_bytes(bytes, origin, device);
+  if (ExportedProgram::looks_like_package(bytes)) {
+    // Loaded once, for the rank's GPU when it is a CUDA package (programs are bound to one device;
+    // the index is ignored for a CPU package). The Trainer moves the other kinds.
+    const int cuda_index = device.is_cuda() && device.has_index() ? device.index() : -1;
+    return Model(ExportedProgram::from_bytes(bytes, origin, cuda_index));
   }
-  return model;
+  return Model::from_bytes(bytes, origin);
 }
 
 std::string package_loss(Model& model, const std::string& asked, bool evaluates) {
@@ -47,16 +48,12 @@ void load_weights(Model& model, const std::string& path, const CommunicatorPtr& 
   const Bytes bytes = bytes_from_rank0(world, [&] { return read_file(path); });
   const std::string where = "--weights " + path;
   c10::IValue value = load_torch_save(bytes, where);
-  DPT_CHECK(value.isGenericDict(), DataError, where, " is not a state_dict (torch.save(model.state_dict(), ...))");
-  auto dict = value.toGenericDict();
   // A checkpoint holds the state_dict under "model".
-  if (dict.contains("model") && dict.at("model").isGenericDict()) dict = dict.at("model").toGenericDict();
-  NamedTensors state;
-  for (const auto& entry : dict) {
-    DPT_CHECK(entry.key().isString() && entry.value().isTensor(), DataError, where,
-              " is not a state_dict: it maps ", entry.key().tagKind(), " to ", entry.value().tagKind());
-    state.emplace(entry.key().toStringRef(), entry.value().toTensor());
+  if (value.isGenericDict() && value.toGenericDict().contains("model") &&
+      value.toGenericDict().at("model").isGenericDict()) {
+    value = value.toGenericDict().at("model");
   }
+  const NamedTensors state = named_tensors_from(value, where);
   try {
     model.load_state_dict(state, /*strict=*/true);
   } catch (const ModelError& e) {
@@ -65,10 +62,11 @@ void load_weights(Model& model, const std::string& path, const CommunicatorPtr& 
 }
 
 void save_state_dict(const Model& model, const std::string& path) {
-  c10::impl::GenericDict state(c10::StringType::get(), c10::TensorType::get());
-  for (const auto& [name, tensor] : model.named_parameters()) state.insert(name, tensor.detach().cpu());
-  for (const auto& [name, tensor] : model.named_buffers()) state.insert(name, tensor.detach().cpu());
-  write_file_atomic(path, save_for_pytorch(state));
+  // The model's own order: parameters, then buffers (as torch's state_dict() lists them).
+  auto entries = model.named_parameters();
+  const auto buffers = model.named_buffers();
+  entries.insert(entries.end(), buffers.begin(), buffers.end());
+  write_file_atomic(path, save_for_pytorch(state_dict_for_pytorch(entries)));
 }
 
 }  // namespace dpt::cli

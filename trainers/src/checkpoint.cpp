@@ -71,17 +71,7 @@ struct Reader {
   }
 };
 
-NamedTensors read_model(const Reader& top) {
-  IValue model = top.at("model");
-  DPT_CHECK(model.isGenericDict(), DataError, top.where, ": 'model' is not a state_dict (a dict of tensors)");
-  NamedTensors tensors;
-  for (const auto& entry : model.toGenericDict()) {
-    DPT_CHECK(entry.key().isString() && entry.value().isTensor(), DataError, top.where,
-              ": 'model' holds a non-tensor entry");
-    tensors.emplace(entry.key().toStringRef(), entry.value().toTensor());
-  }
-  return tensors;
-}
+NamedTensors read_model(const Reader& top) { return named_tensors_from(top.at("model"), top.where + ": 'model'"); }
 
 void read_rng(const Reader& rng, NamedTensors& states) {
   for (const auto& entry : rng.dict) {
@@ -130,8 +120,7 @@ Checkpoint decode_v2(const Bytes& bytes, const std::string& origin) {
 }  // namespace
 
 Bytes encode_checkpoint(const Checkpoint& checkpoint) {
-  GenericDict model(c10::StringType::get(), c10::TensorType::get());
-  for (const auto& [name, tensor] : checkpoint.model) model.insert(name, tensor.detach().cpu());
+  GenericDict model = state_dict_for_pytorch(checkpoint.model);
   GenericDict sampler = string_dict();
   sampler.insert("batch_in_epoch", checkpoint.batch_in_epoch);
   if (checkpoint.seed) sampler.insert("seed", *checkpoint.seed);

@@ -1,14 +1,16 @@
 #include "gradient_sync.h"
 
 #include <limits>
+#include <numeric>
 
+#include "dptrain/parallel/bucket.h"
 #include "dptrain/parallel/ddp_consistency.h"
 
 namespace dpt {
 
 namespace {
 
-constexpr int64_t kBucketBytes = 25 * 1024 * 1024;
+constexpr size_t kBucketBytes = 25 * 1024 * 1024;  // DDP's default cap
 
 }  // namespace
 
@@ -59,20 +61,18 @@ void GradientSync::finish() {
 
 void GradientSync::average_gradients() {
   // Every parameter has a gradient after a compiled step (one output each), so every rank builds
-  // the same buckets.
-  std::vector<std::vector<torch::Tensor>> buckets(1);
-  int64_t bytes = 0;
-  for (auto& parameter : model_.parameters()) {
-    const torch::Tensor& grad = parameter.grad();
-    if (!grad.defined()) continue;
-    const int64_t size = grad.numel() * grad.element_size();
-    if (bytes > 0 && bytes + size > kBucketBytes) buckets.emplace_back(), bytes = 0;
-    buckets.back().push_back(grad);
-    bytes += size;
+  // the same buckets, with DDP's assignment (one dtype and device per bucket).
+  std::vector<torch::Tensor> grads;
+  for (const auto& parameter : model_.parameters()) {
+    if (parameter.grad().defined()) grads.push_back(parameter.grad());
   }
+  std::vector<size_t> order(grads.size());
+  std::iota(order.begin(), order.end(), size_t{0});
   std::vector<WorkPtr> works;
-  for (auto& bucket : buckets) {
-    if (!bucket.empty()) works.push_back(world_->allreduce_coalesced_async(bucket, ReduceOp::Avg));
+  for (const auto& indices : assign_buckets(grads, order, kBucketBytes, kBucketBytes)) {
+    std::vector<torch::Tensor> bucket;
+    for (size_t i : indices) bucket.push_back(grads[i]);
+    works.push_back(world_->allreduce_coalesced_async(bucket, ReduceOp::Avg));
   }
   for (auto& work : works) work->wait();
 }

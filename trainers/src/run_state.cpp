@@ -127,10 +127,8 @@ void save_run(const RunParts& run, const Position& position, const CheckpointDir
   } else {
     for (const auto& [name, state] : mine) generators.emplace(name + "/0", state);
   }
-  // Gathered on every rank (a collective), written by rank 0.
-  const c10::IValue sharded_state =
-      run.sharded ? sharded_optimizer_state_dict(*run.sharded, run.model.parameters(), run.options.optimizer())
-                  : c10::IValue();
+  // A sharded optimizer's state is gathered by every rank (a collective), converted by rank 0.
+  const ShardedOptimizer::State gathered = run.sharded ? run.sharded->full_state() : ShardedOptimizer::State();
   if (rank_of(run.world) != 0) return;
   Checkpoint checkpoint;
   checkpoint.epoch = position.epoch;
@@ -141,7 +139,11 @@ void save_run(const RunParts& run, const Position& position, const CheckpointDir
   checkpoint.global_batch = run.global_batch;
   checkpoint.epoch_offset = position.epoch_offset;
   checkpoint.model = run.model.state_dict();
-  checkpoint.optimizer = run.sharded ? sharded_state : optimizer_state_dict(run.optimizer);
+  // run.optimizer is the shard's optimizer under ZeRO-1: the schedule's learning rate is on it.
+  checkpoint.optimizer = run.sharded ? sharded_optimizer_state_dict(gathered, run.optimizer.param_groups().front()
+                                                                                  .options().get_lr(),
+                                                                    run.model.parameters(), run.options.optimizer())
+                                     : optimizer_state_dict(run.optimizer);
   checkpoint.generator_states = std::move(generators);
   if (run.schedule) checkpoint.scheduler = run.schedule->state_dict();
   if (run.scaler.enabled) {

@@ -17,8 +17,10 @@
 
 namespace dpt {
 
-// Collective (every rank): gathers the shards. The result is meaningful on every rank.
-c10::IValue sharded_optimizer_state_dict(ShardedOptimizer& sharded, const std::vector<torch::Tensor>& parameters,
+// The state_dict of the state `ShardedOptimizer::full_state()` gathered (a collective every rank
+// takes part in; only the writer needs this conversion), at learning rate `lr`.
+c10::IValue sharded_optimizer_state_dict(const ShardedOptimizer::State& gathered, double lr,
+                                         const std::vector<torch::Tensor>& parameters,
                                          const OptimizerOptions& options);
 
 // Each rank keeps its shard of the checkpoint's optimizer state (no communication).

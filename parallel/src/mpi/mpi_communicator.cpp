@@ -110,7 +110,7 @@ int64_t MpiCommunicator::inline_bytes() {
 }
 
 std::string MpiCommunicator::flight_record() const {
-  return thread_->recorder().enabled() ? thread_->recorder().dump(who()) : std::string();
+  return thread_->recorder().enabled() ? thread_->recorder().dump() : std::string();
 }
 
 std::string MpiCommunicator::who() const { return detail::concat("mpi rank ", rank_, "/", size_); }
@@ -157,6 +157,18 @@ WorkPtr MpiCommunicator::submit(const std::string& description, const Fingerprin
   });
 }
 
+void MpiCommunicator::allreduce_in_place(torch::Tensor& buffer, ReduceOp op, const std::string& description) const {
+  MPI_Datatype type = detail::mpi_datatype(buffer.scalar_type());
+  MPI_Op mpi_op = detail::mpi_op(op, buffer.scalar_type());
+  for (int64_t offset = 0; offset < buffer.numel(); offset += kMaxCount) {
+    int count = static_cast<int>(std::min(kMaxCount, buffer.numel() - offset));
+    char* data = bytes_at(buffer, offset);
+    detail::mpi_collective([&] { return MPI_Allreduce(MPI_IN_PLACE, data, count, type, mpi_op, comm_); },
+                           [&](MPI_Request* r) { return MPI_Iallreduce(MPI_IN_PLACE, data, count, type, mpi_op, comm_, r); },
+                           detail::concat(who(), ": ", description));
+  }
+}
+
 void MpiCommunicator::allreduce_blocking(torch::Tensor& tensor, ReduceOp op) {
   // The caller waits anyway: a small CPU tensor goes through MPI on this thread when the progress
   // thread is idle (Note [Inline collectives] in progress_thread.cpp); anything else as async.
@@ -173,13 +185,7 @@ void MpiCommunicator::allreduce_blocking(torch::Tensor& tensor, ReduceOp op) {
   }
   std::string description = detail::concat(what, " #", sequence_ + 1, " of ", describe(tensor));
   const bool ran = thread_->try_run_inline(description, [&] {
-    MPI_Datatype type = detail::mpi_datatype(tensor.scalar_type());
-    MPI_Op mpi_op = detail::mpi_op(op, tensor.scalar_type());
-    char* data = static_cast<char*>(tensor.data_ptr());
-    const int count = static_cast<int>(tensor.numel());
-    detail::mpi_collective([&] { return MPI_Allreduce(MPI_IN_PLACE, data, count, type, mpi_op, comm_); },
-                           [&](MPI_Request* r) { return MPI_Iallreduce(MPI_IN_PLACE, data, count, type, mpi_op, comm_, r); },
-                           detail::concat(who(), ": ", description));
+    allreduce_in_place(tensor, op, description);
     if (op == ReduceOp::Avg) tensor.div_(size_);
   });
   if (ran) {
@@ -201,18 +207,7 @@ WorkPtr MpiCommunicator::allreduce_async(torch::Tensor& tensor, ReduceOp op) {
   auto work = submit(description, fingerprint,
                      [this, buffer = staged.buffer, ready = staged.ready, op, divide_on_device, description]() mutable {
                        ready();
-                       MPI_Datatype type = detail::mpi_datatype(buffer.scalar_type());
-                       MPI_Op mpi_op = detail::mpi_op(op, buffer.scalar_type());
-                       for (int64_t offset = 0; offset < buffer.numel(); offset += kMaxCount) {
-                         int count = static_cast<int>(std::min(kMaxCount, buffer.numel() - offset));
-                         char* data = bytes_at(buffer, offset);
-                         detail::mpi_collective(
-                             [&] { return MPI_Allreduce(MPI_IN_PLACE, data, count, type, mpi_op, comm_); },
-                             [&](MPI_Request* r) {
-                               return MPI_Iallreduce(MPI_IN_PLACE, data, count, type, mpi_op, comm_, r);
-                             },
-                             detail::concat(who(), ": ", description));
-                       }
+                       allreduce_in_place(buffer, op, description);
                        if (op == ReduceOp::Avg && !divide_on_device) buffer.div_(size_);
                      });
   auto copy = detail::copy_back({{staged, tensor}});

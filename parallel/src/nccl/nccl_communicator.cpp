@@ -160,7 +160,7 @@ void NcclCommunicator::set_timeout(std::chrono::milliseconds timeout) {
 std::chrono::milliseconds NcclCommunicator::timeout() const { return std::chrono::milliseconds(state_->timeout_ms); }
 
 std::string NcclCommunicator::flight_record() const {
-  return watchdog_ && watchdog_->recorder().enabled() ? watchdog_->recorder().dump(state_->who) : std::string();
+  return watchdog_ && watchdog_->recorder().enabled() ? watchdog_->recorder().dump() : std::string();
 }
 
 bool NcclCommunicator::is_broken() const { return state_->broken(); }

@@ -90,7 +90,7 @@ void NcclWatchdog::fail(const std::string& reason) {
   }
   drained_.notify_all();
   DPT_LOG_ERROR("{}", reason);
-  if (recorder_.enabled()) DPT_LOG_ERROR("{}", recorder_.dump(state_->who));
+  if (recorder_.enabled()) DPT_LOG_ERROR("{}", recorder_.dump());
   if (!env::get_flag("DPTRAIN_WATCHDOG_EXIT", true)) return;
   std::unique_lock<std::mutex> lock(mutex_);
   if (!wake_.wait_for(lock, kExitGrace, [this] { return stopping_; })) {

@@ -34,6 +34,18 @@ torch::Tensor deserialize_tensor(const Bytes& bytes);
 Bytes serialize_named_tensors(const NamedTensors& tensors);
 NamedTensors deserialize_named_tensors(const Bytes& bytes, const std::string& what = "state dict");
 
+// A loaded state_dict (a dict of name -> tensor) as NamedTensors; DataError naming `what` when
+// `value` is not one.
+NamedTensors named_tensors_from(const c10::IValue& value, const std::string& what);
+// The dict that torch.load / model.load_state_dict expect, tensors detached and on the CPU, in the
+// order of `tensors` (any range of (name, tensor) pairs).
+template <typename NamedRange>
+c10::impl::GenericDict state_dict_for_pytorch(const NamedRange& tensors) {
+  c10::impl::GenericDict dict(c10::StringType::get(), c10::TensorType::get());
+  for (const auto& [name, tensor] : tensors) dict.insert(name, tensor.detach().cpu());
+  return dict;
+}
+
 Bytes serialize_module(const torch::jit::Module& module);
 // `origin` names where the bytes came from (a file, "rank 0") for the error message.
 torch::jit::Module deserialize_module(const Bytes& bytes, const std::string& origin,

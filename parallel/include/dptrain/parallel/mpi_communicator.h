@@ -89,6 +89,9 @@ class MpiCommunicator final : public Communicator {
   // CPU all-reduces up to this many bytes run on the caller's thread when the progress thread is
   // idle (DPTRAIN_MPI_INLINE_BYTES, default 128 KiB; 0: never).
   static int64_t inline_bytes();
+  // MPI_Allreduce in place over `buffer` (host memory, or device memory with a CUDA-aware MPI), in
+  // pieces of at most INT_MAX elements. Called on whichever thread runs the collective.
+  void allreduce_in_place(torch::Tensor& buffer, ReduceOp op, const std::string& description) const;
   // Queues `body` behind the fingerprint exchange of `fingerprint`.
   WorkPtr submit(const std::string& description, const Fingerprint& fingerprint, std::function<void()> body);
   void exchange_fingerprint(const Fingerprint& fingerprint, const std::string& description) const;

@@ -38,6 +38,18 @@
 
 namespace dpt {
 
+// One parameter's optimizer state as named tensors - "momentum_buffer" (SGD); "exp_avg",
+// "exp_avg_sq", "max_exp_avg_sq" (amsgrad) and "step" (a 0-dim int64 tensor) for Adam and AdamW -
+// and back. The one place that knows libtorch's per-optimizer state types (SGD, Adam, AdamW; any
+// other kind is an UnsupportedError).
+using ParamStateTensors = std::map<std::string, torch::Tensor>;
+ParamStateTensors param_state_tensors(const torch::optim::OptimizerParamState& state);
+// A state object of `optimizer`'s kind holding `tensors` (missing keys: undefined, step 0).
+std::unique_ptr<torch::optim::OptimizerParamState> make_param_state(const torch::optim::Optimizer& optimizer,
+                                                                    const ParamStateTensors& tensors);
+// Bytes of the state tensors (not "step") `optimizer` holds; states of other kinds count 0.
+int64_t optimizer_state_bytes(const torch::optim::Optimizer& optimizer);
+
 class ShardedOptimizer {
  public:
   using Factory = std::function<std::unique_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor> shard)>;
@@ -72,7 +84,7 @@ class ShardedOptimizer {
   // a checkpoint of it does not depend on the world size (collective: all-gathers the shards).
   // Keys: "momentum_buffer" (SGD with momentum); "exp_avg", "exp_avg_sq", "max_exp_avg_sq"
   // (amsgrad) and "step" (a 0-dim int64 tensor) for Adam and AdamW. Empty before the first step.
-  using State = std::vector<std::map<std::string, torch::Tensor>>;
+  using State = std::vector<ParamStateTensors>;
   State full_state();
   // The inverse, at any world size: this rank keeps its shard of each tensor.
   void load_full_state(const State& state);
@@ -81,7 +93,7 @@ class ShardedOptimizer {
   void point_gradients_at_flat_buffer();
   void clip_shard_gradient();
   // This rank's state tensors by key (flat, shard_ elements), and "step" when the optimizer has one.
-  std::map<std::string, torch::Tensor> shard_state() const;
+  ParamStateTensors shard_state() const;
 
   std::vector<torch::Tensor> parameters_;
   CommunicatorPtr world_;
