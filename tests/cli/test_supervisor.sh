@@ -23,7 +23,11 @@ while [ "$kills" -lt 3 ] && kill -0 "$job" 2>/dev/null && [ "$SECONDS" -lt "$dea
   now=$(newest)
   if [ -n "$now" ] && [ "$now" != "$last" ]; then
     sleep "0.$((RANDOM % 8 + 1))"
-    victim=$(pgrep -f -- "^[^ ]*/dptrain train .*--out chaos\.pt" | shuf -n 1 || true)
+    # A rank of the run now going: a child of the supervisor's current mpirun. (Ranks of the run
+    # killed before may linger a moment - mpirun's SIGTERM is a stop request to them now - and
+    # killing one of those would count a kill that restarts nothing.)
+    launcher=$(pgrep -P "$job" -x mpirun | tail -n 1 || true)
+    victim=$([ -n "$launcher" ] && pgrep -P "$launcher" -f -- "^[^ ]*/dptrain train " | shuf -n 1 || true)
     if [ -n "$victim" ]; then
       kill -KILL "$victim" 2>/dev/null && kills=$((kills + 1)) && last=$(newest)
       echo "chaos: SIGKILL to rank process $victim after $(basename "$last")"
