@@ -1,8 +1,8 @@
-// ZeRO-1 (dpt::ShardedOptimizer) against plain DDP + Adam on a wide MLP: optimizer-state bytes and
-// peak RSS per rank, samples/s. One run = one mode at one world size; benchmarks/zero_bench.py
+// ZeRO-1 and ZeRO-2 (dpt::ShardedOptimizer) against plain DDP + Adam on a wide MLP: optimizer-state
+// and gradient bytes and peak RSS per rank, samples/s. One run = one mode at one world size; benchmarks/zero_bench.py
 // alternates the modes over world sizes and plots.
 //
-//   scripts/dpt-mpirun -np 4 build/bin/zero_bench --mode zero --json -
+//   scripts/dpt-mpirun -np 4 build/bin/zero_bench --mode zero2 --json -
 #include <CLI/CLI.hpp>
 #include <sys/resource.h>
 
@@ -28,11 +28,11 @@ int64_t peak_rss_bytes() {
 
 int main(int argc, char** argv) {
   return dpt::run_main("zero_bench", [&] {
-    CLI::App app{"ZeRO-1 vs plain DDP + Adam: optimizer state, peak RSS, samples/s per rank"};
-    std::string mode = "zero", json;
+    CLI::App app{"ZeRO-1/2 vs plain DDP + Adam: optimizer state, gradients, peak RSS, samples/s per rank"};
+    std::string mode = "zero1", json;
     int64_t width = 4096, layers = 3, batch = 32, steps = 8, warmup = 2;
-    app.add_option("--mode", mode, "plain (DDP + Adam) or zero (DDP under no_sync + ShardedOptimizer)")
-        ->check(CLI::IsMember({"plain", "zero"}));
+    app.add_option("--mode", mode, "plain (DDP + Adam), zero1 or zero2 (DDP + ShardedOptimizer at that stage)")
+        ->check(CLI::IsMember({"plain", "zero1", "zero2"}));
     app.add_option("--width", width, "hidden width")->capture_default_str();
     app.add_option("--layers", layers, "hidden layers")->capture_default_str();
     app.add_option("--batch", batch, "samples per rank per step")->capture_default_str();
@@ -61,17 +61,17 @@ int main(int argc, char** argv) {
     };
     std::unique_ptr<dpt::ShardedOptimizer> sharded;
     std::unique_ptr<torch::optim::Optimizer> plain;
-    if (mode == "zero") sharded = std::make_unique<dpt::ShardedOptimizer>(ddp.parameters(), world, make);
-    else plain = make(ddp.parameters());
+    if (mode == "plain") {
+      plain = make(ddp.parameters());
+    } else {
+      sharded = std::make_unique<dpt::ShardedOptimizer>(ddp, make, dpt::ShardingOptions().stage(mode == "zero1" ? 1 : 2));
+    }
 
     auto x = torch::randn({batch, 784});
     auto y = torch::randint(0, 10, {batch});
     auto one_step = [&] {
       if (sharded) {
-        {
-          dpt::DistributedDataParallel::NoSyncGuard local(ddp);
-          torch::cross_entropy_loss(ddp.forward(x), y).backward();
-        }
+        torch::cross_entropy_loss(ddp.forward(x), y).backward();  // reduce-scattered during backward
         sharded->step();
         sharded->zero_grad();
       } else {
@@ -88,8 +88,11 @@ int main(int argc, char** argv) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
     const int64_t state = sharded ? sharded->state_bytes() : dpt::optimizer_state_bytes(*plain);
+    // Plain DDP: the .grad tensors and DDP's buckets (a second copy of the gradient).
+    const int64_t gradients = sharded ? sharded->gradient_bytes() : 2 * parameters * static_cast<int64_t>(sizeof(float));
     // Per rank: the largest over ranks (what a node must fit).
-    auto per_rank = torch::tensor({static_cast<double>(state), static_cast<double>(peak_rss_bytes())}, torch::kFloat64);
+    auto per_rank = torch::tensor({static_cast<double>(state), static_cast<double>(peak_rss_bytes()),
+                                   static_cast<double>(gradients)}, torch::kFloat64);
     world->allreduce(per_rank, dpt::ReduceOp::Max);
     if (world->rank() == 0) {
       nlohmann::json result = {
@@ -98,6 +101,7 @@ int main(int argc, char** argv) {
           {"samples_per_s", static_cast<double>(steps * batch * world->size()) / seconds},
           {"optimizer_state_bytes_max_rank", per_rank[0].item<double>()},
           {"peak_rss_bytes_max_rank", per_rank[1].item<double>()},
+          {"gradient_bytes_max_rank", per_rank[2].item<double>()},
           {"rss_after_model_bytes_rank0", rss_model}, {"machine", dpt::bench::machine_info()}};
       if (json.empty()) {
         std::cout << result.dump(1) << std::endl;

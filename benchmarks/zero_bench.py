@@ -1,6 +1,7 @@
-"""ZeRO-1 (dpt::ShardedOptimizer) against plain DDP + Adam, world sizes 1-4, alternated rounds in one
-process tree: optimizer-state bytes and peak RSS of the largest rank, samples/s (build/bin/zero_bench,
-an MLP of ~37M parameters).
+"""ZeRO-1 and ZeRO-2 (dpt::ShardedOptimizer) against plain DDP + Adam, beside PyTorch's DDP + Adam and
+DDP + ZeroRedundancyOptimizer on the same MLP (~37M parameters), world sizes 1-4, modes alternated in
+rounds in one process tree: optimizer-state and gradient bytes and peak RSS of the largest rank,
+samples/s (build/bin/zero_bench, benchmarks/zero_pytorch.py).
 
     python benchmarks/zero_bench.py --out benchmarks/results/2026-11-26-zero
 
@@ -15,12 +16,21 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MPIRUN = os.path.join(ROOT, "scripts", "dpt-mpirun")
+DPTRAIN_MODES = ("plain", "zero1", "zero2")
+TORCH_MODES = ("torch_plain", "torch_zero1")
+LABELS = {"plain": "dptrain DDP", "zero1": "dptrain ZeRO-1", "zero2": "dptrain ZeRO-2",
+          "torch_plain": "PyTorch DDP", "torch_zero1": "PyTorch ZeroRedundancyOptimizer"}
+COLORS = {"plain": "tab:gray", "zero1": "tab:blue", "zero2": "tab:green", "torch_plain": "tab:orange",
+          "torch_zero1": "tab:red"}
 
 
 def run(args, mode, world):
     path = os.path.join(args.out, f"run_{mode}_{world}.json")
-    command = [MPIRUN, "-np", str(world), os.path.join(args.bin, "zero_bench"), "--mode", mode,
-               "--steps", str(args.steps), "--json", path]
+    if mode in TORCH_MODES:
+        program = [sys.executable, os.path.join(ROOT, "benchmarks", "zero_pytorch.py")]
+    else:
+        program = [os.path.join(args.bin, "zero_bench")]
+    command = [MPIRUN, "-np", str(world)] + program + ["--mode", mode, "--steps", str(args.steps), "--json", path]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         sys.exit(f"zero_bench: {' '.join(command)} failed:\n{done.stdout}{done.stderr}")
@@ -30,28 +40,54 @@ def run(args, mode, world):
     return result
 
 
-def plot(rows, path):
+def median(rows, mode, world, key):
+    values = [r[key] for r in rows if r["mode"] == mode and r["world_size"] == world]
+    return statistics.median(values) if values else float("nan")
+
+
+def plot(rows, modes, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     worlds = sorted({r["world_size"] for r in rows})
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    for mode, color in (("plain", "tab:gray"), ("zero", "tab:blue")):
-        def median(key, world):
-            return statistics.median(r[key] for r in rows if r["mode"] == mode and r["world_size"] == world)
-        axes[0].plot(worlds, [median("optimizer_state_bytes_max_rank", w) / 1e6 for w in worlds], "o-", color=color,
-                     label=mode)
-        axes[1].plot(worlds, [median("peak_rss_bytes_max_rank", w) / 1e6 for w in worlds], "o-", color=color, label=mode)
-        axes[2].plot(worlds, [median("samples_per_s", w) for w in worlds], "o-", color=color, label=mode)
-    for ax, title in zip(axes, ("optimizer state per rank (MB)", "peak RSS, largest rank (MB)", "samples/s")):
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
+    keys = (("optimizer_state_bytes_max_rank", 1e-6, "optimizer state per rank (MB)"),
+            ("gradient_bytes_max_rank", 1e-6, "gradient memory kept per rank (MB)"),
+            ("peak_rss_bytes_max_rank", 1e-6, "peak RSS, largest rank (MB)"),
+            ("samples_per_s", 1, "samples/s"))
+    for ax, (key, scale, title) in zip(axes, keys):
+        for mode in modes:
+            ax.plot(worlds, [median(rows, mode, w, key) * scale for w in worlds], "o-", color=COLORS[mode],
+                    label=LABELS[mode])
         ax.set_title(title)
         ax.set_xlabel("ranks")
         ax.set_xticks(worlds)
-        ax.legend()
-    fig.suptitle("ZeRO-1 (ShardedOptimizer) vs DDP + Adam, MLP of %.1fM parameters" % (rows[0]["parameters"] / 1e6))
+    axes[0].legend(fontsize=8)
+    fig.suptitle("ZeRO (ShardedOptimizer) vs DDP + Adam, MLP of %.1fM parameters" % (rows[0]["parameters"] / 1e6))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def table(rows, modes, args):
+    m = rows[0]["machine"]
+    lines = ["# ZeRO-1/2 (ShardedOptimizer) vs DDP + Adam, beside PyTorch", "",
+             f"MLP of {rows[0]['parameters'] / 1e6:.1f}M parameters (fp32), Adam, batch {rows[0]['batch_per_rank']} per "
+             f"rank, {args.steps} timed steps; medians of {args.rounds} rounds, modes alternated. Machine: "
+             f"{m.get('cpu_model')}, {m.get('logical_cores')} cores, {m.get('utc_time')}. Gradient memory: what is kept "
+             "between steps (plain DDP: .grad and DDP's buckets).", ""]
+    for key, title, scale, fmt in (("optimizer_state_bytes_max_rank", "Optimizer state per rank (MB)", 1e-6, "{:.1f}"),
+                                   ("gradient_bytes_max_rank", "Gradient memory per rank (MB)", 1e-6, "{:.1f}"),
+                                   ("peak_rss_bytes_max_rank", "Peak RSS of the largest rank (MB)", 1e-6, "{:.0f}"),
+                                   ("samples_per_s", "Samples/s (all ranks)", 1, "{:.0f}")):
+        lines += [f"## {title}", "", "| ranks | " + " | ".join(LABELS[m] for m in modes) + " |",
+                  "|---:|" + "---:|" * len(modes)]
+        for world in sorted({r["world_size"] for r in rows}):
+            lines.append(f"| {world} | " + " | ".join(fmt.format(median(rows, mode, world, key) * scale)
+                                                      for mode in modes) + " |")
+        lines.append("")
+    lines += ["![zero](zero.png)"]
+    return lines
 
 
 def main():
@@ -61,34 +97,24 @@ def main():
     parser.add_argument("--worlds", default="1,2,3,4")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--no-pytorch", action="store_true", help="dptrain's modes only")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    modes = DPTRAIN_MODES + (() if args.no_pytorch else TORCH_MODES)
     rows = []
     for r in range(args.rounds):
         for world in (int(w) for w in args.worlds.split(",")):
-            for mode in (("plain", "zero") if r % 2 == 0 else ("zero", "plain")):
+            order = modes[r % len(modes):] + modes[:r % len(modes)]  # a different mode goes first each round
+            for mode in order:
                 rows.append(run(args, mode, world))
-                print(f"round {r + 1} world {world} {mode}: state {rows[-1]['optimizer_state_bytes_max_rank'] / 1e6:.1f} MB, "
-                      f"rss {rows[-1]['peak_rss_bytes_max_rank'] / 1e6:.0f} MB, {rows[-1]['samples_per_s']:.0f} samples/s",
-                      flush=True)
+                last = rows[-1]
+                print(f"round {r + 1} world {world} {mode}: state {last['optimizer_state_bytes_max_rank'] / 1e6:.1f} MB, "
+                      f"gradients {last['gradient_bytes_max_rank'] / 1e6:.1f} MB, rss {last['peak_rss_bytes_max_rank'] / 1e6:.0f} MB, "
+                      f"{last['samples_per_s']:.0f} samples/s", flush=True)
     with open(os.path.join(args.out, "zero.json"), "w") as f:
         json.dump(rows, f, indent=1)
-    plot(rows, os.path.join(args.out, "zero.png"))
-    m = rows[0]["machine"]
-    lines = ["# ZeRO-1 (ShardedOptimizer) vs DDP + Adam", "",
-             f"MLP of {rows[0]['parameters'] / 1e6:.1f}M parameters (fp32), Adam, batch {rows[0]['batch_per_rank']} per rank, "
-             f"{args.steps} timed steps; medians of {args.rounds} alternated rounds. Machine: {m.get('cpu_model')}, "
-             f"{m.get('logical_cores')} cores, {m.get('utc_time')}.", "",
-             "| ranks | state/rank plain (MB) | state/rank ZeRO-1 (MB) | ratio | peak RSS plain (MB) | peak RSS ZeRO-1 (MB) | samples/s plain | samples/s ZeRO-1 |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for world in sorted({r["world_size"] for r in rows}):
-        def med(mode, key):
-            return statistics.median(r[key] for r in rows if r["mode"] == mode and r["world_size"] == world)
-        sp, sz = med("plain", "optimizer_state_bytes_max_rank"), med("zero", "optimizer_state_bytes_max_rank")
-        lines.append(f"| {world} | {sp / 1e6:.1f} | {sz / 1e6:.1f} | {sz / sp:.3f} | "
-                     f"{med('plain', 'peak_rss_bytes_max_rank') / 1e6:.0f} | {med('zero', 'peak_rss_bytes_max_rank') / 1e6:.0f} | "
-                     f"{med('plain', 'samples_per_s'):.0f} | {med('zero', 'samples_per_s'):.0f} |")
-    lines += ["", "![zero](zero.png)"]
+    plot(rows, modes, os.path.join(args.out, "zero.png"))
+    lines = table(rows, modes, args)
     with open(os.path.join(args.out, "zero.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -3,163 +3,128 @@
 #include <cmath>
 
 #include "dptrain/core/error.h"
+#include "dptrain/parallel/distributed_data_parallel.h"
+#include "zero/gradient_shards.h"
+#include "zero/shard_layout.h"
 
 namespace dpt {
 namespace {
 
-// The tensors of `state` when it is of a kind this file knows; false otherwise.
-bool known_state_tensors(const torch::optim::OptimizerParamState& state, ParamStateTensors& out) {
-  auto put = [&](const char* key, const torch::Tensor& t) {
-    if (t.defined()) out.emplace(key, t);
-  };
-  if (auto* adam = dynamic_cast<const torch::optim::AdamParamState*>(&state)) {
-    put("exp_avg", adam->exp_avg());
-    put("exp_avg_sq", adam->exp_avg_sq());
-    put("max_exp_avg_sq", adam->max_exp_avg_sq());
-    out.emplace("step", torch::tensor(adam->step(), torch::kInt64));
-  } else if (auto* adamw = dynamic_cast<const torch::optim::AdamWParamState*>(&state)) {
-    put("exp_avg", adamw->exp_avg());
-    put("exp_avg_sq", adamw->exp_avg_sq());
-    put("max_exp_avg_sq", adamw->max_exp_avg_sq());
-    out.emplace("step", torch::tensor(adamw->step(), torch::kInt64));
-  } else if (auto* sgd = dynamic_cast<const torch::optim::SGDParamState*>(&state)) {
-    put("momentum_buffer", sgd->momentum_buffer());
-  } else {
-    return false;
+size_t megabytes_to_bytes(double mb) { return std::max<size_t>(1, static_cast<size_t>(mb * 1024.0 * 1024.0)); }
+
+}  // namespace
+
+ShardedOptimizer::ShardedOptimizer(std::vector<torch::Tensor> parameters, CommunicatorPtr world, const Factory& make,
+                                   ShardingOptions options)
+    : parameters_(std::move(parameters)), world_(std::move(world)), options_(options) {
+  DPT_CHECK(world_, InvalidArgumentError, "ShardedOptimizer: no communicator");
+  DPT_CHECK(!parameters_.empty(), InvalidArgumentError, "ShardedOptimizer: no parameters");
+  DPT_CHECK(options_.stage() == 1 || options_.stage() == 2, InvalidArgumentError, "ShardedOptimizer: stage ",
+            options_.stage(), " (1: optimizer state sharded, 2: gradients too)");
+  DPT_CHECK(!options_.gradients_already_averaged() || options_.stage() == 1, InvalidArgumentError,
+            "ShardedOptimizer: gradients_already_averaged keeps whole gradients; it is for stage 1 only");
+  DPT_CHECK(options_.unit_cap_mb() > 0 && options_.first_unit_cap_mb() > 0, InvalidArgumentError,
+            "ShardedOptimizer: unit caps must be > 0 MB");
+  const auto first = parameters_.front().options();
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    const auto& p = parameters_[i];
+    DPT_CHECK(p.scalar_type() == first.dtype().toScalarType() && p.device() == first.device(), InvalidArgumentError,
+              "ShardedOptimizer: parameter ", i, " is ", p.scalar_type(), " on ", p.device(), ", parameter 0 is ",
+              first.dtype(), " on ", first.device(), ": one dtype and device for all");
+    DPT_CHECK(p.requires_grad() && p.is_leaf(), InvalidArgumentError, "ShardedOptimizer: parameter ", i,
+              " does not require grad (pass only trained parameters)");
+  }
+  layout_ = std::make_unique<zero::ShardLayout>(parameters_, world_->size(),
+                                                megabytes_to_bytes(options_.first_unit_cap_mb()),
+                                                megabytes_to_bytes(options_.unit_cap_mb()));
+  // Note [Flat storage]: the parameters become views of one flat buffer, so flattening copies
+  // nothing after this, the all-gather writes the parameters in place, and the memory is the
+  // model's own plus 1/world of the optimizer state (and, at stage 2, of the gradient).
+  flat_values_ = torch::zeros({layout_->flat_elements}, first.requires_grad(false));
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < parameters_.size(); ++i) {
+      auto slot = layout_->param_of_flat(flat_values_, i, parameters_[i]);
+      slot.copy_(parameters_[i].detach());
+      parameters_[i].set_data(slot);
+    }
+  }
+  const bool reduce = world_->size() > 1 && !options_.gradients_already_averaged();
+  gradients_ = std::make_unique<zero::GradientShards>(parameters_, *layout_, world_, options_.stage(), reduce);
+  for (size_t u = 0; u < layout_->units.size(); ++u) {
+    piece_values_.push_back(layout_->piece_of_flat(flat_values_, u, world_->rank()));
+    piece_values_.back().mutable_grad() = layout_->piece_of_shard(gradients_->shard_grad(), u);
+  }
+  optimizer_ = make(piece_values_);
+  DPT_CHECK(optimizer_ != nullptr, InvalidArgumentError, "ShardedOptimizer: the factory made no optimizer");
+}
+
+ShardedOptimizer::ShardedOptimizer(DistributedDataParallel& ddp, const Factory& make, ShardingOptions options)
+    : ShardedOptimizer(ddp.parameters(), ddp.communicator(), make, options) {
+  if (!options_.gradients_already_averaged()) ddp.hand_gradient_reduction_to("a ShardedOptimizer");
+}
+
+ShardedOptimizer::~ShardedOptimizer() = default;
+
+bool ShardedOptimizer::step(double grad_scale) {
+  DPT_CHECK(grad_scale > 0 && std::isfinite(grad_scale), InvalidArgumentError,
+            "ShardedOptimizer::step: grad_scale must be finite and > 0, got ", grad_scale);
+  torch::NoGradGuard no_grad;
+  gradients_->complete();
+  if (grad_scale != 1.0) gradients_->shard_grad().div_(grad_scale);
+  const bool finite = check_and_clip(grad_scale != 1.0);
+  if (!finite) return false;
+  optimizer_->step();
+  if (world_->size() > 1) {
+    // Each piece is part of its all-gather's output: sent from a copy (MPI forbids aliasing).
+    std::vector<torch::Tensor> sent, received;
+    std::vector<WorkPtr> works;
+    for (size_t u = 0; u < piece_values_.size(); ++u) {
+      sent.push_back(piece_values_[u].clone());
+      received.push_back(layout_->unit_of_flat(flat_values_, u));
+      works.push_back(world_->allgather_async(sent.back(), received.back()));
+    }
+    for (auto& work : works) work->wait();
   }
   return true;
 }
 
-}  // namespace
-
-ParamStateTensors param_state_tensors(const torch::optim::OptimizerParamState& state) {
-  ParamStateTensors out;
-  DPT_CHECK(known_state_tensors(state, out), UnsupportedError,
-            "ShardedOptimizer: the state of this optimizer kind cannot be gathered (SGD, Adam and AdamW can)");
-  return out;
-}
-
-std::unique_ptr<torch::optim::OptimizerParamState> make_param_state(const torch::optim::Optimizer& optimizer,
-                                                                    const ParamStateTensors& tensors) {
-  auto get = [&](const char* key) { return tensors.count(key) ? tensors.at(key) : torch::Tensor(); };
-  const int64_t step = tensors.count("step") ? tensors.at("step").item<int64_t>() : 0;
-  if (dynamic_cast<const torch::optim::Adam*>(&optimizer)) {
-    auto adam = std::make_unique<torch::optim::AdamParamState>();
-    adam->step(step).exp_avg(get("exp_avg")).exp_avg_sq(get("exp_avg_sq")).max_exp_avg_sq(get("max_exp_avg_sq"));
-    return adam;
-  }
-  if (dynamic_cast<const torch::optim::AdamW*>(&optimizer)) {
-    auto adamw = std::make_unique<torch::optim::AdamWParamState>();
-    adamw->step(step).exp_avg(get("exp_avg")).exp_avg_sq(get("exp_avg_sq")).max_exp_avg_sq(get("max_exp_avg_sq"));
-    return adamw;
-  }
-  if (dynamic_cast<const torch::optim::SGD*>(&optimizer)) {
-    auto sgd = std::make_unique<torch::optim::SGDParamState>();
-    sgd->momentum_buffer(get("momentum_buffer"));
-    return sgd;
-  }
-  DPT_THROW(UnsupportedError, "ShardedOptimizer: cannot load state into this optimizer kind (SGD, Adam, AdamW)");
-}
-
-int64_t optimizer_state_bytes(const torch::optim::Optimizer& optimizer) {
-  int64_t bytes = 0;
-  for (const auto& [key, state] : optimizer.state()) {
-    ParamStateTensors tensors;
-    if (!known_state_tensors(*state, tensors)) continue;
-    for (const auto& [name, t] : tensors) {
-      if (name != "step") bytes += t.numel() * t.element_size();
-    }
-  }
-  return bytes;
-}
-
-ShardedOptimizer::ShardedOptimizer(std::vector<torch::Tensor> parameters, CommunicatorPtr world, const Factory& make,
-                                   Gradients gradients)
-    : parameters_(std::move(parameters)), world_(std::move(world)), gradients_(gradients) {
-  DPT_CHECK(!parameters_.empty(), InvalidArgumentError, "ShardedOptimizer: no parameters");
-  const auto options = parameters_.front().options();
-  for (size_t i = 0; i < parameters_.size(); ++i) {
-    const auto& p = parameters_[i];
-    DPT_CHECK(p.scalar_type() == options.dtype().toScalarType() && p.device() == options.device(),
-              InvalidArgumentError, "ShardedOptimizer: parameter ", i, " is ", p.scalar_type(), " on ", p.device(),
-              ", parameter 0 is ", options.dtype(), " on ", options.device(), ": one dtype and device for all");
-    total_ += p.numel();
-  }
-  const int64_t world_size = world_->size();
-  shard_ = (total_ + world_size - 1) / world_size;
-  const auto values = options.requires_grad(false);
-  flat_grad_ = torch::zeros({shard_ * world_size}, values);
-  flat_values_ = torch::zeros({shard_ * world_size}, values);
-  // Note [Flat storage]: the parameters and their gradients become views of the two flat buffers,
-  // so nothing is copied to flatten them, the all-gather writes the parameters in place, and the
-  // memory is the unsharded model's (values + gradients) plus 1/world of the optimizer state,
-  // instead of a second copy of each.
-  {
-    torch::NoGradGuard no_grad;
-    int64_t offset = 0;
-    for (auto& p : parameters_) {
-      auto slot = flat_values_.narrow(0, offset, p.numel());
-      slot.copy_(p.detach().reshape(-1));
-      p.set_data(slot.view(p.sizes()));
-      offset += p.numel();
-    }
-  }
-  point_gradients_at_flat_buffer();
-  shard_value_ = flat_values_.narrow(0, shard_begin(), shard_);
-  shard_grad_ = torch::zeros({shard_}, values);
-  optimizer_ = make({shard_value_});
-  DPT_CHECK(optimizer_ != nullptr, InvalidArgumentError, "ShardedOptimizer: the factory made no optimizer");
-}
-
-void ShardedOptimizer::point_gradients_at_flat_buffer() {
-  int64_t offset = 0;
-  for (auto& p : parameters_) {
-    auto slot = flat_grad_.narrow(0, offset, p.numel()).view(p.sizes());
-    const auto& grad = p.grad();
-    if (!grad.defined() || !grad.is_alias_of(flat_grad_)) {
-      // Someone replaced it (set to None, or a new tensor): its values move into the slot.
-      if (grad.defined()) slot.copy_(grad);
-      else slot.zero_();
-      p.mutable_grad() = slot;
-    }
-    offset += p.numel();
-  }
-}
-
-void ShardedOptimizer::step() {
-  torch::NoGradGuard no_grad;
-  point_gradients_at_flat_buffer();  // usually nothing to do: autograd accumulates into the views
-  if (gradients_ == Gradients::Local && world_->size() > 1) {
-    world_->reduce_scatter(flat_grad_, shard_grad_, ReduceOp::Avg);
-  } else {
-    shard_grad_.copy_(flat_grad_.narrow(0, shard_begin(), shard_));
-  }
-  if (max_grad_norm_ > 0) clip_shard_gradient();
-  shard_value_.mutable_grad() = shard_grad_;
-  optimizer_->step();
-  if (world_->size() > 1) {
-    // The shard is part of the all-gather's output: sent from a copy (MPI forbids aliasing).
-    torch::Tensor mine = shard_value_.clone();
-    world_->allgather(mine, flat_values_);
-  }
-}
-
-void ShardedOptimizer::clip_shard_gradient() {
-  // The shards are disjoint (padding is zero), so the squares summed over ranks are the norm's.
-  torch::Tensor squares = shard_grad_.to(torch::kFloat64).pow(2).sum().reshape({1});
+// The squares of the disjoint shards (padding is zero) summed over ranks are the whole gradient's:
+// one scalar all-reduce gives the norm for clipping and, when it is not finite, the verdict that some
+// rank's gradient holds an Inf or NaN.
+bool ShardedOptimizer::check_and_clip(bool check_finite) {
+  grad_norm_ = 0.0;
+  if (max_grad_norm_ <= 0 && !check_finite) return true;
+  torch::Tensor& shard_grad = gradients_->shard_grad();
+  torch::Tensor squares = shard_grad.to(torch::kFloat64).pow(2).sum().reshape({1});
   if (world_->size() > 1) world_->allreduce(squares, ReduceOp::Sum);
   grad_norm_ = std::sqrt(squares.item<double>());
-  const double coefficient = max_grad_norm_ / (grad_norm_ + 1e-6);
-  if (coefficient < 1.0) shard_grad_.mul_(coefficient);
+  if (!std::isfinite(grad_norm_)) return false;
+  if (max_grad_norm_ > 0) {
+    const double coefficient = max_grad_norm_ / (grad_norm_ + 1e-6);
+    if (coefficient < 1.0) shard_grad.mul_(coefficient);
+  }
+  return true;
 }
 
-void ShardedOptimizer::zero_grad() {
-  flat_grad_.zero_();
-  point_gradients_at_flat_buffer();
-}
+void ShardedOptimizer::zero_grad() { gradients_->zero(); }
+void ShardedOptimizer::finish_backward() { gradients_->finish_backward(); }
 
-ParamStateTensors ShardedOptimizer::shard_state() const {
-  auto found = optimizer_->state().find(shard_value_.unsafeGetTensorImpl());
+ShardedOptimizer::NoSyncGuard::NoSyncGuard(ShardedOptimizer& optimizer)
+    : optimizer_(&optimizer), previous_(optimizer.gradients_->sync()) {
+  optimizer_->gradients_->set_sync(false);
+}
+ShardedOptimizer::NoSyncGuard::~NoSyncGuard() { optimizer_->gradients_->set_sync(previous_); }
+
+int64_t ShardedOptimizer::shard_size() const { return layout_->shard_elements; }
+int64_t ShardedOptimizer::total_elements() const { return layout_->real_elements; }
+int64_t ShardedOptimizer::units() const { return static_cast<int64_t>(layout_->units.size()); }
+int64_t ShardedOptimizer::state_bytes() const { return optimizer_state_bytes(*optimizer_); }
+int64_t ShardedOptimizer::gradient_bytes() const { return gradients_->held_bytes(); }
+double ShardedOptimizer::last_exposed_comm_s() const { return gradients_->last_exposed_comm_s(); }
+
+ParamStateTensors ShardedOptimizer::piece_state(size_t unit) const {
+  auto found = optimizer_->state().find(piece_values_[unit].unsafeGetTensorImpl());
   if (found == optimizer_->state().end()) return {};
   return param_state_tensors(*found->second);
 }
@@ -167,23 +132,30 @@ ParamStateTensors ShardedOptimizer::shard_state() const {
 ShardedOptimizer::State ShardedOptimizer::full_state() {
   torch::NoGradGuard no_grad;
   State state(parameters_.size());
-  // Every rank stepped the same number of times, so every rank has the same keys.
-  for (const auto& [key, shard] : shard_state()) {
-    if (key == "step") {
-      for (auto& entry : state) entry.emplace(key, shard.clone());
+  std::vector<ParamStateTensors> pieces;
+  for (size_t u = 0; u < piece_values_.size(); ++u) pieces.push_back(piece_state(u));
+  // Every rank stepped every piece the same number of times, so every rank has the same keys.
+  for (const auto& [key, first] : pieces.front()) {
+    if (key == "step") {  // one count, the same for every parameter
+      for (auto& entry : state) entry.emplace(key, first.clone());
       continue;
     }
-    torch::Tensor full = torch::empty({shard_ * world_->size()}, shard.options());
-    if (world_->size() > 1) {
-      world_->allgather(shard.contiguous(), full);
-    } else {
-      full.copy_(shard);
+    torch::Tensor full = torch::zeros({layout_->flat_elements}, first.options());
+    std::vector<torch::Tensor> sent, received;
+    std::vector<WorkPtr> works;
+    for (size_t u = 0; u < pieces.size(); ++u) {
+      DPT_ASSERT(pieces[u].count(key), "unit ", u, " has no optimizer state '", key, "'");
+      received.push_back(layout_->unit_of_flat(full, u));
+      if (world_->size() == 1) {
+        received.back().copy_(pieces[u].at(key));
+        continue;
+      }
+      sent.push_back(pieces[u].at(key).contiguous());
+      works.push_back(world_->allgather_async(sent.back(), received.back()));
     }
-    int64_t offset = 0;
+    for (auto& work : works) work->wait();
     for (size_t i = 0; i < parameters_.size(); ++i) {
-      const auto& p = parameters_[i];
-      state[i].emplace(key, full.narrow(0, offset, p.numel()).view(p.sizes()).clone());
-      offset += p.numel();
+      state[i].emplace(key, layout_->param_of_flat(full, i, parameters_[i]).clone());
     }
   }
   return state;
@@ -194,28 +166,28 @@ void ShardedOptimizer::load_full_state(const State& state) {
             state.size(), " parameters for ", parameters_.size());
   if (state.empty() || state.front().empty()) return;
   torch::NoGradGuard no_grad;
-  ParamStateTensors shard;
+  std::vector<ParamStateTensors> pieces(piece_values_.size());
   for (const auto& [key, first] : state.front()) {
-    if (key == "step") {  // one count, the same for every parameter
-      shard.emplace(key, first);
+    if (key == "step") {
+      for (auto& piece : pieces) piece.emplace(key, first);
       continue;
     }
-    torch::Tensor flat = torch::zeros({shard_ * world_->size()}, flat_values_.options());
-    int64_t offset = 0;
+    torch::Tensor flat = torch::zeros({layout_->flat_elements}, flat_values_.options());
     for (size_t i = 0; i < parameters_.size(); ++i) {
       auto found = state[i].find(key);
       DPT_CHECK(found != state[i].end() && found->second.numel() == parameters_[i].numel(), InvalidArgumentError,
                 "ShardedOptimizer: parameter ", i, "'s state '", key, "' is missing or has ",
                 found == state[i].end() ? 0 : found->second.numel(), " elements, the parameter ",
                 parameters_[i].numel());
-      flat.narrow(0, offset, parameters_[i].numel()).copy_(found->second.reshape(-1));
-      offset += parameters_[i].numel();
+      layout_->param_of_flat(flat, i, parameters_[i]).copy_(found->second.reshape(parameters_[i].sizes()));
     }
-    shard.emplace(key, flat.narrow(0, shard_begin(), shard_).clone());
+    for (size_t u = 0; u < pieces.size(); ++u) {
+      pieces[u].emplace(key, layout_->piece_of_flat(flat, u, world_->rank()).clone());
+    }
   }
-  optimizer_->state()[shard_value_.unsafeGetTensorImpl()] = make_param_state(*optimizer_, shard);
+  for (size_t u = 0; u < pieces.size(); ++u) {
+    optimizer_->state()[piece_values_[u].unsafeGetTensorImpl()] = make_param_state(*optimizer_, pieces[u]);
+  }
 }
-
-int64_t ShardedOptimizer::state_bytes() const { return optimizer_state_bytes(*optimizer_); }
 
 }  // namespace dpt

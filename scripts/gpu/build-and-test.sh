@@ -132,6 +132,10 @@ sys.exit(0 if r['test_accuracy'] >= 0.90 else 1)" || { note "cnn accuracy below 
     --batch-size 64 --checkpoint-dir "$t/ckpt_mpi" --resume latest --metrics "$t/cnn_resume.jsonl"
   run_phase train_cnn_amp_w1 "$build/bin/dptrain" train --data "$data" --model cnn --epochs 1 --batch-size 64 \
     --amp --metrics "$t/cnn_amp.jsonl"
+  # ZeRO-2 with AMP on CUDA tensors (2 ranks on one GPU over MPI): the sharded step unscales and
+  # checks for Inf/NaN across the shards.
+  DPTRAIN_BACKEND=mpi run_phase train_cnn_zero2_amp_mpi_w2 bash -c 'mpirun_np "$@"' _ 2 "$build/bin/dptrain" train \
+    --data "$data" --model cnn --epochs 1 --batch-size 32 --amp --zero 2 --metrics "$t/cnn_zero2_amp.jsonl"
   run_phase train_resnet18_w1 "$build/bin/dptrain" train --data "$data" --model resnet18 --max-steps 100 \
     --batch-size 128 --metrics "$t/resnet18.jsonl" --log-every 20
   run_phase eval_infer_cnn_w1 bash -c "'$build/bin/dptrain' eval --data '$data' --model '$t/cnn.pt' && \

@@ -422,8 +422,9 @@ int main(int argc, char** argv) {
                           "micro-batches per optimizer step (gradients synchronised on the last only)");
     train_cmd->add_option("--clip-grad-norm", train.clip_grad_norm, "clip the global gradient norm (0: off)");
     train_cmd->add_option("--zero", train.zero,
-                          "ZeRO stage: 1 shards the optimizer state over the ranks (1/world of Adam's moments each); "
-                          "0 off")
+                          "ZeRO stage: 1 shards the optimizer state over the ranks (1/world of Adam's moments each), "
+                          "2 the gradients too (reduce-scattered in every backward); 0 off")
+        ->check(CLI::Range(0, 2))
         ->capture_default_str();
     train_cmd->add_flag("--amp", train.amp, "mixed precision (CUDA): fp16 autocast + dynamic loss scaling");
     train_cmd->add_flag("--skip-nonfinite-loss", train.skip_nonfinite_loss,

@@ -55,6 +55,8 @@ class GradientSync {
   double exposed_comm_s() const;
   // Copies rank 0's buffers (BatchNorm statistics) to every rank.
   void sync_buffers();
+  // The DDP wrapping the model; null on one rank and for compiled packages.
+  DistributedDataParallel* ddp() { return ddp_.get(); }
 
  private:
   bool distributed() const { return world_ && world_->size() > 1; }

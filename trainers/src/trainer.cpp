@@ -8,6 +8,7 @@
 #include <cmath>
 #include <fstream>
 #include <mutex>
+#include <optional>
 
 #include "dptrain/core/data/image_folder.h"
 #include "dptrain/core/data/preprocess_pool.h"
@@ -107,10 +108,8 @@ void validate(const TrainerOptions& o) {
             fs::exists(tensorboard) ? "exists and is not a directory" : "cannot be created (its parent is missing or not writable)");
   validate(o.optimizer());
   validate(o.schedule());
-  DPT_CHECK(o.zero_stage() == 0 || o.zero_stage() == 1, InvalidArgumentError, "--zero ", o.zero_stage(),
-            ": 0 (off) or 1 (optimizer state sharded over the ranks); stage 2 is not implemented yet");
-  DPT_CHECK(o.zero_stage() == 0 || !o.mixed_precision(), UnsupportedError,
-            "--zero 1 with --amp is not implemented yet (the loss scaler unscales whole gradients)");
+  DPT_CHECK(o.zero_stage() >= 0 && o.zero_stage() <= 2, InvalidArgumentError, "--zero ", o.zero_stage(),
+            ": 0 (off), 1 (optimizer state sharded over the ranks) or 2 (gradients too)");
 }
 
 Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
@@ -122,19 +121,21 @@ Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
               " computes in the precision it was exported with (export it under autocast instead)");
     DPT_CHECK(!options_.training_step() && !options_.validation_step(), UnsupportedError, origin,
               " is a compiled training step: C++ step functions cannot replace it");
-    DPT_CHECK(options_.zero_stage() == 0, UnsupportedError, "--zero 1: ", origin,
+    DPT_CHECK(options_.zero_stage() == 0, UnsupportedError, "--zero ", options_.zero_stage(), ": ", origin,
               " averages its gradients after its compiled step; sharding its optimizer is not implemented yet");
   }
   model_.prepare_for_training();
   model_.to(options_.device());
   state_->sync = std::make_unique<GradientSync>(model_, world_);
   state_->task = Task::of(model_, options_);
-  if (options_.zero_stage() == 1 && world_size() > 1) {
-    // After GradientSync: DDP holds the parameters the sharded optimizer moves into its flat buffer.
+  if (options_.zero_stage() > 0 && world_size() > 1) {
+    // On GradientSync's DDP (forward, buffers, rank 0's weights), which hands its gradients over:
+    // the sharded optimizer reduce-scatters them during backward.
     const auto optimizer_options = options_.optimizer();
     state_->sharded = std::make_unique<ShardedOptimizer>(
-        model_.parameters(), world_,
-        [optimizer_options](std::vector<torch::Tensor> shard) { return make_optimizer(shard, optimizer_options); });
+        *state_->sync->ddp(),
+        [optimizer_options](std::vector<torch::Tensor> shard) { return make_optimizer(shard, optimizer_options); },
+        ShardingOptions().stage(options_.zero_stage()));
   } else {
     state_->optimizer = make_optimizer(model_.parameters(), options_.optimizer());
   }
@@ -318,17 +319,23 @@ StepInfo Trainer::train_step(const std::function<std::pair<torch::Tensor, torch:
     auto [inputs, targets] = next_micro_batch();
     inputs = inputs.to(o.device(), /*non_blocking=*/true);
     targets = targets.to(o.device(), /*non_blocking=*/true);
+    const bool last = micro + 1 == o.accumulation_steps();
     torch::Tensor loss;
     if (model_.is_exported()) {  // forward, loss and backward in one compiled call
       if (micro == 0) state_->sync->sync_buffers();
       loss = state_->sync->compiled_step(inputs, targets, 1.0 / static_cast<double>(o.accumulation_steps()));
     } else {
-      // Under ZeRO-1 DDP never all-reduces: the sharded optimizer reduce-scatters in its step.
-      GradientSync::Scope scope(*state_->sync, /*synchronize=*/micro + 1 == o.accumulation_steps() && !sharded);
+      // ZeRO: the sharded optimizer reduce-scatters in the last backward (stage 1) or in every one,
+      // keeping only its shard of the gradient (stage 2); DDP never all-reduces.
+      const bool sharded_sync = sharded && (last || sharded->stage() == 2);
+      std::optional<ShardedOptimizer::NoSyncGuard> local_only;
+      if (sharded && !sharded_sync) local_only.emplace(*sharded);
+      GradientSync::Scope scope(*state_->sync, /*synchronize=*/last);
       loss = micro_batch_loss(*state_->sync, state_->task, inputs, targets, o.mixed_precision());
       auto scaled = loss / static_cast<double>(o.accumulation_steps());
       if (scaler.enabled) scaled = scaled * scaler.scale;
       scaled.backward();
+      if (sharded_sync) sharded->finish_backward();
     }
     step_loss = step_loss.defined() ? step_loss + loss.detach() : loss.detach();
   }
@@ -337,22 +344,28 @@ StepInfo Trainer::train_step(const std::function<std::pair<torch::Tensor, torch:
 
   StepInfo info;
   info.local_loss = step_loss;
-  info.exposed_comm_s = state_->sync->exposed_comm_s();
+  info.exposed_comm_s = sharded ? sharded->last_exposed_comm_s() : state_->sync->exposed_comm_s();
   bool loss_skipped = false;
   if (o.skip_nonfinite_loss() && !losses.finite_everywhere(step_loss)) {
     DPT_LOG_WARN("step {}: non-finite loss, step skipped (--skip-nonfinite-loss)", position_step_ + 1);
     loss_skipped = info.skipped = true;
   } else {
-    const auto parameters = model_.parameters();
-    const bool grads_finite = scaler.unscale(parameters);
-    scaler.update(grads_finite);
+    bool updated = true;
     if (sharded) {
-      sharded->set_max_grad_norm(o.grad_clip_norm());  // the global norm, over the shards
-      sharded->step();
-    } else if (grads_finite) {
-      if (o.grad_clip_norm() > 0) torch::nn::utils::clip_grad_norm_(parameters, o.grad_clip_norm());
-      state_->optimizer->step();
+      // Unscaling, the finite check and the global norm over the shards happen inside its step.
+      sharded->set_max_grad_norm(o.grad_clip_norm());
+      updated = sharded->step(scaler.enabled ? scaler.scale : 1.0);
+      scaler.update(updated);
     } else {
+      const auto parameters = model_.parameters();
+      updated = scaler.unscale(parameters);
+      scaler.update(updated);
+      if (updated) {
+        if (o.grad_clip_norm() > 0) torch::nn::utils::clip_grad_norm_(parameters, o.grad_clip_norm());
+        state_->optimizer->step();
+      }
+    }
+    if (!updated) {
       info.skipped = true;
       DPT_LOG_DEBUG("step {}: Inf/NaN gradients under loss scale, scale now {}", position_step_ + 1, scaler.scale);
     }

@@ -45,6 +45,8 @@ struct DistributedDataParallel::Impl {
   std::unique_ptr<Reducer> reducer;
   std::vector<std::unique_ptr<GradReadyHook>> hooks;
   bool require_backward_grad_sync = true;
+  std::string gradients_reduced_by;  // hand_gradient_reduction_to(); empty: this DDP reduces them
+  bool syncs_gradients() const { return require_backward_grad_sync && gradients_reduced_by.empty(); }
 
   bool join_active = false;
   JoinOptions join_options;

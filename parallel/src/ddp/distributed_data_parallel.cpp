@@ -197,7 +197,7 @@ void DistributedDataParallel::Impl::pre_forward() {
   if (!torch::GradMode::is_enabled()) return;
   int root = 0;
   if (join_active) {
-    const auto codes = join_round(require_backward_grad_sync ? 1 : 2);
+    const auto codes = join_round(syncs_gradients() ? 1 : 2);
     if (active_count < comm->size() && join_options.throw_on_early_termination()) {
       DPT_THROW(DataError, "uneven inputs: rank(s) ", finished_ranks_text(codes),
                 " ran out of batches (Join with throw_on_early_termination; thrown on every rank)");
@@ -219,7 +219,7 @@ void DistributedDataParallel::Impl::pre_forward() {
 void DistributedDataParallel::Impl::post_forward() {
   forward_end_us = trace_clock_us();
   if (!torch::GradMode::is_enabled()) return;
-  reducer->prepare_for_backward(require_backward_grad_sync, divisor());
+  reducer->prepare_for_backward(syncs_gradients(), divisor());
   stats.forward_s = (forward_end_us - forward_start_us) * 1e-6;
   if (trace) trace({"forward", "ddp", forward_start_us, forward_end_us - forward_start_us});
 }
@@ -284,6 +284,13 @@ DistributedDataParallel::NoSyncGuard::NoSyncGuard(DistributedDataParallel& ddp)
   ddp_->impl_->require_backward_grad_sync = false;
 }
 DistributedDataParallel::NoSyncGuard::~NoSyncGuard() { ddp_->impl_->require_backward_grad_sync = previous_; }
+
+void DistributedDataParallel::hand_gradient_reduction_to(std::string by) {
+  DPT_CHECK(!by.empty(), InvalidArgumentError, "hand_gradient_reduction_to: name the component");
+  DPT_CHECK(!impl_->join_active || impl_->join_options.throw_on_early_termination(), UnsupportedError,
+            "DistributedDataParallel: ", by, " cannot take over gradient reduction inside a Join that shadows");
+  impl_->gradients_reduced_by = std::move(by);
+}
 
 void DistributedDataParallel::register_comm_hook(CommHook hook) {
   DPT_CHECK(hook, InvalidArgumentError, "register_comm_hook: empty hook");

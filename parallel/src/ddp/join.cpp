@@ -15,6 +15,10 @@ Join::Join(DistributedDataParallel& ddp, JoinOptions options) : ddp_(&ddp), opti
     finished_ = true;
     return;
   }
+  DPT_CHECK(impl.gradients_reduced_by.empty() || options_.throw_on_early_termination(), UnsupportedError,
+            "Join: the gradients of this DistributedDataParallel are reduced by ", impl.gradients_reduced_by,
+            ", whose collectives a rank out of batches cannot shadow; use "
+            "JoinOptions().throw_on_early_termination(true) (every rank stops with a DataError instead)");
   impl.join_active = true;
   impl.join_options = options_;
   impl.active_count = impl.comm->size();

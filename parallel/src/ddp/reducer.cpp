@@ -10,9 +10,12 @@
 namespace dpt {
 namespace {
 
-std::string describe(const torch::Tensor& t) {
-  return std::string(c10::toString(t.scalar_type())) + "[" + std::to_string(t.numel()) + "] on " + t.device().str();
+std::string describe(int64_t numel, const torch::TensorOptions& options) {
+  return std::string(c10::toString(c10::typeMetaToScalarType(options.dtype()))) + "[" + std::to_string(numel) +
+         "] on " + options.device().str();
 }
+
+std::string describe(const torch::Tensor& t) { return describe(t.numel(), t.options()); }
 
 }  // namespace
 
@@ -48,31 +51,39 @@ void Reducer::build_buckets(const std::vector<size_t>& order) {
       bucket.offsets.push_back(total);
       total += params_[index].numel();
     }
-    const auto& first = params_[assignment[b].front()];
-    bucket.contents = torch::zeros({total}, first.options().requires_grad(false));
-    for (size_t k = 0; k < assignment[b].size(); ++k) {
-      const size_t index = assignment[b][k];
-      const auto& param = params_[index];
-      bucket.views.push_back(bucket.contents.narrow(0, bucket.offsets[k], param.numel()).view(param.sizes()));
-      locate_[index] = {b, k};
-      if (options_.gradient_as_bucket_view && param.grad().defined()) {
-        bucket.views[k].copy_(param.grad());
-        param.mutable_grad() = bucket.views[k];
-      }
-    }
+    bucket.numel = total;
+    bucket.options = params_[assignment[b].front()].options().requires_grad(false);
+    for (size_t k = 0; k < assignment[b].size(); ++k) locate_[assignment[b][k]] = {b, k};
     bucket.param_indices = std::move(assignment[b]);
     bucket.pending = bucket.param_indices.size();
     buckets.push_back(std::move(bucket));
   }
   buckets_ = std::move(buckets);
+  if (options_.gradient_as_bucket_view) allocate_buckets();
   if (options_.debug >= DebugLevel::Info) DPT_LOG_INFO("DDP bucket layout:\n{}", bucket_layout());
+}
+
+void Reducer::allocate_buckets() {
+  torch::NoGradGuard no_grad;
+  for (auto& bucket : buckets_) {
+    if (bucket.contents.defined()) continue;
+    bucket.contents = torch::zeros({bucket.numel}, bucket.options);
+    for (size_t k = 0; k < bucket.param_indices.size(); ++k) {
+      const auto& param = params_[bucket.param_indices[k]];
+      bucket.views.push_back(bucket.contents.narrow(0, bucket.offsets[k], param.numel()).view(param.sizes()));
+      if (options_.gradient_as_bucket_view && param.grad().defined()) {
+        bucket.views[k].copy_(param.grad());
+        param.mutable_grad() = bucket.views[k];
+      }
+    }
+  }
 }
 
 std::string Reducer::bucket_layout() const {
   std::string text;
   for (size_t b = 0; b < buckets_.size(); ++b) {
     const auto& bucket = buckets_[b];
-    text += "  bucket " + std::to_string(b) + ": " + describe(bucket.contents) + " (" +
+    text += "  bucket " + std::to_string(b) + ": " + describe(bucket.numel, bucket.options) + " (" +
             std::to_string(bucket.nbytes()) + " bytes), " + std::to_string(bucket.param_indices.size()) +
             " params:";
     for (size_t index : bucket.param_indices) text += " " + names_[index];
@@ -96,6 +107,7 @@ void Reducer::reset_buckets() {
 void Reducer::prepare_for_backward(bool sync, double divisor) {
   std::lock_guard<std::mutex> lock(mutex_);
   reset_buckets();
+  if (sync) allocate_buckets();
   phase_ = sync ? Phase::Expecting : Phase::Accumulating;
   divisor_ = divisor;
 }
@@ -151,6 +163,7 @@ void Reducer::run_shadow_backward(double divisor) {
   std::lock_guard<std::mutex> lock(mutex_);
   DPT_ASSERT(phase_ != Phase::Reducing, "join's shadow backward during a backward pass");
   reset_buckets();
+  allocate_buckets();
   divisor_ = divisor;
   for (size_t b = 0; b < buckets_.size(); ++b) {
     buckets_[b].future.emplace(run_hook(b, torch::zeros_like(buckets_[b].contents)));

@@ -13,14 +13,19 @@ namespace dpt {
 
 // One flat buffer holding the gradients of several parameters of one device and dtype.
 struct Bucket {
-  torch::Tensor contents;                 // flat, contiguous; one allreduce per iteration
+  // Flat, contiguous; one allreduce per iteration. Allocated at the first synchronized backward
+  // (at once with gradient_as_bucket_view): a DDP whose gradients are only ever accumulated
+  // locally or reduced by someone else (a ShardedOptimizer) holds no second gradient copy.
+  torch::Tensor contents;
+  int64_t numel = 0;
+  torch::TensorOptions options;
   std::vector<size_t> param_indices;      // into the DDP parameter list, in bucket order
   std::vector<int64_t> offsets;           // element offset of each parameter in `contents`
   std::vector<torch::Tensor> views;       // contents[offset:offset+numel] shaped like the parameter
   size_t pending = 0;                     // gradients not yet ready in this backward pass
   std::optional<BucketFuture> future;     // the reduction in flight
   double launch_time_us = 0;              // when the hook was run (for traces)
-  size_t nbytes() const { return static_cast<size_t>(contents.numel()) * contents.element_size(); }
+  size_t nbytes() const { return static_cast<size_t>(numel) * options.dtype().itemsize(); }
 };
 
 // Groups parameters into buckets: parameters are taken in `order` (indices into `params`); each

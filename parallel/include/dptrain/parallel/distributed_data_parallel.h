@@ -97,6 +97,12 @@ class DistributedDataParallel {
   // the forward's output starts the reduction by itself.)
   void finish_backward();
 
+  // Gradients are reduced by another component (a dpt::ShardedOptimizer built on this DDP): from
+  // now on backward passes leave them alone, as under no_sync (and DDP allocates no buckets), and
+  // Join refuses to shadow iterations, whose collectives that component issues, unless it throws
+  // on early termination instead. `by` names the component in errors.
+  void hand_gradient_reduction_to(std::string by);
+
   // Before the first backward; see comm_hooks.h.
   void register_comm_hook(CommHook hook);
   // Forward, backward and each bucket's reduction as timed spans (e.g. for a Chrome trace).

@@ -101,6 +101,7 @@ class Reducer {
   enum class Layout { Recording, RebuildPending, Final };
 
   void build_buckets(const std::vector<size_t>& order);
+  void allocate_buckets();  // the contents of buckets that have none yet (see Bucket::contents)
   void copy_grad_to_bucket(size_t index);
   void mark_ready_locked(size_t index);
   void launch_ready_buckets();

@@ -74,8 +74,9 @@ struct TrainerOptions {
   TORCH_ARG(OptimizerOptions, optimizer);
   TORCH_ARG(LrScheduleOptions, schedule);
   TORCH_ARG(double, grad_clip_norm) = 0.0;  // > 0: clip the global gradient norm
-  // ZeRO stage: 0 off; 1 each rank keeps the optimizer state of 1/world of the parameters
-  // (dpt::ShardedOptimizer: gradients reduce-scattered, shards all-gathered; docs/ddp.md).
+  // ZeRO stage: 0 off; 1 each rank keeps the optimizer state of 1/world of the parameters; 2 also
+  // only 1/world of the gradient between steps (dpt::ShardedOptimizer: gradients reduce-scattered
+  // during backward, shards all-gathered after the step; docs/ddp.md). No effect on one rank.
   TORCH_ARG(int, zero_stage) = 0;
   TORCH_ARG(bool, mixed_precision) = false;  // CUDA only: autocast(fp16) + dynamic loss scaling
   TORCH_ARG(bool, shuffle) = true;
