@@ -16,6 +16,7 @@ GradientShards::GradientShards(std::vector<torch::Tensor> params, const ShardLay
   }
   ready_.assign(params_.size(), 0);
   pending_.assign(layout_.units.size(), 0);
+  piece_filled_.assign(layout_.units.size(), 0);
   if (!reduce_) return;
   for (size_t i = 0; i < params_.size(); ++i) {
     hooks_.push_back(std::make_unique<GradReadyHook>(params_[i], [this, i] { on_grad_ready(i); }));
@@ -104,16 +105,16 @@ void GradientShards::launch(size_t unit) {
     torch::Tensor input = layout_.unit_of_flat(flat_grad_, unit);
     entry.work = world_->reduce_scatter_async(input, piece, ReduceOp::Avg);
   } else {
-    const auto& u = layout_.units[unit];
-    entry.staging = torch::zeros({u.piece * layout_.world_size}, shard_grad_.options());
-    for (size_t index : u.params) {
-      auto& p = params_[index];
-      if (!p.grad().defined()) continue;  // not reached by any backward since the last round: zeros
-      entry.staging.narrow(0, layout_.param_offset[index] - u.offset, p.numel()).copy_(p.grad().reshape(-1));
-      p.mutable_grad() = torch::Tensor();  // ZeRO-2: the whole gradient is not kept
+    entry.staging = take_unit_gradients(unit);
+    // The first contribution since zero() lands in the shard gradient directly; later ones (more
+    // rounds before a step: accumulation) are added to it once they arrive.
+    if (piece_filled_[unit]) {
+      entry.received = torch::empty({layout_.units[unit].piece}, shard_grad_.options());
+      entry.work = world_->reduce_scatter_async(entry.staging, entry.received, ReduceOp::Avg);
+    } else {
+      entry.work = world_->reduce_scatter_async(entry.staging, piece, ReduceOp::Avg);
+      piece_filled_[unit] = 1;
     }
-    entry.received = torch::empty({u.piece}, shard_grad_.options());
-    entry.work = world_->reduce_scatter_async(entry.staging, entry.received, ReduceOp::Avg);
   }
   in_flight_.push_back(std::move(entry));
   if (stage_ == 2 && in_flight_.size() > kUnitsInFlight) {
@@ -123,9 +124,34 @@ void GradientShards::launch(size_t unit) {
   }
 }
 
+// Stage 2: the unit's gradients as one flat tensor of its padded length, and the .grad released
+// (the tensor returned keeps their memory until the reduce-scatter has read it). A unit of one
+// parameter whose gradient already has that length is sent as it is, without a copy.
+torch::Tensor GradientShards::take_unit_gradients(size_t unit) {
+  const auto& u = layout_.units[unit];
+  const int64_t padded = u.piece * layout_.world_size;
+  if (u.params.size() == 1) {
+    auto& p = params_[u.params.front()];
+    const auto& grad = p.grad();
+    if (grad.defined() && grad.numel() == padded && grad.is_contiguous()) {
+      torch::Tensor whole = grad.view({padded});
+      p.mutable_grad() = torch::Tensor();
+      return whole;
+    }
+  }
+  torch::Tensor staging = torch::zeros({padded}, shard_grad_.options());
+  for (size_t index : u.params) {
+    auto& p = params_[index];
+    if (!p.grad().defined()) continue;  // not reached by any backward since the last round: zeros
+    staging.narrow(0, layout_.param_offset[index] - u.offset, p.numel()).copy_(p.grad().reshape(-1));
+    p.mutable_grad() = torch::Tensor();  // ZeRO-2: the whole gradient is not kept
+  }
+  return staging;
+}
+
 void GradientShards::settle(InFlight& entry) {
   entry.work->wait();
-  if (stage_ == 2) {
+  if (entry.received.defined()) {
     torch::NoGradGuard no_grad;
     layout_.piece_of_shard(shard_grad_, entry.unit).add_(entry.received);
   }
@@ -169,6 +195,7 @@ void GradientShards::take_local_gradients() {
 void GradientShards::zero() {
   torch::NoGradGuard no_grad;
   shard_grad_.zero_();
+  std::fill(piece_filled_.begin(), piece_filled_.end(), 0);
   if (stage_ == 1) {
     flat_grad_.zero_();
     for (size_t u = 0; u < layout_.units.size(); ++u) point_at_flat(u);

@@ -14,7 +14,8 @@
 // Stage 1: the parameters' .grad are views of one flat buffer (the whole gradient stays, as with
 // plain DDP); the round's reduce-scatter writes this rank's pieces into the shard gradient.
 // Stage 2: .grad are ordinary tensors; a unit's are copied into a staging buffer, released
-// (.grad = undefined), reduce-scattered, and the result added into the shard gradient, so
+// (.grad = undefined; a unit of one parameter of the right length is sent as it is), reduce-scattered,
+// and the result written (first round) or added (later rounds) into the shard gradient, so
 // between backward passes only the shard's gradient (1/world) is kept. At most
 // kUnitsInFlight staging buffers exist at once.
 //
@@ -63,7 +64,7 @@ class GradientShards {
     size_t unit;
     WorkPtr work;
     torch::Tensor staging;   // stage 2: the unit's gradients, sent
-    torch::Tensor received;  // stage 2: this rank's piece of their average
+    torch::Tensor received;  // stage 2, a later round before the step: this rank's piece, to be added
   };
   static constexpr size_t kUnitsInFlight = 2;
 
@@ -74,6 +75,7 @@ class GradientShards {
   void launch(size_t unit);
   void settle(InFlight& in_flight);
   void take_local_gradients();
+  torch::Tensor take_unit_gradients(size_t unit);
   void point_at_flat(size_t unit);
 
   std::vector<torch::Tensor> params_;
@@ -90,6 +92,7 @@ class GradientShards {
   bool round_open_ = false;
   std::vector<char> ready_;       // per parameter, this round
   std::vector<size_t> pending_;   // per unit, gradients not yet produced this round
+  std::vector<char> piece_filled_;  // stage 2, per unit: the shard gradient holds a round's result
   size_t next_unit_ = 0;
   std::deque<InFlight> in_flight_;
   int64_t rounds_ = 0;
