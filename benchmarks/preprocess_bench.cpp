@@ -52,7 +52,7 @@ dpt::Transform blur(int passes) {
   auto k1 = torch::tensor({1.0f, 4.0f, 6.0f, 4.0f, 1.0f});
   auto kernel = torch::outer(k1, k1).div_(256.0f).view({1, 1, 5, 5});
   return [kernel, passes](dpt::Example example, dpt::SampleRng&) {
-    auto x = example.input.unsqueeze(1);  // [C,1,H,W]: channels as a batch
+    auto x = example.input.tensor().unsqueeze(1);  // [C,1,H,W]: channels as a batch
     for (int i = 0; i < passes; ++i) x = torch::conv2d(x, kernel, {}, 1, 2);
     example.input = x.squeeze(1);
     return example;

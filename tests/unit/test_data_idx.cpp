@@ -109,15 +109,15 @@ TEST(DataIdx, RawAndGzipReadTheSameScaledTensors) {
   const dpt::IdxDataset raw = dpt::load_mnist(raw_dir.path(), "train");
   const dpt::IdxDataset gz = dpt::load_mnist(gz_dir.path(), "train");
 
-  ASSERT_EQ(raw.inputs().sizes(), torch::IntArrayRef({5, 1, 3, 4}));
-  EXPECT_EQ(raw.inputs().scalar_type(), torch::kFloat32);
-  EXPECT_EQ(raw.targets().scalar_type(), torch::kInt64);
+  ASSERT_EQ(raw.inputs().tensor().sizes(), torch::IntArrayRef({5, 1, 3, 4}));
+  EXPECT_EQ(raw.inputs().tensor().scalar_type(), torch::kFloat32);
+  EXPECT_EQ(raw.targets().tensor().scalar_type(), torch::kInt64);
   const Bytes data = image_data(5, 3, 4);
-  const auto flat = raw.inputs().flatten();
+  const auto flat = raw.inputs().tensor().flatten();
   for (size_t i = 0; i < data.size(); ++i) EXPECT_FLOAT_EQ(flat[int64_t(i)].item<float>(), data[i] / 255.0f);
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(raw.targets()[i].item<int64_t>(), i % 10);
-  EXPECT_TRUE(torch::equal(raw.inputs(), gz.inputs()));
-  EXPECT_TRUE(torch::equal(raw.targets(), gz.targets()));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(raw.targets().tensor()[i].item<int64_t>(), i % 10);
+  EXPECT_TRUE(torch::equal(raw.inputs().tensor(), gz.inputs().tensor()));
+  EXPECT_TRUE(torch::equal(raw.targets().tensor(), gz.targets().tensor()));
   EXPECT_EQ(raw.size(), 5);
 }
 
@@ -190,11 +190,11 @@ TEST(DataIdx, ReadsRealFashionMnistWhenInstalled) {
   const std::string dir = "/usr/share/datasets/fashion-mnist";
   if (!dpt::fs::is_directory(dir)) GTEST_SKIP() << dir << " not installed";
   const dpt::IdxDataset test = dpt::load_mnist(dir, "test");
-  ASSERT_EQ(test.inputs().sizes(), torch::IntArrayRef({10000, 1, 28, 28}));
-  EXPECT_EQ(test.targets().min().item<int64_t>(), 0);
-  EXPECT_EQ(test.targets().max().item<int64_t>(), 9);
-  EXPECT_GE(test.inputs().min().item<float>(), 0.0f);
-  EXPECT_LE(test.inputs().max().item<float>(), 1.0f);
+  ASSERT_EQ(test.inputs().tensor().sizes(), torch::IntArrayRef({10000, 1, 28, 28}));
+  EXPECT_EQ(test.targets().tensor().min().item<int64_t>(), 0);
+  EXPECT_EQ(test.targets().tensor().max().item<int64_t>(), 9);
+  EXPECT_GE(test.inputs().tensor().min().item<float>(), 0.0f);
+  EXPECT_LE(test.inputs().tensor().max().item<float>(), 1.0f);
   // Fashion-MNIST's test split is balanced: 1000 of each class.
-  EXPECT_TRUE(torch::equal(torch::bincount(test.targets()), torch::full({10}, 1000, torch::kInt64)));
+  EXPECT_TRUE(torch::equal(torch::bincount(test.targets().tensor()), torch::full({10}, 1000, torch::kInt64)));
 }

@@ -209,18 +209,18 @@ TEST(DataTransforms, NormalizeCropAndFlipMatchTheirDefinitions) {
   torch::manual_seed(3);
   const dpt::Example example{torch::rand({2, 5, 6}), torch::tensor(1)};
   dpt::SampleRng rng(1, 2, 3);
-  auto normalized = dpt::Normalize({0.1, 0.2}, {0.5, 2.0})(example, rng).input;
-  EXPECT_TRUE(torch::allclose(normalized[0], (example.input[0] - 0.1) / 0.5));
-  EXPECT_TRUE(torch::allclose(normalized[1], (example.input[1] - 0.2) / 2.0));
+  auto normalized = dpt::Normalize({0.1, 0.2}, {0.5, 2.0})(example, rng).input.tensor();
+  EXPECT_TRUE(torch::allclose(normalized[0], (example.input.tensor()[0] - 0.1) / 0.5));
+  EXPECT_TRUE(torch::allclose(normalized[1], (example.input.tensor()[1] - 0.2) / 2.0));
 
-  auto flipped = dpt::RandomHorizontalFlip(1.0)(example, rng).input;
-  EXPECT_TRUE(torch::equal(flipped, example.input.flip({2})));
-  EXPECT_TRUE(torch::equal(dpt::RandomHorizontalFlip(0.0)(example, rng).input, example.input));
+  auto flipped = dpt::RandomHorizontalFlip(1.0)(example, rng).input.tensor();
+  EXPECT_TRUE(torch::equal(flipped, example.input.tensor().flip({2})));
+  EXPECT_TRUE(torch::equal(dpt::RandomHorizontalFlip(0.0)(example, rng).input.tensor(), example.input.tensor()));
 
   // A crop is some window of the zero-padded input.
-  auto cropped = dpt::RandomCrop(4, 1)(example, rng).input;
+  auto cropped = dpt::RandomCrop(4, 1)(example, rng).input.tensor();
   ASSERT_EQ(cropped.sizes(), torch::IntArrayRef({2, 4, 4}));
-  auto padded = torch::constant_pad_nd(example.input, {1, 1, 1, 1}, 0);
+  auto padded = torch::constant_pad_nd(example.input.tensor(), {1, 1, 1, 1}, 0);
   bool found = false;
   for (int64_t top = 0; top + 4 <= padded.size(1); ++top)
     for (int64_t left = 0; left + 4 <= padded.size(2); ++left)
@@ -238,7 +238,7 @@ TEST(DataLoader, DoesNotPinForACpuTargetOrWithoutCuda) {
   auto data = images(8);
   dpt::DataLoader cpu(data, dpt::DistributedSampler(8, 0, 1), dpt::DataLoaderOptions().batch_size(4));
   EXPECT_FALSE(cpu.pins_memory());
-  for (auto& batch : cpu.epoch(0)) EXPECT_FALSE(batch.inputs.is_pinned());
+  for (auto& batch : cpu.epoch(0)) EXPECT_FALSE(batch.inputs.tensor().is_pinned());
   dpt::DataLoader cuda(data, dpt::DistributedSampler(8, 0, 1), dpt::DataLoaderOptions().device(torch::kCUDA));
   EXPECT_EQ(cuda.pins_memory(), torch::cuda::is_available());
   if (!torch::cuda::is_available()) {
@@ -255,9 +255,9 @@ TEST(DataLoader, PinsMemoryWhenTheTargetIsCuda_CUDA) {
                          dpt::DataLoaderOptions().batch_size(4).workers(2).device(torch::kCUDA));
   EXPECT_TRUE(loader.pins_memory());
   for (auto& batch : loader.epoch(0)) {
-    EXPECT_TRUE(batch.inputs.is_pinned());
-    EXPECT_TRUE(batch.targets.is_pinned());
-    auto on_gpu = batch.inputs.to(torch::kCUDA, /*non_blocking=*/true);
+    EXPECT_TRUE(batch.inputs.tensor().is_pinned());
+    EXPECT_TRUE(batch.targets.tensor().is_pinned());
+    auto on_gpu = batch.inputs.tensor().to(torch::kCUDA, /*non_blocking=*/true);
     EXPECT_TRUE(torch::equal(on_gpu.cpu(), batch.inputs));
   }
 }

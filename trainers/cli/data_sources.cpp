@@ -22,8 +22,8 @@ bool has_idx(const std::string& dir) {
 std::shared_ptr<Dataset> limited(std::shared_ptr<Dataset> data, int64_t limit) {
   if (limit <= 0 || limit >= data->size()) return data;
   if (auto tensors = std::dynamic_pointer_cast<TensorDataset>(data)) {
-    return std::make_shared<TensorDataset>(tensors->inputs().narrow(0, 0, limit).clone(),
-                                           tensors->targets().narrow(0, 0, limit).clone());
+    auto first = [limit](const torch::Tensor& t) { return t.narrow(0, 0, limit).clone(); };
+    return std::make_shared<TensorDataset>(tensors->inputs().map(first), tensors->targets().map(first));
   }
   if (auto images = std::dynamic_pointer_cast<ImageFolderDataset>(data)) {
     ImageFolderIndex subset;
@@ -40,13 +40,13 @@ std::shared_ptr<Dataset> limited(std::shared_ptr<Dataset> data, int64_t limit) {
 }
 
 std::shared_ptr<Dataset> concatenated_shards(const std::vector<std::string>& paths) {
-  std::vector<torch::Tensor> inputs, targets;
+  std::vector<Tensors> inputs, targets;
   for (const auto& path : paths) {
     auto part = load_tensor_file(path);
     inputs.push_back(part.inputs());
     targets.push_back(part.targets());
   }
-  return std::make_shared<TensorDataset>(torch::cat(inputs), torch::cat(targets));
+  return std::make_shared<TensorDataset>(Tensors::cat(inputs), Tensors::cat(targets));
 }
 
 // "test" falls back to "val" for tensor files and image folders.

@@ -163,7 +163,7 @@ void check_output(const std::string& flag, const std::string& path) {
 // --augment: random crop (4 px of zero padding, the image's own size) and horizontal flip.
 dpt::Transform augmentation() {
   auto crop = [](dpt::Example example, dpt::SampleRng& rng) {
-    const int64_t size = example.input.size(-1);
+    const int64_t size = example.input.tensor("--augment: the inputs").size(-1);
     return dpt::RandomCrop(size, 4)(std::move(example), rng);
   };
   return dpt::compose({crop, dpt::RandomHorizontalFlip(0.5)});
@@ -241,7 +241,7 @@ dpt::cli::DataOptions data_options(const CommonArgs& args) {
 
 // --model, then --weights. A compiled package runs on the device it was compiled for unless
 // --device says otherwise (then one error if it cannot).
-dpt::Model open_model(const CommonArgs& common, const dpt::CommunicatorPtr& world, const torch::Tensor& sample,
+dpt::Model open_model(const CommonArgs& common, const dpt::CommunicatorPtr& world, const dpt::Tensors& sample,
                       std::optional<int64_t> max_label, int64_t seed, dpt::TrainerOptions& options) {
   dpt::Model model = dpt::cli::load_model(common.model, world, sample, max_label, seed, options.device());
   if (model.is_exported() && common.device.empty()) options.device(model.exported().device());
@@ -282,7 +282,8 @@ int run_train(const CommonArgs& common, const TrainArgs& args) {
   auto train = dpt::cli::open_train_source(data, dpt::source_options(options), world);
   auto test = args.no_eval ? nullptr : dpt::cli::open_split(data, "test", world);
   auto first = train->first_samples(1);
-  dpt::Model model = open_model(common, world, first.first[0], train->largest_label(), args.seed, options);
+  auto sample = first.first.map([](const torch::Tensor& t) { return t[0]; });
+  dpt::Model model = open_model(common, world, sample, train->largest_label(), args.seed, options);
   if (model.is_exported()) options.loss(dpt::cli::package_loss(model, args.loss, !args.no_eval));
   dpt::Trainer trainer(model, world, options);
   DPT_LOG_INFO("dptrain train: {} in {} ({}), model {}, {} rank(s) on {} ({})", train->describe(), common.data,

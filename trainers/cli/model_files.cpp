@@ -11,10 +11,11 @@
 
 namespace dpt::cli {
 
-Model load_model(const std::string& name, const CommunicatorPtr& world, const torch::Tensor& sample,
+Model load_model(const std::string& name, const CommunicatorPtr& world, const Tensors& sample_parts,
                  std::optional<int64_t> max_label, int64_t seed, const torch::Device& device) {
   if (is_builtin_model(name)) {
     torch::manual_seed(static_cast<uint64_t>(seed));
+    const torch::Tensor& sample = sample_parts.tensor("the built-in models take one image; the inputs");
     DPT_CHECK(sample.dim() == 3, InvalidArgumentError, "the built-in models take images [C, H, W]; the samples are ",
               sample.sizes(), " (use your own TorchScript model or compiled package with --model)");
     ModelZooOptions shape;

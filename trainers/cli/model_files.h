@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "dptrain/core/data/tensors.h"
 #include "dptrain/core/model.h"
 #include "dptrain/parallel/communicator.h"
 
@@ -13,7 +14,7 @@ namespace dpt::cli {
 // A built-in name (built from `seed` on every rank; `sample` is one input of the data, `max_label`
 // its largest class label when known) or a file read by rank 0 and broadcast: TorchScript or a
 // compiled package (.pt2, loaded for `device`).
-Model load_model(const std::string& name, const CommunicatorPtr& world, const torch::Tensor& sample,
+Model load_model(const std::string& name, const CommunicatorPtr& world, const Tensors& sample,
                  std::optional<int64_t> max_label, int64_t seed, const torch::Device& device);
 
 // The loss a compiled package computes in its training step; InvalidArgumentError when `asked`

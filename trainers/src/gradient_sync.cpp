@@ -3,6 +3,7 @@
 #include <limits>
 #include <numeric>
 
+#include "dptrain/core/error.h"
 #include "dptrain/parallel/bucket.h"
 #include "dptrain/parallel/ddp_consistency.h"
 
@@ -42,6 +43,14 @@ GradientSync::Scope::~Scope() = default;
 
 torch::Tensor GradientSync::forward(const torch::Tensor& input) {
   return ddp_ ? ddp_->forward(input) : model_.forward(input);
+}
+
+torch::Tensor GradientSync::forward(const Tensors& inputs) {
+  if (!inputs.is_tuple()) return forward(inputs.parts().front());
+  c10::IValue output = ddp_ ? ddp_->forward(inputs.arguments()) : model_.forward(inputs.arguments());
+  DPT_CHECK(output.isTensor(), ModelError, "the model's forward returned a ", output.tagKind(),
+            " for inputs ", inputs.shapes(), "; a loss needs one output tensor (or define training_step)");
+  return output.toTensor();
 }
 
 c10::IValue GradientSync::call(const std::string& method, std::vector<c10::IValue> inputs) {

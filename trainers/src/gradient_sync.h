@@ -19,6 +19,7 @@
 
 #include <memory>
 
+#include "dptrain/core/data/tensors.h"
 #include "dptrain/core/model.h"
 #include "dptrain/parallel/communicator.h"
 #include "dptrain/parallel/distributed_data_parallel.h"
@@ -41,8 +42,10 @@ class GradientSync {
     std::unique_ptr<DistributedDataParallel::NoSyncGuard> no_sync_;
   };
 
-  // The training forward pass (through DDP when distributed).
+  // The training forward pass (through DDP when distributed); a tuple's parts are forward's
+  // arguments (forward(image, mask)).
   torch::Tensor forward(const torch::Tensor& input);
+  torch::Tensor forward(const Tensors& inputs);
   // Another method of a TorchScript model in its place (training_step), through DDP likewise.
   c10::IValue call(const std::string& method, std::vector<c10::IValue> inputs);
   // A compiled package's training step on this rank's micro-batch (see above); returns the loss.

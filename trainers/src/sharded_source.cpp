@@ -112,7 +112,7 @@ Batch ShardedSource::micro_batch(int64_t epoch, int64_t /*offset*/, int64_t k, c
   const auto mine = shards_of(epoch, layout);
   int64_t position = k * layout.batch;
   const int64_t end = position + layout.batch;
-  std::vector<torch::Tensor> inputs, targets;
+  std::vector<Tensors> inputs, targets;
   int64_t stream_start = 0;
   for (size_t shard : mine) {
     const int64_t count = shards_[shard].samples;
@@ -142,9 +142,8 @@ Batch ShardedSource::micro_batch(int64_t epoch, int64_t /*offset*/, int64_t k, c
     stream_start += count;
   }
   DPT_ASSERT(position == end, "micro-batch ", k, " of epoch ", epoch, " runs past rank ", layout.rank, "'s shards");
-  Batch batch{torch::cat(inputs), torch::cat(targets)};
-  if (options_.pin_memory) batch = {batch.first.pin_memory(), batch.second.pin_memory()};
-  return batch;
+  Batch batch{Tensors::cat(inputs), Tensors::cat(targets)};
+  return options_.pin_memory ? pinned(batch) : batch;
 }
 
 std::vector<ShardInfo> find_shards(const std::string& directory, const std::string& split,

@@ -15,7 +15,20 @@ torch::Tensor scalar_of(const c10::IValue& value, const char* method) {
   return value.toTensor().reshape({});
 }
 
+// C++ step functions take one input and one target tensor.
+const torch::Tensor& single(const Tensors& tensors, const char* what) {
+  return tensors.tensor(std::string("the ") + what + " (C++ step functions take one " + what + " tensor)");
+}
+
 }  // namespace
+
+torch::Tensor Task::outputs(Model& model, const Tensors& inputs) {
+  if (!inputs.is_tuple()) return model.forward(inputs.parts().front());
+  c10::IValue output = model.forward(inputs.arguments());
+  DPT_CHECK(output.isTensor(), ModelError, "the model's forward returned a ", output.tagKind(), " for inputs ",
+            inputs.shapes(), "; expected one output tensor");
+  return output.toTensor();
+}
 
 const std::vector<std::string>& Task::loss_names() {
   static const std::vector<std::string> names = {"cross_entropy", "nll", "mse", "l1", "smooth_l1", "bce_with_logits"};
@@ -30,8 +43,10 @@ Task Task::of(const Model& model, const TrainerOptions& options) {
   return task;
 }
 
-torch::Tensor Task::loss_of(const torch::Tensor& outputs_in, const torch::Tensor& targets, bool sum) const {
+torch::Tensor Task::loss_of(const torch::Tensor& outputs_in, const Tensors& target_parts, bool sum) const {
   namespace F = torch::nn::functional;
+  const torch::Tensor& targets = target_parts.tensor(
+      "--loss " + loss_ + "'s targets (a tuple of targets needs the model's own training_step and validation_step)");
   auto outputs = outputs_in.to(torch::kFloat);  // the loss in float32 (autocast-safe)
   const auto reduction = [sum](auto options) { return sum ? options.reduction(torch::kSum) : options; };
   if (loss_ == "cross_entropy") return F::cross_entropy(outputs, targets, reduction(F::CrossEntropyFuncOptions()));
@@ -44,50 +59,57 @@ torch::Tensor Task::loss_of(const torch::Tensor& outputs_in, const torch::Tensor
                                              reduction(F::BinaryCrossEntropyWithLogitsFuncOptions()));
 }
 
-torch::Tensor Task::training_loss(GradientSync& sync, const torch::Tensor& inputs,
-                                  const torch::Tensor& targets) const {
+torch::Tensor Task::training_loss(GradientSync& sync, const Tensors& inputs, const Tensors& targets) const {
   if (training_fn_) {
-    return scalar_of(training_fn_([&sync](const torch::Tensor& x) { return sync.forward(x); }, inputs, targets),
+    return scalar_of(training_fn_([&sync](const torch::Tensor& x) { return sync.forward(x); },
+                                  single(inputs, "input"), single(targets, "target")),
                      "training_step");
   }
-  if (training_step_) return scalar_of(sync.call("training_step", {inputs, targets}), "training_step");
+  if (training_step_) {
+    return scalar_of(sync.call("training_step", {inputs.ivalue(), targets.ivalue()}), "training_step");
+  }
   return loss_of(sync.forward(inputs), targets, /*sum=*/false);
 }
 
-void Task::check(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
+void Task::check(Model& model, const Tensors& input_parts, const Tensors& target_parts,
                  std::optional<int64_t> max_label) const {
   if (training_fn_) {
-    scalar_of(training_fn_([&model](const torch::Tensor& x) { return model.forward(x); }, inputs, targets),
+    scalar_of(training_fn_([&model](const torch::Tensor& x) { return model.forward(x); },
+                           single(input_parts, "input"), single(target_parts, "target")),
               "training_step");
     return;
   }
   if (training_step_) {
-    scalar_of(model.run_method("training_step", {inputs, targets}), "training_step");
+    scalar_of(model.run_method("training_step", {input_parts.ivalue(), target_parts.ivalue()}), "training_step");
     return;
   }
-  auto outputs = model.forward(inputs);
+  auto outputs = Task::outputs(model, input_parts);
+  const torch::Tensor& targets = target_parts.tensor(
+      "--loss " + loss_ + "'s targets (a tuple of targets needs the model's own training_step and validation_step)");
+  const std::string inputs = input_parts.shapes();
   if (is_class_loss(loss_)) {
     const int64_t largest = max_label.value_or(targets.numel() > 0 ? targets.max().item<int64_t>() : 0);
     DPT_CHECK(!c10::isFloatingType(targets.scalar_type()) && targets.dim() == 1, ModelError, "--loss ", loss_,
               " needs integer class targets [N], got ", c10::toString(targets.scalar_type()), " targets of shape ",
               targets.sizes(), " (for other targets choose mse, l1, smooth_l1 or bce_with_logits)");
-    DPT_CHECK(outputs.dim() == 2 && outputs.size(0) == inputs.size(0) && outputs.size(1) > largest, ModelError,
-              "model output of shape ", outputs.sizes(), " for inputs of shape ", inputs.sizes(),
+    DPT_CHECK(outputs.dim() == 2 && outputs.size(0) == input_parts.samples() && outputs.size(1) > largest, ModelError,
+              "model output of shape ", outputs.sizes(), " for inputs of shape ", inputs,
               " is incompatible with the labels: ", loss_, " needs [N, C] class scores with C > ", largest,
               " (the largest label)");
     return;
   }
   DPT_CHECK(outputs.sizes() == targets.sizes(), ModelError, "--loss ", loss_, " compares model outputs with targets "
-            "of the same shape; the model gives ", outputs.sizes(), " for inputs of shape ", inputs.sizes(),
+            "of the same shape; the model gives ", outputs.sizes(), " for inputs of shape ", inputs,
             " and the targets are ", targets.sizes());
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> Task::evaluation_sums(Model& model, const torch::Tensor& inputs,
-                                                                         const torch::Tensor& targets) const {
-  const double n = static_cast<double>(inputs.size(0));
+std::vector<std::pair<std::string, torch::Tensor>> Task::evaluation_sums(Model& model, const Tensors& inputs,
+                                                                         const Tensors& targets) const {
+  const double n = static_cast<double>(inputs.samples());
   std::vector<std::pair<std::string, torch::Tensor>> sums;
   if (validation_fn_) {
-    auto result = validation_fn_([&model](const torch::Tensor& x) { return model.forward(x); }, inputs, targets);
+    auto result = validation_fn_([&model](const torch::Tensor& x) { return model.forward(x); },
+                                 single(inputs, "input"), single(targets, "target"));
     for (const auto& [name, value] : result) {
       DPT_CHECK(value.numel() == 1, ModelError, "validation_step's metric ", name, " is not a one-element tensor");
       sums.emplace_back(name, value.reshape({}).to(torch::kDouble) * n);
@@ -95,7 +117,7 @@ std::vector<std::pair<std::string, torch::Tensor>> Task::evaluation_sums(Model& 
     return sums;  // a std::map: already sorted by name
   }
   if (validation_step_) {
-    auto result = model.run_method("validation_step", {inputs, targets});
+    auto result = model.run_method("validation_step", {inputs.ivalue(), targets.ivalue()});
     DPT_CHECK(result.isGenericDict(), ModelError, "the model's validation_step must return a Dict[str, Tensor], got ",
               result.tagKind());
     for (const auto& entry : result.toGenericDict()) {
@@ -106,9 +128,11 @@ std::vector<std::pair<std::string, torch::Tensor>> Task::evaluation_sums(Model& 
     std::sort(sums.begin(), sums.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     return sums;
   }
-  auto outputs = model.forward(inputs);
+  auto outputs = Task::outputs(model, inputs);
   sums.emplace_back("loss", loss_of(outputs, targets, /*sum=*/true).to(torch::kDouble));
-  if (is_class_loss(loss_)) sums.emplace_back("correct", outputs.argmax(1).eq(targets).sum().to(torch::kDouble));
+  if (is_class_loss(loss_)) {
+    sums.emplace_back("correct", outputs.argmax(1).eq(targets.parts().front()).sum().to(torch::kDouble));
+  }
   return sums;
 }
 

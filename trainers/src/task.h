@@ -32,19 +32,24 @@ class Task {
 
   bool uses_training_step() const { return training_step_; }
   bool uses_validation_step() const { return validation_step_; }
+  // Inputs and targets may be tuples (data of several tensors): a tuple of inputs is forward's
+  // arguments; a TorchScript training_step/validation_step gets each as a Tensor or a Tuple; the
+  // named losses and C++ step functions take one target (one input) tensor, a DataError otherwise.
+
   // The mean loss of one micro-batch, through `sync` (DDP when distributed).
-  torch::Tensor training_loss(GradientSync& sync, const torch::Tensor& inputs, const torch::Tensor& targets) const;
+  torch::Tensor training_loss(GradientSync& sync, const Tensors& inputs, const Tensors& targets) const;
   // ModelError naming the shapes when the model's outputs cannot go with the targets (or
   // training_step does not return a scalar). `max_label`: the largest class label when known.
-  void check(Model& model, const torch::Tensor& inputs, const torch::Tensor& targets,
-             std::optional<int64_t> max_label) const;
+  void check(Model& model, const Tensors& inputs, const Tensors& targets, std::optional<int64_t> max_label) const;
   // One evaluation batch as named sums over its samples (averaged later by the sample count):
   // "loss" and "correct" (class losses), or validation_step's metrics times the batch size.
-  std::vector<std::pair<std::string, torch::Tensor>> evaluation_sums(Model& model, const torch::Tensor& inputs,
-                                                                     const torch::Tensor& targets) const;
+  std::vector<std::pair<std::string, torch::Tensor>> evaluation_sums(Model& model, const Tensors& inputs,
+                                                                     const Tensors& targets) const;
+  // The model's outputs for a batch (inference).
+  static torch::Tensor outputs(Model& model, const Tensors& inputs);
 
  private:
-  torch::Tensor loss_of(const torch::Tensor& outputs, const torch::Tensor& targets, bool sum) const;
+  torch::Tensor loss_of(const torch::Tensor& outputs, const Tensors& targets, bool sum) const;
 
   std::string loss_;
   bool training_step_;    // the model's method or training_fn_

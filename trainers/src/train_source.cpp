@@ -13,10 +13,11 @@ Batch gather_examples(const Dataset& data, const torch::Tensor& indices,
                       const std::function<Example(Example, int64_t)>& map) {
   if (!map) {
     if (auto tensors = dynamic_cast<const TensorDataset*>(&data)) {
-      return {tensors->inputs().index_select(0, indices), tensors->targets().index_select(0, indices)};
+      auto rows = [&indices](const torch::Tensor& t) { return t.index_select(0, indices); };
+      return {tensors->inputs().map(rows), tensors->targets().map(rows)};
     }
   }
-  std::vector<torch::Tensor> inputs, targets;
+  std::vector<Tensors> inputs, targets;
   auto accessor = indices.accessor<int64_t, 1>();
   for (int64_t i = 0; i < indices.size(0); ++i) {
     Example example = data.get(accessor[i]);
@@ -24,7 +25,12 @@ Batch gather_examples(const Dataset& data, const torch::Tensor& indices,
     inputs.push_back(example.input);
     targets.push_back(example.target);
   }
-  return {torch::stack(inputs), torch::stack(targets)};
+  return {Tensors::stack(inputs), Tensors::stack(targets)};
+}
+
+Batch pinned(const Batch& batch) {
+  auto pin = [](const torch::Tensor& t) { return t.pin_memory(); };
+  return {batch.first.map(pin), batch.second.map(pin)};
 }
 
 std::optional<int64_t> largest_label(const Dataset& data) {
@@ -32,7 +38,8 @@ std::optional<int64_t> largest_label(const Dataset& data) {
     return static_cast<int64_t>(images->class_names().size()) - 1;
   }
   if (auto tensors = dynamic_cast<const TensorDataset*>(&data)) {
-    const auto& targets = tensors->targets();
+    if (tensors->targets().is_tuple()) return std::nullopt;
+    const auto& targets = tensors->targets().parts().front();
     if (targets.dim() == 1 && !c10::isFloatingType(targets.scalar_type())) return targets.max().item<int64_t>();
   }
   return std::nullopt;
@@ -82,8 +89,7 @@ Batch IndexedSource::micro_batch(int64_t epoch, int64_t offset, int64_t k, const
       return options_.transform(std::move(example), rng);
     });
   }
-  if (options_.pin_memory) batch = {batch.first.pin_memory(), batch.second.pin_memory()};
-  return batch;
+  return options_.pin_memory ? pinned(batch) : batch;
 }
 
 }  // namespace dpt

@@ -149,8 +149,12 @@ int Trainer::world_size() const { return world_ ? world_->size() : 1; }
 
 void Trainer::add_callback(std::shared_ptr<TrainerCallback> callback) { callbacks_.push_back(std::move(callback)); }
 
-std::pair<torch::Tensor, torch::Tensor> gather_batch(const Dataset& data, const torch::Tensor& indices) {
+std::pair<Tensors, Tensors> gather_batch(const Dataset& data, const torch::Tensor& indices) {
   return gather_examples(data, indices);
+}
+
+Tensors on_device(const Tensors& tensors, const torch::Device& device) {
+  return tensors.map([&device](const torch::Tensor& t) { return t.to(device, /*non_blocking=*/true); });
 }
 
 void Trainer::check_model_fits(const Dataset& data) {
@@ -159,20 +163,20 @@ void Trainer::check_model_fits(const Dataset& data) {
                    dpt::largest_label(data));
 }
 
-void Trainer::check_model_fits(const std::pair<torch::Tensor, torch::Tensor>& samples,
-                               std::optional<int64_t> max_label_known) {
+void Trainer::check_model_fits(const std::pair<Tensors, Tensors>& samples, std::optional<int64_t> max_label_known) {
   const auto& [inputs, targets] = samples;
   const bool was_training = model_.is_training();
   model_.eval();
   try {
     torch::NoGradGuard no_grad;
-    state_->task.check(model_, inputs.to(options_.device()), targets.to(options_.device()), max_label_known);
+    state_->task.check(model_, on_device(inputs, options_.device()), on_device(targets, options_.device()),
+                       max_label_known);
   } catch (const Error&) {
     model_.train(was_training);
     throw;
   } catch (const std::exception& e) {
     model_.train(was_training);
-    DPT_THROW(ModelError, "the model cannot take inputs of shape ", inputs.sizes(), " (targets ", targets.sizes(),
+    DPT_THROW(ModelError, "the model cannot take inputs of shape ", inputs.shapes(), " (targets ", targets.shapes(),
               "): ", short_reason(e));
   }
   model_.train(was_training);
@@ -191,15 +195,15 @@ EvalResult Trainer::evaluate(const Dataset& data) {
   int64_t count = 0;
   for (int64_t begin = 0; begin < indices.size(0); begin += options_.eval_batch_size()) {
     auto [inputs, targets] = gather_batch(data, indices.slice(0, begin, begin + options_.eval_batch_size()));
-    inputs = inputs.to(options_.device(), /*non_blocking=*/true);
-    targets = targets.to(options_.device(), /*non_blocking=*/true);
+    inputs = on_device(inputs, options_.device());
+    targets = on_device(targets, options_.device());
     auto batch = state_->task.evaluation_sums(model_, inputs, targets);
     if (names.empty()) {
       for (auto& [name, value] : batch) names.push_back(name), sums.push_back(value);
     } else {
       for (size_t k = 0; k < batch.size() && k < sums.size(); ++k) sums[k] = sums[k] + batch[k].second;
     }
-    count += inputs.size(0);
+    count += inputs.samples();
   }
   model_.train(was_training);
   auto reduced = reduce_evaluation(names, sums, count);
@@ -260,7 +264,7 @@ torch::Tensor Trainer::predict(const Dataset& data) {
   std::vector<torch::Tensor> chunks;
   for (int64_t begin = 0; begin < indices.size(0); begin += options_.eval_batch_size()) {
     auto [inputs, targets] = gather_batch(data, indices.slice(0, begin, begin + options_.eval_batch_size()));
-    chunks.push_back(model_.forward(inputs.to(options_.device(), /*non_blocking=*/true)));
+    chunks.push_back(Task::outputs(model_, on_device(inputs, options_.device())));
   }
   model_.train(was_training);
   torch::Tensor local = chunks.empty() ? torch::empty({0}) : torch::cat(chunks).to(torch::kCPU);
@@ -288,8 +292,8 @@ torch::Tensor Trainer::predict(const Dataset& data) {
 namespace {
 
 // The loss of one micro-batch, under fp16 autocast when `amp`; the loss itself in float32.
-torch::Tensor micro_batch_loss(GradientSync& sync, const Task& task, const torch::Tensor& inputs,
-                               const torch::Tensor& targets, bool amp) {
+torch::Tensor micro_batch_loss(GradientSync& sync, const Task& task, const Tensors& inputs, const Tensors& targets,
+                               bool amp) {
   if (!amp) return task.training_loss(sync, inputs, targets);
   at::autocast::set_autocast_enabled(at::kCUDA, true);
   at::autocast::increment_nesting();
@@ -304,7 +308,7 @@ torch::Tensor micro_batch_loss(GradientSync& sync, const Task& task, const torch
 
 }  // namespace
 
-StepInfo Trainer::train_step(const std::function<std::pair<torch::Tensor, torch::Tensor>()>& next_micro_batch,
+StepInfo Trainer::train_step(const std::function<std::pair<Tensors, Tensors>()>& next_micro_batch,
                              LossTracker& losses) {
   const auto& o = options_;
   auto& scaler = state_->scaler;
@@ -317,13 +321,15 @@ StepInfo Trainer::train_step(const std::function<std::pair<torch::Tensor, torch:
   torch::Tensor step_loss;  // this rank's mean loss, kept on the device
   for (int64_t micro = 0; micro < o.accumulation_steps(); ++micro) {
     auto [inputs, targets] = next_micro_batch();
-    inputs = inputs.to(o.device(), /*non_blocking=*/true);
-    targets = targets.to(o.device(), /*non_blocking=*/true);
+    inputs = on_device(inputs, o.device());
+    targets = on_device(targets, o.device());
     const bool last = micro + 1 == o.accumulation_steps();
     torch::Tensor loss;
     if (model_.is_exported()) {  // forward, loss and backward in one compiled call
       if (micro == 0) state_->sync->sync_buffers();
-      loss = state_->sync->compiled_step(inputs, targets, 1.0 / static_cast<double>(o.accumulation_steps()));
+      loss = state_->sync->compiled_step(inputs.tensor("the inputs of a compiled package"),
+                                         targets.tensor("the targets of a compiled package"),
+                                         1.0 / static_cast<double>(o.accumulation_steps()));
     } else {
       // ZeRO: the sharded optimizer reduce-scatters in the last backward (stage 1) or in every one,
       // keeping only its shard of the gradient (stage 2); DDP never all-reduces.

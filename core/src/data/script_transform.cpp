@@ -40,6 +40,29 @@ struct ScriptTransform {
 
 }  // namespace
 
+namespace {
+
+// What a transform's forward returned, in the input's form: a tensor, or a tuple of as many tensors.
+Tensors transformed(const c10::IValue& output, const Tensors& input, const std::string& path) {
+  if (!input.is_tuple()) {
+    DPT_CHECK(output.isTensor(), DataError, "--transform ", path, ": forward returned a ", output.tagKind(),
+              ", expected the transformed input tensor");
+    return output.toTensor();
+  }
+  DPT_CHECK(output.isTuple() && output.toTupleRef().elements().size() == input.parts().size(), DataError,
+            "--transform ", path, ": forward returned a ", output.tagKind(), "; the inputs are a tuple of ",
+            input.parts().size(), " tensors, so it must return a tuple of as many");
+  std::vector<torch::Tensor> parts;
+  for (const auto& item : output.toTupleRef().elements()) {
+    DPT_CHECK(item.isTensor(), DataError, "--transform ", path, ": forward returned a tuple holding a ",
+              item.tagKind());
+    parts.push_back(item.toTensor());
+  }
+  return Tensors::tuple(std::move(parts));
+}
+
+}  // namespace
+
 Transform script_transform(const std::string& path) {
   auto transform = std::make_shared<ScriptTransform>();
   transform->path = path;
@@ -56,13 +79,11 @@ Transform script_transform(const std::string& path) {
     // calls, may round differently (e.g. a fused x + a * y), and which samples a thread runs
     // before it exists depends on timing - results would depend on the worker count.
     torch::jit::GraphOptimizerEnabledGuard same_plan_every_call(false);
-    std::vector<c10::IValue> inputs{example.input};
+    std::vector<c10::IValue> inputs{example.input.ivalue()};  // a Tuple[Tensor, ...] for several
     // Non-negative and within TorchScript's int (int64).
     if (transform->seeded) inputs.emplace_back(static_cast<int64_t>(rng.next_u64() >> 1));
     auto output = transform->module_of_this_thread().forward(std::move(inputs));
-    DPT_CHECK(output.isTensor(), DataError, "--transform ", transform->path, ": forward returned a ",
-              output.tagKind(), ", expected the transformed input tensor");
-    example.input = output.toTensor();
+    example.input = transformed(output, example.input, transform->path);
     return example;
   };
 }

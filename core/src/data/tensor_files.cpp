@@ -12,19 +12,36 @@
 namespace dpt {
 namespace {
 
-torch::Tensor tensor_entry(const c10::Dict<c10::IValue, c10::IValue>& dict, const char* key, const std::string& path) {
+torch::Tensor tensor_of(const c10::IValue& value, const std::string& what, const std::string& path) {
+  DPT_CHECK(value.isTensor(), DataError, path, ": ", what, " is a ", value.tagKind(), ", not a tensor");
+  auto tensor = value.toTensor();
+  DPT_CHECK(tensor.dim() >= 1, DataError, path, ": ", what, " is a 0-d tensor; its first dimension must count "
+            "the samples");
+  return tensor.contiguous();
+}
+
+// A tensor, or a tuple or list of tensors (a model of several inputs or targets).
+Tensors tensors_entry(const c10::Dict<c10::IValue, c10::IValue>& dict, const char* key, const std::string& path) {
   auto found = dict.find(key);
   DPT_CHECK(found != dict.end(), DataError, path, ": no \"", key,
             "\" entry (save it as torch.save({\"inputs\": X, \"targets\": Y}, path))");
   const auto& value = found->value();
-  DPT_CHECK(!value.isTuple() && !value.isList(), DataError, path, ": \"", key,
-            "\" is a tuple or list of tensors; the command line trains models of one input tensor and one "
-            "target tensor (use the C++ API for several)");
-  DPT_CHECK(value.isTensor(), DataError, path, ": \"", key, "\" is a ", value.tagKind(), ", not a tensor");
-  auto tensor = value.toTensor();
-  DPT_CHECK(tensor.dim() >= 1, DataError, path, ": \"", key, "\" is a 0-d tensor; its first dimension must count "
-            "the samples");
-  return tensor.contiguous();
+  const std::string what = std::string("\"") + key + "\"";
+  if (!value.isTuple() && !value.isList()) return tensor_of(value, what, path);
+  std::vector<c10::IValue> items;
+  if (value.isTuple()) {
+    for (const auto& item : value.toTupleRef().elements()) items.push_back(item);
+  } else {
+    for (const auto& item : value.toListRef()) items.push_back(item);
+  }
+  DPT_CHECK(!items.empty(), DataError, path, ": ", what, " is an empty tuple");
+  std::vector<torch::Tensor> parts;
+  for (size_t i = 0; i < items.size(); ++i) parts.push_back(tensor_of(items[i], what + "[" + std::to_string(i) + "]", path));
+  for (size_t i = 1; i < parts.size(); ++i) {
+    DPT_CHECK(parts[i].size(0) == parts[0].size(0), DataError, path, ": ", what, "[", i, "] has ", parts[i].size(0),
+              " samples, ", what, "[0] ", parts[0].size(0), " (the first dimension counts samples in all)");
+  }
+  return Tensors::tuple(std::move(parts));
 }
 
 }  // namespace
@@ -42,10 +59,10 @@ TensorDataset load_tensor_file(const std::string& path) {
   DPT_CHECK(loaded.isGenericDict(), DataError, path, ": holds a ", loaded.tagKind(),
             "; expected the dict torch.save({\"inputs\": X, \"targets\": Y}, path) writes");
   auto dict = loaded.toGenericDict();
-  auto inputs = tensor_entry(dict, "inputs", path);
-  auto targets = tensor_entry(dict, "targets", path);
-  DPT_CHECK(inputs.size(0) == targets.size(0), DataError, path, ": ", inputs.size(0), " inputs but ", targets.size(0),
-            " targets (the first dimension counts samples in both)");
+  auto inputs = tensors_entry(dict, "inputs", path);
+  auto targets = tensors_entry(dict, "targets", path);
+  DPT_CHECK(inputs.samples() == targets.samples(), DataError, path, ": ", inputs.samples(), " inputs but ",
+            targets.samples(), " targets (the first dimension counts samples in both)");
   return TensorDataset(inputs, targets);
 }
 

@@ -26,7 +26,7 @@ Normalize::Normalize(std::vector<double> mean, std::vector<double> std) {
 }
 
 Example Normalize::operator()(Example example, SampleRng& /*rng*/) const {
-  const torch::Tensor& x = example.input;
+  const torch::Tensor& x = example.input.tensor("Normalize: the inputs");
   DPT_CHECK(x.dim() == 3, InvalidArgumentError, "Normalize expects a [C,H,W] input, got ", x.sizes());
   DPT_CHECK(mean_.size(0) == 1 || mean_.size(0) == x.size(0), InvalidArgumentError, "Normalize has ", mean_.size(0),
             " channel values but the input has ", x.size(0), " channels");
@@ -40,7 +40,7 @@ RandomCrop::RandomCrop(int64_t size, int64_t padding) : size_(size), padding_(pa
 }
 
 Example RandomCrop::operator()(Example example, SampleRng& rng) const {
-  torch::Tensor x = example.input;
+  torch::Tensor x = example.input.tensor("RandomCrop: the inputs");
   DPT_CHECK(x.dim() == 3, InvalidArgumentError, "RandomCrop expects a [C,H,W] input, got ", x.sizes());
   if (padding_ > 0) x = torch::constant_pad_nd(x, {padding_, padding_, padding_, padding_}, 0);
   const int64_t height = x.size(1);
@@ -60,7 +60,8 @@ RandomHorizontalFlip::RandomHorizontalFlip(double p) : p_(p) {
 }
 
 Example RandomHorizontalFlip::operator()(Example example, SampleRng& rng) const {
-  if (rng.bernoulli(p_)) example.input = example.input.flip({-1});
+  const torch::Tensor& x = example.input.tensor("RandomHorizontalFlip: the inputs");
+  if (rng.bernoulli(p_)) example.input = x.flip({-1});
   return example;
 }
 

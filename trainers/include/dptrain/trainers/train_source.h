@@ -36,7 +36,9 @@ struct RankLayout {
   int64_t global_batch() const { return static_cast<int64_t>(world) * batch * accumulation; }
 };
 
-using Batch = std::pair<torch::Tensor, torch::Tensor>;  // (inputs, targets), stacked
+using Batch = std::pair<Tensors, Tensors>;  // (inputs, targets), stacked; either may be a tuple
+// The batch in page-locked memory, for an asynchronous copy to a GPU.
+Batch pinned(const Batch& batch);
 
 struct SourceOptions {
   bool shuffle = true;

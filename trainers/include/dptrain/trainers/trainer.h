@@ -193,7 +193,7 @@ class Trainer {
   // ModelError naming both shapes otherwise. fit() calls it first.
   void check_model_fits(const Dataset& data);
   // The same from a batch of samples; `max_label`: the largest label when known, else the batch's.
-  void check_model_fits(const std::pair<torch::Tensor, torch::Tensor>& samples, std::optional<int64_t> max_label);
+  void check_model_fits(const std::pair<Tensors, Tensors>& samples, std::optional<int64_t> max_label);
 
   Model& model() { return model_; }
   const TrainerOptions& options() const { return options_; }
@@ -213,7 +213,7 @@ class Trainer {
   ReducedSums reduce_evaluation(const std::vector<std::string>& names, const std::vector<torch::Tensor>& sums,
                                 int64_t count);
   // One optimizer step over options.accumulation_steps() micro-batches from `next_micro_batch`.
-  StepInfo train_step(const std::function<std::pair<torch::Tensor, torch::Tensor>()>& next_micro_batch,
+  StepInfo train_step(const std::function<std::pair<Tensors, Tensors>()>& next_micro_batch,
                       LossTracker& losses);
   Model model_;
   CommunicatorPtr world_;
@@ -232,8 +232,8 @@ SourceOptions source_options(const TrainerOptions& options);
 // only rank 0 reads model files and checkpoints: clusters often have no shared file system.
 Bytes bytes_from_rank0(const CommunicatorPtr& world, const std::function<Bytes()>& produce);
 
-// Batches `indices` of `data` into one (inputs, targets) pair: index_select for a TensorDataset,
-// get() + stack otherwise.
-std::pair<torch::Tensor, torch::Tensor> gather_batch(const Dataset& data, const torch::Tensor& indices);
+// Batches `indices` of `data` into one (inputs, targets) pair (each a tensor or a tuple of them):
+// index_select for a TensorDataset, get() + stack otherwise.
+std::pair<Tensors, Tensors> gather_batch(const Dataset& data, const torch::Tensor& indices);
 
 }  // namespace dpt

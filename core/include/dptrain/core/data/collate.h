@@ -10,18 +10,19 @@
 
 namespace dpt {
 
-// One batch as the trainer receives it: inputs [B,...], targets [B,...], and the dataset index of
-// every row (for debugging, per-sample metrics and the equivalence tests).
+// One batch as the trainer receives it: inputs [B,...], targets [B,...] (each part of a tuple
+// stacked on its own), and the dataset index of every row (for debugging, per-sample metrics and
+// the equivalence tests).
 struct Batch {
-  torch::Tensor inputs;
-  torch::Tensor targets;
+  Tensors inputs;
+  Tensors targets;
   std::vector<int64_t> indices;
   int64_t size() const { return static_cast<int64_t>(indices.size()); }
 };
 
-// Stacks the examples (all inputs of one shape, all targets of one shape; InvalidArgumentError
+// Stacks the examples (all inputs of one shape and arity, all targets likewise; InvalidArgumentError
 // naming the offending dataset index otherwise). With pin_memory the batch tensors are allocated
-// pinned, so `batch.inputs.to(cuda, /*non_blocking=*/true)` is a truly asynchronous copy.
+// pinned, so copying a batch to the GPU with `non_blocking` is truly asynchronous.
 Batch collate(const std::vector<Example>& examples, std::vector<int64_t> indices, bool pin_memory);
 
 // Whether pinned memory can be used here: CUDA is available at run time.

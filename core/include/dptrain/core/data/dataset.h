@@ -9,12 +9,15 @@
 
 #include <cstdint>
 
+#include "dptrain/core/data/tensors.h"
+
 namespace dpt {
 
-// One example. For images: input [C,H,W] float, target a 0-dim int64 class label.
+// One example. For images: input [C,H,W] float, target a 0-dim int64 class label. Either may be
+// a tuple of tensors (Tensors::tuple) for models of several inputs or targets.
 struct Example {
-  torch::Tensor input;
-  torch::Tensor target;
+  Tensors input;
+  Tensors target;
 };
 
 class Dataset {
