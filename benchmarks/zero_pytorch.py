@@ -85,7 +85,9 @@ def main():
         with open(args.json + ".tmp", "w") as f:
             json.dump(result, f, indent=1)
         os.replace(args.json + ".tmp", args.json)
-    dist.destroy_process_group()
+    # Every rank leaves together; gloo's destroy_process_group was seen to hang two of four ranks
+    # after the others had exited.
+    dist.barrier()
 
 
 if __name__ == "__main__":

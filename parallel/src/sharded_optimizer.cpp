@@ -40,9 +40,16 @@ ShardedOptimizer::ShardedOptimizer(std::vector<torch::Tensor> parameters, Commun
   // Note [Flat storage]: the parameters become views of one flat buffer, so flattening copies
   // nothing after this, the all-gather writes the parameters in place, and the memory is the
   // model's own plus 1/world of the optimizer state (and, at stage 2, of the gradient).
-  flat_values_ = torch::zeros({layout_->flat_elements}, first.requires_grad(false));
+  // Uninitialised (its pages not yet resident) and filled parameter by parameter, each parameter's
+  // old storage released as it moves: the model is not held twice while it moves (peak RSS).
+  flat_values_ = torch::empty({layout_->flat_elements}, first.requires_grad(false));
   {
     torch::NoGradGuard no_grad;
+    for (const auto& unit : layout_->units) {
+      int64_t used = 0;
+      for (size_t index : unit.params) used += parameters_[index].numel();
+      flat_values_.narrow(0, unit.offset + used, unit.piece * world_->size() - used).zero_();  // padding
+    }
     for (size_t i = 0; i < parameters_.size(); ++i) {
       auto slot = layout_->param_of_flat(flat_values_, i, parameters_[i]);
       slot.copy_(parameters_[i].detach());

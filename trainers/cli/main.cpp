@@ -126,11 +126,13 @@ void add_common(CLI::App& command, CommonArgs& args, bool model_required) {
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   command.add_option("--weights", args.weights,
                      "start from this state_dict (torch.save(model.state_dict()), the --out of a compiled package, "
-                     "or a checkpoint's model)")
-      ->check(CLI::ExistingFile);
+                     "or a checkpoint's model)");
 }
 
 // --- validation before MPI -----------------------------------------------------------------------
+
+// This process's rank from the launcher's variables (before MPI is up); 0 without a launcher.
+int launch_rank() { return dpt::detect_launch().rank; }
 
 void check_common(const CommonArgs& args) {
   DPT_CHECK(args.batch_size > 0, InvalidArgumentError, "--batch-size must be > 0, got ", args.batch_size);
@@ -147,9 +149,13 @@ void check_common(const CommonArgs& args) {
   // Every rank, before any model is read: a model calling torch.ops.<lib>.* needs them.
   for (const auto& library : dpt::operator_libraries_from_env()) dpt::load_operator_library(library);
   for (const auto& library : args.load_ops) dpt::load_operator_library(library);
-  if (!dpt::is_builtin_model(args.model)) {
-    DPT_CHECK(dpt::fs::is_regular_file(args.model), InvalidArgumentError, "--model ", args.model,
-              ": neither a built-in model (mlp, cnn, resnet18) nor an existing TorchScript file");
+  // Rank 0 alone reads the model and weights files and sends them to the others (no shared file
+  // system needed), so only rank 0 looks for them.
+  if (launch_rank() == 0) {
+    DPT_CHECK(dpt::is_builtin_model(args.model) || dpt::fs::is_regular_file(args.model), InvalidArgumentError,
+              "--model ", args.model, ": neither a built-in model (mlp, cnn, resnet18) nor an existing TorchScript file");
+    DPT_CHECK(args.weights.empty() || dpt::fs::is_regular_file(args.weights), InvalidArgumentError, "--weights ",
+              args.weights, ": no such file");
   }
 }
 
@@ -256,7 +262,9 @@ int run_train(const CommonArgs& common, const TrainArgs& args) {
   // (--amp needs a CUDA device).
   const bool cuda = common.device != "cpu" && torch::cuda::is_available();
   options.device(cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU));
-  dpt::validate(options);
+  dpt::validate(options, launch_rank() == 0);
+  DPT_CHECK(args.transform.empty() || launch_rank() != 0 || dpt::fs::is_regular_file(args.transform),
+            InvalidArgumentError, "--transform ", args.transform, ": no such file");
   check_output("--out", args.out);
   check_output("--metrics", args.metrics);
   DPT_CHECK(args.plot.empty(), InvalidArgumentError, "--plot was removed: watch the curves with --tensorboard DIR, "
@@ -277,7 +285,9 @@ int run_train(const CommonArgs& common, const TrainArgs& args) {
   options.device(pick_device(common, runtime));
   const auto data = data_options(common);
   if (!args.transform.empty()) {
-    options.train_transform(dpt::compose({options.train_transform(), dpt::script_transform(args.transform)}));
+    const std::string& path = args.transform;
+    auto bytes = dpt::bytes_from_rank0(world, [&] { return dpt::read_file(path); });  // rank 0 reads it
+    options.train_transform(dpt::compose({options.train_transform(), dpt::script_transform(path, std::move(bytes))}));
   }
   auto train = dpt::cli::open_train_source(data, dpt::source_options(options), world);
   auto test = args.no_eval ? nullptr : dpt::cli::open_split(data, "test", world);
@@ -406,8 +416,7 @@ int main(int argc, char** argv) {
                         "augment training images (random crop with 4 px padding, horizontal flip) on the workers");
     train_cmd->add_option("--transform", train.transform,
                           "per-sample transform written in PyTorch: a TorchScript module, forward(x) or forward(x, "
-                          "seed: int), run on the workers after --augment")
-        ->check(CLI::ExistingFile);
+                          "seed: int), run on the workers after --augment");
     train_cmd->add_option("--lr-schedule", train.lr_schedule, "constant, step or cosine")->capture_default_str();
     train_cmd->add_option("--warmup-steps", train.warmup_steps, "linear warmup steps (any schedule)");
     train_cmd->add_option("--lr-step-size", train.lr_step_size, "step schedule: steps between decays");

@@ -72,7 +72,7 @@ Bytes bytes_from_rank0(const CommunicatorPtr& world, const std::function<Bytes()
   throw DataError(text);
 }
 
-void validate(const TrainerOptions& o) {
+void validate(const TrainerOptions& o, bool reads_rank0_files) {
   DPT_CHECK(o.epochs() > 0, InvalidArgumentError, "--epochs must be > 0, got ", o.epochs());
   DPT_CHECK(o.max_steps() >= 0, InvalidArgumentError, "--max-steps must be >= 0, got ", o.max_steps());
   DPT_CHECK(o.stop_after_steps() >= 0, InvalidArgumentError, "--stop-after-steps must be >= 0, got ",
@@ -94,7 +94,8 @@ void validate(const TrainerOptions& o) {
   DPT_CHECK(o.keep_checkpoints() >= 1, InvalidArgumentError, "--keep-checkpoints must be >= 1, got ",
             o.keep_checkpoints());
   DPT_CHECK(o.log_every_steps() >= 0, InvalidArgumentError, "--log-every must be >= 0, got ", o.log_every_steps());
-  DPT_CHECK(o.resume().empty() || o.resume() == "latest" || fs::is_regular_file(o.resume()), InvalidArgumentError,
+  DPT_CHECK(!reads_rank0_files || o.resume().empty() || o.resume() == "latest" || fs::is_regular_file(o.resume()),
+            InvalidArgumentError,
             "--resume: checkpoint file ", o.resume(), " does not exist");
   DPT_CHECK(o.resume() != "latest" || !o.checkpoint_dir().empty(), InvalidArgumentError,
             "--resume latest needs --checkpoint-dir");
@@ -114,7 +115,7 @@ void validate(const TrainerOptions& o) {
 
 Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
     : model_(std::move(model)), world_(std::move(world)), options_(std::move(options)), state_(new State) {
-  validate(options_);
+  validate(options_, rank() == 0);
   if (model_.is_exported()) {
     const std::string& origin = model_.exported().origin();
     DPT_CHECK(!options_.mixed_precision(), UnsupportedError, "--amp: ", origin,

@@ -63,10 +63,12 @@ Tensors transformed(const c10::IValue& output, const Tensors& input, const std::
 
 }  // namespace
 
-Transform script_transform(const std::string& path) {
+Transform script_transform(const std::string& path) { return script_transform(path, read_file(path)); }
+
+Transform script_transform(const std::string& path, Bytes bytes) {
   auto transform = std::make_shared<ScriptTransform>();
   transform->path = path;
-  transform->bytes = read_file(path);
+  transform->bytes = std::move(bytes);
   auto model = Model::from_torchscript_bytes(transform->bytes, path);  // ModelError naming the file
   const auto& schema = model.torchscript().get_method("forward").function().getSchema();
   const size_t arguments = schema.arguments().size() - 1;  // without self

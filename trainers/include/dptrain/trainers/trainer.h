@@ -104,8 +104,10 @@ struct TrainerOptions {
   TORCH_ARG(torch::Device, device) = torch::Device(torch::kCPU);
 };
 
-// Checks ranges and names ("--batch-size must be > 0, got 0"); InvalidArgumentError.
-void validate(const TrainerOptions& options);
+// Checks ranges and names ("--batch-size must be > 0, got 0"); InvalidArgumentError. Files only
+// rank 0 reads (a --resume checkpoint) are looked for when `reads_rank0_files`: the other ranks of
+// a job need not see rank 0's file system.
+void validate(const TrainerOptions& options, bool reads_rank0_files = true);
 // Whether `name` is one of TrainerOptions::loss's names.
 bool is_known_loss(const std::string& name);
 

@@ -16,6 +16,7 @@
 
 #include "dptrain/core/data/dataset.h"
 #include "dptrain/core/data/sample_rng.h"
+#include "dptrain/core/serialize.h"
 
 namespace dpt {
 
@@ -77,5 +78,8 @@ class RandomHorizontalFlip {
 // ModelError naming the file when it is not a TorchScript module or its forward does not take
 // (Tensor) or (Tensor, int); DataError naming the file when a call does not return a tensor.
 Transform script_transform(const std::string& path);
+// The same from the file's bytes (read by one rank and sent to the others: no shared file system
+// needed); `path` names it in errors.
+Transform script_transform(const std::string& path, Bytes bytes);
 
 }  // namespace dpt
