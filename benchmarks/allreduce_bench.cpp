@@ -33,6 +33,7 @@
 #include "dptrain/core/error.h"
 #include "dptrain/core/logging.h"
 #include "dptrain/core/run_main.h"
+#include "dptrain/parallel/hierarchical_allreduce.h"
 #include "dptrain/parallel/mpi_communicator.h"
 #include "dptrain/parallel/runtime.h"
 #include "json_output.h"
@@ -59,6 +60,7 @@ struct Options {
   bool check = true;
   bool check_cost = true;
   double target_sample_ms = 2.0;
+  bool hierarchical = false;  // also the host-aware all-reduce (a candidate "hierarchical")
 };
 
 // "4K" -> 4096, "256M" -> 268435456, "1G", plain numbers; binary units as nccl-tests uses them.
@@ -268,6 +270,8 @@ int run(int argc, char** argv) {
   app.add_flag("!--no-check", options.check, "skip the correctness check of every size");
   app.add_flag("!--no-check-cost", options.check_cost,
                "skip ours_nocheck (the communicator without its per-op fingerprint check)");
+  app.add_flag("--hierarchical", options.hierarchical,
+               "also dpt::HierarchicalAllreduce (hosts from the hostnames; flat on one host)");
   app.add_option("--target-sample-ms", options.target_sample_ms,
                  "back-to-back operations per sample so that one sample lasts about this long")
       ->check(CLI::PositiveNumber)
@@ -304,6 +308,8 @@ int run(int argc, char** argv) {
   }
 #endif
   BenchControl control(world_size);
+  std::shared_ptr<dpt::HierarchicalAllreduce> hierarchical;
+  if (options.hierarchical) hierarchical = std::make_shared<dpt::HierarchicalAllreduce>(runtime.world());
 
   nlohmann::json document = {{"benchmark", "allreduce"},
                              {"framework", "dptrain"},
@@ -331,6 +337,9 @@ int run(int argc, char** argv) {
     std::vector<Candidate> candidates;
     candidates.push_back({"ours", [&comm](torch::Tensor& t) { comm.allreduce(t); }});
     if (unchecked) candidates.push_back({"ours_nocheck", [&unchecked](torch::Tensor& t) { unchecked->allreduce(t); }});
+    if (hierarchical) {
+      candidates.push_back({"hierarchical", [&hierarchical](torch::Tensor& t) { hierarchical->allreduce_async(t)->wait(); }});
+    }
 #if DPTRAIN_HAVE_MPI
     const MPI_Datatype raw_type = mpi_type(dtype);
     if (options.raw && control.has_mpi() && raw_type != MPI_DATATYPE_NULL) {

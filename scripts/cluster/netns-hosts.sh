@@ -9,7 +9,7 @@
 #   netns-hosts.sh check       the addresses are only inside, no route leads out, the hosts reach each other
 #   netns-hosts.sh exec H CMD  run CMD on host H (its network, mounts and hostname)
 #   netns-hosts.sh down        kill what runs on the hosts and remove them
-#   netns-hosts.sh link H RATE DELAY   shape host H's link (tc tbf + netem), e.g. 10gbit 50us
+#   netns-hosts.sh link H RATE DELAY   shape host H's link (tc tbf + netem), e.g. 10gbit 50us; RATE none: unshaped
 # DPTRAIN_NETNS_PREFIX (default dpth) names the hosts; one cluster per prefix.
 set -euo pipefail
 prefix=${DPTRAIN_NETNS_PREFIX:-dpth}
@@ -65,7 +65,9 @@ cmd_exec() {
   local host=$1
   shift
   grep -qx "$host" <(hosts) || die "no host '$host' (hosts: $(hosts | tr '\n' ' '))"
-  exec nsenter --target "$(cat "$state/$host.pid")" --net --mount --uts --wd="$PWD" -- "$@"
+  # In the caller's directory when the host sees it (not one in the caller's private /tmp), else /.
+  exec nsenter --target "$(cat "$state/$host.pid")" --net --mount --uts -- \
+    sh -c 'cd "$1" 2>/dev/null || cd /; shift; exec "$@"' sh "$PWD" "$@"
 }
 
 cmd_check() {
@@ -90,6 +92,11 @@ cmd_check() {
 
 cmd_link() {
   local host=$1 rate=$2 delay=$3 i=${1#"$prefix"}
+  if [ "$rate" = none ]; then  # back to the bare veth
+    tc -n "$host" qdisc del dev eth0 root 2>/dev/null || true
+    tc -n "$switch" qdisc del dev "port$i" root 2>/dev/null || true
+    return
+  fi
   # Both directions: the host's egress (its eth0) and its ingress (the switch port's egress).
   for where in "-n $host eth0" "-n $switch port$i"; do
     # shellcheck disable=SC2086

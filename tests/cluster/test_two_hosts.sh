@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `dptrain train` at 4 ranks on 2 simulated hosts x 2 ranks (scripts/cluster/netns-hosts.sh: network,
 # mount and UTS namespaces, a bridge, Open MPI over TCP through netns-rsh.sh), with the model, a
-# --transform and the checkpoints only in the first host's private /tmp and the data copied into each host's own /tmp:
-# nothing shared between the hosts but the installed software. The job stops after 6 steps, resumes
-# from its checkpoint, and must end bitwise equal to the same job run uninterrupted on one host.
+# --transform and the checkpoints only in the first host's private /tmp and the data copied into
+# each host's own /tmp: nothing shared between the hosts but the installed software. The job stops
+# after 6 steps, resumes from its checkpoint, and must end bitwise equal to the same job run
+# uninterrupted on one host (flat all-reduce); with the hierarchical all-reduce that --allreduce
+# auto picks for this layout, within 1e-5 of it.
 # Skipped (exit 77) where namespaces cannot be made (not root, no iproute2, a container without
 # CAP_SYS_ADMIN). Bounded: every command under a timeout; the hosts are removed on any exit.
 set -uo pipefail
@@ -47,7 +49,7 @@ mpirun_on_hosts=("$root/scripts/dpt-mpirun" --host "${DPTRAIN_NETNS_PREFIX}0:2,$
                  --mca plm_rsh_agent "$root/scripts/cluster/netns-rsh.sh"
                  --mca oob_tcp_if_include 10.231.0.0/24 --mca btl_tcp_if_include 10.231.0.0/24 -np 4)
 job=(train --data /tmp/data --model /tmp/net.pt --transform /tmp/dim.pt --limit-samples 3072 --epochs 1 --batch-size 32 --optimizer adam
-     --lr 0.002 --seed 5 --log-every 4 --metrics "" --checkpoint-dir /tmp/ckpt --checkpoint-every 3)
+     --lr 0.002 --seed 5 --log-every 4 --metrics "" --checkpoint-dir /tmp/ckpt --checkpoint-every 3 --allreduce flat)
 out=$(on 0 "${mpirun_on_hosts[@]}" "$DPTRAIN_BIN/dptrain" "${job[@]}" --stop-after-steps 6 2>&1) ||
   { echo "$out"; fail "the 2-host job (first 6 steps)"; }
 echo "$out" | grep -q "4 rank(s)" || { echo "$out"; fail "the job did not run on 4 ranks"; }
@@ -75,4 +77,20 @@ assert any(not torch.equal(a[k], initial[k]) for k in a), "training changed noth
 different = [k for k in b if not torch.equal(a[k], b[k])]
 assert not different, f"parameters differ: {different}"
 PY
-ok "2 hosts x 2 ranks, stopped and resumed, equals 1 host x 4 ranks bitwise"
+ok "2 hosts x 2 ranks, stopped and resumed, equals 1 host x 4 ranks bitwise (flat all-reduce)"
+
+# The hierarchical all-reduce (--allreduce auto picks it for 2 hosts x 2 ranks): the same training
+# within float rounding (its sums run in another order).
+out=$(on 0 "${mpirun_on_hosts[@]}" "$DPTRAIN_BIN/dptrain" train --data /tmp/data --model /tmp/net.pt \
+      --transform /tmp/dim.pt --limit-samples 3072 --epochs 1 --batch-size 32 --optimizer adam --lr 0.002 --seed 5 \
+      --metrics "" --out /tmp/hierarchical.pt 2>&1) || { echo "$out"; fail "the 2-host job, hierarchical"; }
+echo "$out" | grep -q "all-reduced hierarchically: 2 hosts x 2 ranks" || { echo "$out"; fail "auto did not choose hierarchical"; }
+on 0 cat /tmp/hierarchical.pt >"$work/hierarchical.pt"
+"$DPTRAIN_PYTHON" - <<'PY' || fail "the hierarchical run is not the one-host run within 1e-5"
+import torch
+a, b = torch.jit.load("hierarchical.pt").state_dict(), torch.jit.load("one_host.pt").state_dict()
+worst = max(((a[k] - b[k]).abs().max() / b[k].abs().max().clamp_min(1)).item() for k in b)
+print(f"max relative difference {worst:.1e}")
+assert worst < 1e-5
+PY
+ok "2 hosts x 2 ranks with the hierarchical all-reduce equals 1 host x 4 ranks within 1e-5"

@@ -75,6 +75,7 @@ struct TrainArgs {
   int64_t accumulation_steps = 1;
   double clip_grad_norm = 0.0;
   int zero = 0;
+  std::string allreduce = "auto";
   bool amp = false;
   bool skip_nonfinite_loss = false;
   std::string out;
@@ -199,6 +200,7 @@ dpt::TrainerOptions trainer_options(const CommonArgs& common, const TrainArgs& a
                     .min_lr(args.min_lr))
       .grad_clip_norm(args.clip_grad_norm)
       .zero_stage(args.zero)
+      .allreduce(args.allreduce)
       .mixed_precision(args.amp)
       .shuffle(!args.no_shuffle)
       .seed(args.seed)
@@ -431,6 +433,11 @@ int main(int argc, char** argv) {
     train_cmd->add_option("--accumulation-steps", train.accumulation_steps,
                           "micro-batches per optimizer step (gradients synchronised on the last only)");
     train_cmd->add_option("--clip-grad-norm", train.clip_grad_norm, "clip the global gradient norm (0: off)");
+    train_cmd->add_option("--allreduce", train.allreduce,
+                          "gradient all-reduce across machines: auto (hierarchical when the job spans several "
+                          "hosts with several ranks each), flat or hierarchical")
+        ->check(CLI::IsMember({"auto", "flat", "hierarchical"}))
+        ->capture_default_str();
     train_cmd->add_option("--zero", train.zero,
                           "ZeRO stage: 1 shards the optimizer state over the ranks (1/world of Adam's moments each), "
                           "2 the gradients too (reduce-scattered in every backward); 0 off")

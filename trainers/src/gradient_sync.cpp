@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "dptrain/core/error.h"
+#include "dptrain/core/logging.h"
 #include "dptrain/parallel/bucket.h"
 #include "dptrain/parallel/ddp_consistency.h"
 
@@ -15,7 +16,8 @@ constexpr size_t kBucketBytes = 25 * 1024 * 1024;  // DDP's default cap
 
 }  // namespace
 
-GradientSync::GradientSync(Model model, CommunicatorPtr world) : model_(std::move(model)), world_(std::move(world)) {
+GradientSync::GradientSync(Model model, CommunicatorPtr world, bool hierarchical)
+    : model_(std::move(model)), world_(std::move(world)) {
   if (!distributed()) return;
   if (model_.is_exported()) {
     // What DDP's construction does: the same parameters on every rank (ModelError naming the
@@ -31,6 +33,13 @@ GradientSync::GradientSync(Model model, CommunicatorPtr world) : model_(std::mov
   // DDP checks that every rank holds the same architecture (ModelError naming the difference)
   // and broadcasts rank 0's parameters and buffers.
   ddp_ = std::make_unique<DistributedDataParallel>(model_, world_);
+  if (!hierarchical) return;
+  auto layered = std::make_shared<HierarchicalAllreduce>(world_);  // collective: every rank decides alike
+  if (!layered->helps()) return;
+  hierarchical_ = std::move(layered);
+  ddp_->register_comm_hook(hierarchical_->comm_hook());
+  DPT_LOG_INFO("gradients all-reduced hierarchically: {} hosts x {} ranks", hierarchical_->layout().hosts,
+               hierarchical_->layout().local_size);
 }
 
 GradientSync::~GradientSync() = default;

@@ -23,12 +23,17 @@
 #include "dptrain/core/model.h"
 #include "dptrain/parallel/communicator.h"
 #include "dptrain/parallel/distributed_data_parallel.h"
+#include "dptrain/parallel/hierarchical_allreduce.h"
 
 namespace dpt {
 
 class GradientSync {
  public:
-  GradientSync(Model model, CommunicatorPtr world);
+  // `hierarchical`: DDP's buckets go through a dpt::HierarchicalAllreduce when the job's host layout
+  // makes it differ from the flat all-reduce (several hosts, several ranks on each).
+  GradientSync(Model model, CommunicatorPtr world, bool hierarchical = false);
+  // Whether the gradients go through the hierarchical all-reduce.
+  bool hierarchical() const { return hierarchical_ != nullptr; }
   ~GradientSync();
 
   class Scope {
@@ -67,6 +72,7 @@ class GradientSync {
   Model model_;
   CommunicatorPtr world_;
   std::unique_ptr<DistributedDataParallel> ddp_;
+  std::shared_ptr<HierarchicalAllreduce> hierarchical_;
 };
 
 }  // namespace dpt

@@ -109,6 +109,8 @@ void validate(const TrainerOptions& o, bool reads_rank0_files) {
             fs::exists(tensorboard) ? "exists and is not a directory" : "cannot be created (its parent is missing or not writable)");
   validate(o.optimizer());
   validate(o.schedule());
+  DPT_CHECK(o.allreduce() == "auto" || o.allreduce() == "flat" || o.allreduce() == "hierarchical",
+            InvalidArgumentError, "--allreduce must be auto, flat or hierarchical, got '", o.allreduce(), "'");
   DPT_CHECK(o.zero_stage() >= 0 && o.zero_stage() <= 2, InvalidArgumentError, "--zero ", o.zero_stage(),
             ": 0 (off), 1 (optimizer state sharded over the ranks) or 2 (gradients too)");
 }
@@ -127,7 +129,7 @@ Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
   }
   model_.prepare_for_training();
   model_.to(options_.device());
-  state_->sync = std::make_unique<GradientSync>(model_, world_);
+  state_->sync = std::make_unique<GradientSync>(model_, world_, options_.allreduce() != "flat");
   state_->task = Task::of(model_, options_);
   if (options_.zero_stage() > 0 && world_size() > 1) {
     // On GradientSync's DDP (forward, buffers, rank 0's weights), which hands its gradients over:

@@ -100,7 +100,7 @@ class DistributedDataParallel {
   // Gradients are reduced by another component (a dpt::ShardedOptimizer built on this DDP): from
   // now on backward passes leave them alone, as under no_sync (and DDP allocates no buckets), and
   // Join refuses to shadow iterations, whose collectives that component issues, unless it throws
-  // on early termination instead. `by` names the component in errors.
+  // on early termination instead. `by` names the component in errors. For the rest of this DDP's life.
   void hand_gradient_reduction_to(std::string by);
 
   // Before the first backward; see comm_hooks.h.

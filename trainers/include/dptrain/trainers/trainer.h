@@ -78,6 +78,10 @@ struct TrainerOptions {
   // only 1/world of the gradient between steps (dpt::ShardedOptimizer: gradients reduce-scattered
   // during backward, shards all-gathered after the step; docs/ddp.md). No effect on one rank.
   TORCH_ARG(int, zero_stage) = 0;
+  // How DDP all-reduces gradients across machines: "auto" - hierarchical (dpt::HierarchicalAllreduce:
+  // within each host, then across hosts) when the job spans several hosts with several ranks each,
+  // else flat; "flat" - one all-reduce over all ranks; "hierarchical" - always when the layout allows.
+  TORCH_ARG(std::string, allreduce) = "auto";
   TORCH_ARG(bool, mixed_precision) = false;  // CUDA only: autocast(fp16) + dynamic loss scaling
   TORCH_ARG(bool, shuffle) = true;
   TORCH_ARG(int64_t, seed) = 0;

@@ -1,0 +1,146 @@
+"""Communication across 2 simulated hosts (scripts/cluster/netns-hosts.sh) by link speed: all-reduce
+bus bandwidth by message size at 2 hosts x 2 ranks (dptrain's flat all-reduce over MPI, its
+hierarchical all-reduce, PyTorch's over gloo) and DDP weak scaling (MLP, 1 host -> 2 hosts x 1 rank,
+dptrain beside PyTorch over gloo), on the same links, in alternated rounds. The links are limited
+with tc's token bucket (tbf) on both ends of each host's veth; the unlimited link is the veth itself.
+Root only (namespaces, tc).
+
+    sudo python benchmarks/cluster_bench.py --out benchmarks/results/2026-11-26-cluster
+
+Writes cluster.json (every run), cluster.md and cluster.png.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOSTS_SH = os.path.join(ROOT, "scripts", "cluster", "netns-hosts.sh")
+PREFIX = "dptb"
+ENV = dict(os.environ, DPTRAIN_NETNS_PREFIX=PREFIX, MASTER_ADDR="10.231.0.1", MASTER_PORT="29541")
+MPI = [os.path.join(ROOT, "scripts", "dpt-mpirun"), "--mca", "plm_rsh_agent",
+       os.path.join(ROOT, "scripts", "cluster", "netns-rsh.sh"), "--mca", "oob_tcp_if_include", "10.231.0.0/24",
+       "--mca", "btl_tcp_if_include", "10.231.0.0/24", "-x", "MASTER_ADDR", "-x", "MASTER_PORT"]
+LINKS = ("veth", "25gbit", "10gbit", "1gbit")
+
+
+def hosts(*args, check=True):
+    return subprocess.run([HOSTS_SH] + list(args), env=ENV, check=check, capture_output=True, text=True)
+
+
+def on_host0(command, timeout=900):
+    done = subprocess.run([HOSTS_SH, "exec", PREFIX + "0"] + command, env=ENV, capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode != 0:
+        sys.exit(f"cluster_bench: {' '.join(command)} failed:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def set_link(link):
+    for h in range(2):
+        hosts("link", f"{PREFIX}{h}", "none" if link == "veth" else link, "50us")
+
+
+def json_of(path):
+    with open(path) as f:
+        result = json.load(f)
+    os.remove(path)
+    return result
+
+
+def allreduce(args, framework):
+    """busbw (GB/s) by message size at 2 hosts x 2 ranks, per algorithm."""
+    path = os.path.join(args.out, "run.json")
+    where = ["--host", f"{PREFIX}0:2,{PREFIX}1:2", "-np", "4"]
+    if framework == "dptrain":
+        program = [os.path.join(args.bin, "allreduce_bench"), "--min-bytes", "1M", "--max-bytes", "64M",
+                   "--step-factor", "4", "--no-raw", "--no-check", "--no-check-cost", "--hierarchical",
+                   "--json", path]
+    else:
+        program = [sys.executable, os.path.join(ROOT, "benchmarks", "gloo_allreduce.py"), "--json", path]
+    on_host0(MPI + where + program)
+    rows = json_of(path)["results"]
+    if framework == "dptrain":
+        return {"dptrain flat": {str(r["bytes"]): r["ours"]["busbw_gbps"] for r in rows},
+                "dptrain hierarchical": {str(r["bytes"]): r["hierarchical"]["busbw_gbps"] for r in rows}}
+    return {"pytorch gloo": {str(r["bytes"]): r["busbw_gbps"] for r in rows}}
+
+
+def ddp(args, framework, ranks):
+    path = os.path.join(args.out, "run.json")
+    where = ["--host", ",".join(f"{PREFIX}{h}:1" for h in range(ranks)), "-np", str(ranks)]
+    if framework == "dptrain":
+        program = [os.path.join(args.bin, "ddp_bench"), "--model", "mlp", "--batch", "64", "--steps", "20",
+                   "--json", path]
+    else:
+        program = [sys.executable, os.path.join(ROOT, "benchmarks", "compare_pytorch.py"), "--model", "mlp",
+                   "--batch", "64", "--steps", "20", "--quiet", "--json", path]
+    on_host0(MPI + where + program)
+    return json_of(path)["results"]["samples_per_s"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--bin", default=os.path.join(ROOT, "build", "bin"))
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    from compare_pytorch import machine_info
+    import torch
+    hosts("down", check=False)
+    hosts("up", "2")
+    runs = []
+    try:
+        print(hosts("check").stdout.strip(), flush=True)
+        for r in range(args.rounds):
+            for link in (LINKS if r % 2 == 0 else LINKS[::-1]):
+                set_link(link)
+                for framework in (("dptrain", "pytorch") if r % 2 == 0 else ("pytorch", "dptrain")):
+                    run = {"round": r, "link": link, "framework": framework, "busbw_gbps": allreduce(args, framework),
+                           "samples_per_s_1": ddp(args, framework, 1), "samples_per_s_2": ddp(args, framework, 2)}
+                    run["weak_scaling"] = run["samples_per_s_2"] / (2 * run["samples_per_s_1"])
+                    runs.append(run)
+                    best = {name: max(by_size.values()) for name, by_size in run["busbw_gbps"].items()}
+                    print(f"round {r + 1} {link} {framework}: busbw (best size) {best}, weak scaling "
+                          f"{100 * run['weak_scaling']:.1f}%", flush=True)
+    finally:
+        hosts("down", check=False)
+    with open(os.path.join(args.out, "cluster.json"), "w") as f:
+        json.dump({"machine": machine_info(torch), "runs": runs}, f, indent=1)
+    write_report(runs, args)
+
+
+def median(runs, link, framework, value):
+    return statistics.median(value(r) for r in runs if r["link"] == link and r["framework"] == framework)
+
+
+ALGORITHMS = (("dptrain", "dptrain flat"), ("dptrain", "dptrain hierarchical"), ("pytorch", "pytorch gloo"))
+
+
+def write_report(runs, args):
+    sizes = sorted(runs[0]["busbw_gbps"]["dptrain flat"], key=int)
+    lines = ["# All-reduce and DDP across 2 simulated hosts, by link", "",
+             "Hosts are network namespaces (scripts/cluster/netns-hosts.sh) on one 2-core VM; links limited with "
+             f"tc tbf (no netem on this kernel: no added latency); medians of {args.rounds} alternated rounds.", "",
+             "## All-reduce at 2 hosts x 2 ranks: busbw in GB/s (1 Gbit/s = 0.125 GB/s)", "",
+             "| link | size | " + " | ".join(name for _, name in ALGORITHMS) + " |", "|---|---:|" + "---:|" * len(ALGORITHMS)]
+    for link in LINKS:
+        for size in sizes:
+            cells = [f"{median(runs, link, fw, lambda r: r['busbw_gbps'][name][size]):.3f}" for fw, name in ALGORITHMS]
+            lines.append(f"| {link} | {int(size) >> 20} MB | " + " | ".join(cells) + " |")
+    lines += ["", "## DDP weak scaling, MLP, batch 64 per rank: samples/s at 2 hosts x 1 rank / (2 x at 1 rank)", "",
+              "| link | dptrain | PyTorch (gloo) |", "|---|---:|---:|"]
+    for link in LINKS:
+        lines.append(f"| {link} | {100 * median(runs, link, 'dptrain', lambda r: r['weak_scaling']):.1f}% | "
+                     f"{100 * median(runs, link, 'pytorch', lambda r: r['weak_scaling']):.1f}% |")
+    with open(os.path.join(args.out, "cluster.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

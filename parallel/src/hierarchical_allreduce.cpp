@@ -1,0 +1,145 @@
+#include "dptrain/parallel/hierarchical_allreduce.h"
+
+#include <unistd.h>
+
+#include <map>
+
+#include "dptrain/core/error.h"
+
+namespace dpt {
+namespace {
+
+std::string this_hostname() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown";
+  return name;
+}
+
+// A Work whose completion is a future (the worker thread's job).
+class FutureWork final : public Work {
+ public:
+  explicit FutureWork(std::shared_future<void> done) : done_(std::move(done)) {}
+  void wait() override { done_.get(); }
+  bool is_completed() override { return done_.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }
+
+ private:
+  std::shared_future<void> done_;
+};
+
+}  // namespace
+
+HostLayout discover_host_layout(Communicator& world, std::optional<int> ranks_per_host) {
+  const int size = world.size(), rank = world.rank();
+  std::vector<std::string> names(size);
+  if (ranks_per_host) {
+    DPT_CHECK(*ranks_per_host > 0, InvalidArgumentError, "ranks_per_host must be > 0, got ", *ranks_per_host);
+    for (int r = 0; r < size; ++r) names[r] = "host" + std::to_string(r / *ranks_per_host);
+  } else {
+    const std::string mine = this_hostname();
+    const auto all = world.allgather_bytes(Bytes(mine.begin(), mine.end()));
+    for (int r = 0; r < size; ++r) names[r] = std::string(all[r].begin(), all[r].end());
+  }
+  std::map<std::string, int> host_of;  // name -> index, in order of the hosts' lowest ranks
+  std::vector<int> count;
+  for (int r = 0; r < size; ++r) {
+    auto [it, added] = host_of.emplace(names[r], static_cast<int>(count.size()));
+    if (added) count.push_back(0);
+    ++count[it->second];
+  }
+  HostLayout layout;
+  layout.hosts = static_cast<int>(count.size());
+  layout.host = host_of.at(names[rank]);
+  layout.local_size = count[layout.host];
+  for (int r = 0; r < rank; ++r) layout.local_rank += names[r] == names[rank] ? 1 : 0;
+  for (int c : count) layout.uniform = layout.uniform && c == count.front();
+  return layout;
+}
+
+HierarchicalAllreduce::HierarchicalAllreduce(CommunicatorPtr world, std::optional<int> ranks_per_host)
+    : world_(std::move(world)) {
+  DPT_CHECK(world_, InvalidArgumentError, "HierarchicalAllreduce needs a communicator");
+  layout_ = discover_host_layout(*world_, ranks_per_host);
+  if (!helps()) return;  // the world's own all-reduce; no splits, no thread
+  local_ = world_->split(layout_.host, layout_.local_rank);
+  cross_ = world_->split(layout_.local_rank, layout_.host);
+  worker_ = std::thread([this] { worker_loop(); });
+}
+
+HierarchicalAllreduce::~HierarchicalAllreduce() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+void HierarchicalAllreduce::worker_loop() {
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;  // stopping, nothing left
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    job();
+  }
+}
+
+void HierarchicalAllreduce::run_stages(torch::Tensor& tensor, ReduceOp op) {
+  torch::NoGradGuard no_grad;
+  const int64_t n = tensor.numel();
+  const int64_t parts = layout_.local_size;
+  const int64_t piece = (n + parts - 1) / parts;
+  torch::Tensor flat = tensor.view({-1});
+  // The buffer must split into equal pieces: padded with zeros when it does not.
+  torch::Tensor buffer = n == piece * parts ? flat : torch::zeros({piece * parts}, tensor.options());
+  if (!buffer.is_same(flat)) buffer.narrow(0, 0, n).copy_(flat);
+  torch::Tensor mine = torch::empty({piece}, tensor.options());
+  local_->reduce_scatter_async(buffer, mine, ReduceOp::Sum)->wait();
+  cross_->allreduce_async(mine, ReduceOp::Sum)->wait();
+  local_->allgather_async(mine, buffer)->wait();
+  if (!buffer.is_same(flat)) flat.copy_(buffer.narrow(0, 0, n));
+  if (op == ReduceOp::Avg) tensor.div_(world_->size());
+}
+
+WorkPtr HierarchicalAllreduce::allreduce_async(torch::Tensor tensor, ReduceOp op) {
+  DPT_CHECK(op == ReduceOp::Sum || op == ReduceOp::Avg, InvalidArgumentError,
+            "HierarchicalAllreduce: Sum or Avg (ops that add pieces); got another op");
+  DPT_CHECK(tensor.is_contiguous(), InvalidArgumentError, "HierarchicalAllreduce: the tensor must be contiguous");
+  if (!helps()) return world_->allreduce_async(tensor, op);
+  auto promise = std::make_shared<std::promise<void>>();
+  std::shared_future<void> done = promise->get_future().share();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    DPT_CHECK(!stopping_, InvalidArgumentError, "HierarchicalAllreduce: used while being destroyed");
+    jobs_.push_back([this, tensor, op, promise]() mutable {
+      try {
+        run_stages(tensor, op);
+        promise->set_value();
+      } catch (...) {
+        promise->set_exception(std::current_exception());
+      }
+    });
+  }
+  wake_.notify_one();
+  return std::make_shared<FutureWork>(std::move(done));
+}
+
+CommHook HierarchicalAllreduce::comm_hook() {
+  std::shared_ptr<HierarchicalAllreduce> self = shared_from_this();
+  return [self](GradBucket& bucket) {
+    torch::Tensor buffer = bucket.buffer();
+    const double divisor = bucket.divisor();
+    WorkPtr work = self->allreduce_async(buffer, ReduceOp::Sum);
+    return BucketFuture(std::move(work), [buffer, divisor]() mutable {
+      torch::NoGradGuard no_grad;
+      if (divisor != 1.0) buffer.div_(divisor);
+      return buffer;
+    });
+  };
+}
+
+}  // namespace dpt
