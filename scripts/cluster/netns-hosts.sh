@@ -24,6 +24,10 @@ cmd_up() {
   local n=$1
   [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 200 ] || die "up N: N must be 1..200, got '$n'"
   [ ! -e "$state" ] || die "$state exists: a cluster '$prefix' is up (netns-hosts.sh down first)"
+  # Before anything is created: private mount namespaces must be possible (not in a chroot whose
+  # root is no mount point, nor in a container without CAP_SYS_ADMIN), so a failure leaves nothing.
+  local probe
+  probe=$(unshare --mount --uts --propagation private true 2>&1) || die "cannot make mount namespaces here: $probe"
   mkdir -p "$state"
   ip netns add "$switch"
   ip -n "$switch" link set lo up
@@ -44,7 +48,7 @@ cmd_up() {
     # The host's mounts and hostname are held by a keeper process; `exec` enters its namespaces
     # through /proc (visible from every mount namespace, unlike namespace files bound after one
     # was made).
-    ip netns exec "$host" unshare --mount --uts --propagation private \
+    nsenter --net="/run/netns/$host" unshare --mount --uts --propagation private \
       sh -c "mount -t tmpfs -o mode=1777 tmpfs /tmp && mount -t tmpfs -o mode=1777 tmpfs /dev/shm && \
              mount --bind '$state/etc-hosts' /etc/hosts && hostname '$host' && exec sleep infinity" \
       </dev/null >/dev/null 2>&1 &
