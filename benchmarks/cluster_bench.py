@@ -31,11 +31,13 @@ def hosts(*args, check=True):
 
 
 def on_host0(command, timeout=900):
-    done = subprocess.run([HOSTS_SH, "exec", PREFIX + "0"] + command, env=ENV, capture_output=True, text=True,
-                          timeout=timeout)
-    if done.returncode != 0:
-        sys.exit(f"cluster_bench: {' '.join(command)} failed:\n{done.stdout}{done.stderr}")
-    return done.stdout
+    for attempt in (1, 2):  # a run that fails is tried once more (and said so), a second failure ends it
+        done = subprocess.run([HOSTS_SH, "exec", PREFIX + "0"] + command, env=ENV, capture_output=True, text=True,
+                              timeout=timeout)
+        if done.returncode == 0:
+            return done.stdout
+        print(f"cluster_bench: attempt {attempt} failed: {' '.join(command)}\n{done.stderr[-2000:]}", flush=True)
+    sys.exit(f"cluster_bench: {' '.join(command)} failed twice")
 
 
 def set_link(link):
@@ -53,7 +55,9 @@ def json_of(path):
 def allreduce(args, framework):
     """busbw (GB/s) by message size at 2 hosts x 2 ranks, per algorithm."""
     path = os.path.join(args.out, "run.json")
-    where = ["--host", f"{PREFIX}0:2,{PREFIX}1:2", "-np", "4"]
+    # slot: ranks 0, 1 on host 0 and 2, 3 on host 1 (mpirun's default); node: round-robin (0, 2 and 1, 3,
+    # as SLURM's cyclic distribution), where every edge of a ring crosses between the hosts.
+    where = ["--host", f"{PREFIX}0:2,{PREFIX}1:2", "-np", "4", "--map-by", args.placement]
     if framework == "dptrain":
         program = [os.path.join(args.bin, "allreduce_bench"), "--min-bytes", "1M", "--max-bytes", "64M",
                    "--step-factor", "4", "--no-raw", "--no-check", "--no-check-cost", "--hierarchical",
@@ -86,8 +90,26 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--bin", default=os.path.join(ROOT, "build", "bin"))
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--placement", choices=("slot", "node"), default="slot",
+                        help="ranks of the all-reduce: contiguous per host (slot) or round-robin (node)")
+    parser.add_argument("--links", default=",".join(LINKS), help="comma-separated, of " + ", ".join(LINKS))
+    parser.add_argument("--no-ddp", action="store_true", help="the all-reduce only")
+    parser.add_argument("--from-json", action="store_true", help="redo cluster.md and cluster.png from DIR/cluster.json")
     args = parser.parse_args()
+    args.out = os.path.abspath(args.out)
+    if args.out == "/tmp" or args.out.startswith("/tmp/"):
+        sys.exit("cluster_bench: --out must be outside /tmp: each simulated host has a private /tmp")
     os.makedirs(args.out, exist_ok=True)
+    args.links = tuple(link for link in LINKS if link in args.links.split(","))
+    if args.from_json:
+        with open(os.path.join(args.out, "cluster.json")) as f:
+            runs = json.load(f)["runs"]
+        args.links = tuple(link for link in LINKS if any(r["link"] == link for r in runs))
+        args.no_ddp = "weak_scaling" not in runs[0]
+        args.placement = runs[0].get("placement", "slot")
+        args.rounds = len({r["round"] for r in runs})
+        write_report(runs, args)
+        return
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     from compare_pytorch import machine_info
     import torch
@@ -97,16 +119,19 @@ def main():
     try:
         print(hosts("check").stdout.strip(), flush=True)
         for r in range(args.rounds):
-            for link in (LINKS if r % 2 == 0 else LINKS[::-1]):
+            for link in (args.links if r % 2 == 0 else args.links[::-1]):
                 set_link(link)
                 for framework in (("dptrain", "pytorch") if r % 2 == 0 else ("pytorch", "dptrain")):
-                    run = {"round": r, "link": link, "framework": framework, "busbw_gbps": allreduce(args, framework),
-                           "samples_per_s_1": ddp(args, framework, 1), "samples_per_s_2": ddp(args, framework, 2)}
-                    run["weak_scaling"] = run["samples_per_s_2"] / (2 * run["samples_per_s_1"])
+                    run = {"round": r, "link": link, "framework": framework, "placement": args.placement,
+                           "busbw_gbps": allreduce(args, framework)}
+                    if not args.no_ddp:
+                        run["samples_per_s_1"] = ddp(args, framework, 1)
+                        run["samples_per_s_2"] = ddp(args, framework, 2)
+                        run["weak_scaling"] = run["samples_per_s_2"] / (2 * run["samples_per_s_1"])
                     runs.append(run)
                     best = {name: max(by_size.values()) for name, by_size in run["busbw_gbps"].items()}
                     print(f"round {r + 1} {link} {framework}: busbw (best size) {best}, weak scaling "
-                          f"{100 * run['weak_scaling']:.1f}%", flush=True)
+                          f"{100 * run.get('weak_scaling', float('nan')):.1f}%", flush=True)
     finally:
         hosts("down", check=False)
     with open(os.path.join(args.out, "cluster.json"), "w") as f:
@@ -126,20 +151,48 @@ def write_report(runs, args):
     lines = ["# All-reduce and DDP across 2 simulated hosts, by link", "",
              "Hosts are network namespaces (scripts/cluster/netns-hosts.sh) on one 2-core VM; links limited with "
              f"tc tbf (no netem on this kernel: no added latency); medians of {args.rounds} alternated rounds.", "",
-             "## All-reduce at 2 hosts x 2 ranks: busbw in GB/s (1 Gbit/s = 0.125 GB/s)", "",
+             f"## All-reduce at 2 hosts x 2 ranks, placed {'contiguously' if args.placement == 'slot' else 'round-robin'}"
+             " (--map-by " + args.placement + "): busbw in GB/s (1 Gbit/s = 0.125 GB/s)", "",
              "| link | size | " + " | ".join(name for _, name in ALGORITHMS) + " |", "|---|---:|" + "---:|" * len(ALGORITHMS)]
-    for link in LINKS:
+    for link in args.links:
         for size in sizes:
             cells = [f"{median(runs, link, fw, lambda r: r['busbw_gbps'][name][size]):.3f}" for fw, name in ALGORITHMS]
             lines.append(f"| {link} | {int(size) >> 20} MB | " + " | ".join(cells) + " |")
-    lines += ["", "## DDP weak scaling, MLP, batch 64 per rank: samples/s at 2 hosts x 1 rank / (2 x at 1 rank)", "",
-              "| link | dptrain | PyTorch (gloo) |", "|---|---:|---:|"]
-    for link in LINKS:
+    if args.no_ddp:
+        links_with_ddp = ()
+    else:
+        links_with_ddp = args.links
+        lines += ["", "## DDP weak scaling, MLP, batch 64 per rank: samples/s at 2 hosts x 1 rank / (2 x at 1 rank)",
+                  "", "| link | dptrain | PyTorch (gloo) |", "|---|---:|---:|"]
+    for link in links_with_ddp:
         lines.append(f"| {link} | {100 * median(runs, link, 'dptrain', lambda r: r['weak_scaling']):.1f}% | "
                      f"{100 * median(runs, link, 'pytorch', lambda r: r['weak_scaling']):.1f}% |")
+    lines += ["", "![cluster](cluster.png)"]
     with open(os.path.join(args.out, "cluster.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+    plot(runs, args, sizes)
+
+
+def plot(runs, args, sizes):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(args.links), figsize=(4 * len(args.links), 3.6), squeeze=False)
+    mb = [int(s) >> 20 for s in sizes]
+    for ax, link in zip(axes[0], args.links):
+        for (fw, name), color in zip(ALGORITHMS, ("tab:gray", "tab:blue", "tab:orange")):
+            ax.plot(mb, [median(runs, link, fw, lambda r: r["busbw_gbps"][name][s]) for s in sizes], "o-",
+                    color=color, label=name)
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"{link}")
+        ax.set_xlabel("message (MB)")
+    axes[0][0].set_ylabel("busbw (GB/s)")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"All-reduce, 2 simulated hosts x 2 ranks ({args.placement} placement)")
+    fig.tight_layout()
+    fig.savefig(os.path.join(args.out, "cluster.png"), dpi=100)
 
 
 if __name__ == "__main__":

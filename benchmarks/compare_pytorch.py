@@ -225,7 +225,9 @@ def worker(rank, world_size, local_rank, args):
     wall, n = values[0], args.steps
     forward, backward, opt, step = (values[1 + i * n:1 + (i + 1) * n] for i in range(4))
     if use_ddp:
-        dist.destroy_process_group()
+        # A barrier, not destroy_process_group(): gloo's teardown aborted a rank ("terminate called
+        # without an active exception") on a rate-limited link (benchmarks/cluster_bench.py).
+        dist.barrier()
     if rank != 0:
         return
     document = {
