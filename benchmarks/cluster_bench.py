@@ -94,6 +94,8 @@ def main():
                         help="ranks of the all-reduce: contiguous per host (slot) or round-robin (node)")
     parser.add_argument("--links", default=",".join(LINKS), help="comma-separated, of " + ", ".join(LINKS))
     parser.add_argument("--no-ddp", action="store_true", help="the all-reduce only")
+    parser.add_argument("--ddp-hierarchical", action="store_true",
+                        help="instead: DDP samples/s at 2 hosts x 2 ranks, flat against hierarchical all-reduce")
     parser.add_argument("--from-json", action="store_true", help="redo cluster.md and cluster.png from DIR/cluster.json")
     args = parser.parse_args()
     args.out = os.path.abspath(args.out)
@@ -115,6 +117,12 @@ def main():
     import torch
     hosts("down", check=False)
     hosts("up", "2")
+    if args.ddp_hierarchical:
+        try:
+            ddp_flat_vs_hierarchical(args)
+        finally:
+            hosts("down", check=False)
+        return
     runs = []
     try:
         print(hosts("check").stdout.strip(), flush=True)
@@ -137,6 +145,35 @@ def main():
     with open(os.path.join(args.out, "cluster.json"), "w") as f:
         json.dump({"machine": machine_info(torch), "runs": runs}, f, indent=1)
     write_report(runs, args)
+
+
+def ddp_flat_vs_hierarchical(args):
+    """DDP (MLP, batch 64 per rank) at 2 hosts x 2 ranks: samples/s with the flat and the hierarchical
+    all-reduce, alternated; writes ddp4.json and ddp4.md."""
+    where = ["--host", f"{PREFIX}0:2,{PREFIX}1:2", "-np", "4", "--map-by", args.placement]
+    path = os.path.join(args.out, "run.json")
+    rows = []
+    for r in range(args.rounds):
+        for link in (args.links if r % 2 == 0 else args.links[::-1]):
+            set_link(link)
+            for mode in (("flat", "hierarchical") if r % 2 == 0 else ("hierarchical", "flat")):
+                program = [os.path.join(args.bin, "ddp_bench"), "--model", "mlp", "--batch", "64", "--steps", "20",
+                           "--json", path] + (["--hierarchical"] if mode == "hierarchical" else [])
+                on_host0(MPI + where + program)
+                rows.append({"round": r, "link": link, "mode": mode, "samples_per_s": json_of(path)["results"]["samples_per_s"]})
+                print(f"round {r + 1} {link} {mode}: {rows[-1]['samples_per_s']:.0f} samples/s", flush=True)
+    with open(os.path.join(args.out, "ddp4.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+    lines = [f"# DDP at 2 simulated hosts x 2 ranks ({args.placement} placement): samples/s, MLP, batch 64 per rank",
+             "", f"Medians of {args.rounds} alternated rounds.", "", "| link | flat | hierarchical | ratio |",
+             "|---|---:|---:|---:|"]
+    for link in args.links:
+        flat, layered = (statistics.median(x["samples_per_s"] for x in rows if x["link"] == link and x["mode"] == m)
+                         for m in ("flat", "hierarchical"))
+        lines.append(f"| {link} | {flat:.0f} | {layered:.0f} | {layered / flat:.2f} |")
+    with open(os.path.join(args.out, "ddp4.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def median(runs, link, framework, value):

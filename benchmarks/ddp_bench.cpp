@@ -37,6 +37,7 @@
 #include "dptrain/core/model.h"
 #include "dptrain/core/run_main.h"
 #include "dptrain/parallel/distributed_data_parallel.h"
+#include "dptrain/parallel/hierarchical_allreduce.h"
 #include "dptrain/parallel/runtime.h"
 #include "dptrain/trainers/model_zoo.h"
 #include "dptrain/trainers/optim.h"
@@ -58,6 +59,7 @@ struct Options {
   double bucket_cap_mb = 25.0;
   bool ddp = true;
   bool gradient_as_bucket_view = false;
+  bool hierarchical = false;  // buckets through dpt::HierarchicalAllreduce (when the host layout helps)
   std::string trace_path;
   int64_t seed = 0;
 };
@@ -106,6 +108,8 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   app.add_flag("!--no-ddp", options.ddp, "plain training without DDP (each rank alone): DDP's overhead baseline");
   app.add_flag("--gradient-as-bucket-view", options.gradient_as_bucket_view, "DDP: .grad tensors view the buckets");
+  app.add_flag("--hierarchical", options.hierarchical,
+               "DDP: buckets all-reduced within each host, then across hosts (hosts from the hostnames)");
   app.add_option("--trace", options.trace_path, "write a Chrome trace (Perfetto) of the timed steps, all ranks");
   app.add_option("--seed", options.seed, "model and data seed")->capture_default_str();
   if (auto code = dpt::bench::parse(app, argc, argv)) return *code;
@@ -143,6 +147,10 @@ int run(int argc, char** argv) {
     ddp = std::make_unique<dpt::DistributedDataParallel>(
         model, comm,
         dpt::DdpOptions().bucket_cap_mb(options.bucket_cap_mb).gradient_as_bucket_view(options.gradient_as_bucket_view));
+    if (options.hierarchical) {
+      auto hierarchical = std::make_shared<dpt::HierarchicalAllreduce>(comm);
+      if (hierarchical->helps()) ddp->register_comm_hook(hierarchical->comm_hook());
+    }
   }
   std::vector<torch::Tensor> parameters = ddp ? ddp->parameters() : model.parameters();
   // dptrain's SGD: multi-tensor kernels, as torch.optim.SGD's default on the PyTorch side.

@@ -4,8 +4,8 @@
 # --transform and the checkpoints only in the first host's private /tmp and the data copied into
 # each host's own /tmp: nothing shared between the hosts but the installed software. The job stops
 # after 6 steps, resumes from its checkpoint, and must end bitwise equal to the same job run
-# uninterrupted on one host (flat all-reduce); with the hierarchical all-reduce that --allreduce
-# auto picks for this layout, within 1e-5 of it.
+# uninterrupted on one host (flat all-reduce); placed round-robin, where --allreduce auto picks the
+# hierarchical all-reduce, within 1e-5 of it.
 # Skipped (exit 77) where namespaces cannot be made (not root, no iproute2, a container without
 # CAP_SYS_ADMIN). Bounded: every command under a timeout; the hosts are removed on any exit.
 set -uo pipefail
@@ -79,9 +79,9 @@ assert not different, f"parameters differ: {different}"
 PY
 ok "2 hosts x 2 ranks, stopped and resumed, equals 1 host x 4 ranks bitwise (flat all-reduce)"
 
-# The hierarchical all-reduce (--allreduce auto picks it for 2 hosts x 2 ranks): the same training
-# within float rounding (its sums run in another order).
-out=$(on 0 "${mpirun_on_hosts[@]}" "$DPTRAIN_BIN/dptrain" train --data /tmp/data --model /tmp/net.pt \
+# The hierarchical all-reduce, which --allreduce auto picks for 2 hosts x 2 ranks placed
+# round-robin (--map-by node): the same training within float rounding (its sums run in another order).
+out=$(on 0 "${mpirun_on_hosts[@]}" --map-by node "$DPTRAIN_BIN/dptrain" train --data /tmp/data --model /tmp/net.pt \
       --transform /tmp/dim.pt --limit-samples 3072 --epochs 1 --batch-size 32 --optimizer adam --lr 0.002 --seed 5 \
       --metrics "" --out /tmp/hierarchical.pt 2>&1) || { echo "$out"; fail "the 2-host job, hierarchical"; }
 echo "$out" | grep -q "all-reduced hierarchically: 2 hosts x 2 ranks" || { echo "$out"; fail "auto did not choose hierarchical"; }
@@ -93,4 +93,4 @@ worst = max(((a[k] - b[k]).abs().max() / b[k].abs().max().clamp_min(1)).item() f
 print(f"max relative difference {worst:.1e}")
 assert worst < 1e-5
 PY
-ok "2 hosts x 2 ranks with the hierarchical all-reduce equals 1 host x 4 ranks within 1e-5"
+ok "2 hosts x 2 ranks round-robin, hierarchical all-reduce (auto), equals 1 host x 4 ranks within 1e-5"

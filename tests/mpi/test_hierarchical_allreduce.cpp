@@ -62,6 +62,7 @@ TEST(HierarchicalAllreduce, LayoutFromRanksPerHost) {
   auto three = discover_host_layout(*comm, 3);
   EXPECT_EQ(three.hosts, (W + 2) / 3);
   EXPECT_EQ(three.uniform, W % 3 == 0 || W < 3);
+  EXPECT_TRUE(three.contiguous) << "consecutive ranks per host";
   auto real = discover_host_layout(*comm);  // the hostnames: one machine
   EXPECT_EQ(real.hosts, 1);
   EXPECT_EQ(real.local_rank, comm->rank());

@@ -435,7 +435,7 @@ int main(int argc, char** argv) {
     train_cmd->add_option("--clip-grad-norm", train.clip_grad_norm, "clip the global gradient norm (0: off)");
     train_cmd->add_option("--allreduce", train.allreduce,
                           "gradient all-reduce across machines: auto (hierarchical when the job spans several "
-                          "hosts with several ranks each), flat or hierarchical")
+                          "hosts with several ranks each, placed round-robin), flat or hierarchical")
         ->check(CLI::IsMember({"auto", "flat", "hierarchical"}))
         ->capture_default_str();
     train_cmd->add_option("--zero", train.zero,

@@ -16,7 +16,7 @@ constexpr size_t kBucketBytes = 25 * 1024 * 1024;  // DDP's default cap
 
 }  // namespace
 
-GradientSync::GradientSync(Model model, CommunicatorPtr world, bool hierarchical)
+GradientSync::GradientSync(Model model, CommunicatorPtr world, Allreduce allreduce)
     : model_(std::move(model)), world_(std::move(world)) {
   if (!distributed()) return;
   if (model_.is_exported()) {
@@ -33,9 +33,10 @@ GradientSync::GradientSync(Model model, CommunicatorPtr world, bool hierarchical
   // DDP checks that every rank holds the same architecture (ModelError naming the difference)
   // and broadcasts rank 0's parameters and buffers.
   ddp_ = std::make_unique<DistributedDataParallel>(model_, world_);
-  if (!hierarchical) return;
+  if (allreduce == Allreduce::Flat) return;
   auto layered = std::make_shared<HierarchicalAllreduce>(world_);  // collective: every rank decides alike
   if (!layered->helps()) return;
+  if (allreduce == Allreduce::Auto && layered->layout().contiguous) return;
   hierarchical_ = std::move(layered);
   ddp_->register_comm_hook(hierarchical_->comm_hook());
   DPT_LOG_INFO("gradients all-reduced hierarchically: {} hosts x {} ranks", hierarchical_->layout().hosts,

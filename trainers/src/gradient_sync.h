@@ -29,9 +29,12 @@ namespace dpt {
 
 class GradientSync {
  public:
-  // `hierarchical`: DDP's buckets go through a dpt::HierarchicalAllreduce when the job's host layout
-  // makes it differ from the flat all-reduce (several hosts, several ranks on each).
-  GradientSync(Model model, CommunicatorPtr world, bool hierarchical = false);
+  // How DDP's buckets are all-reduced: Hierarchical - through a dpt::HierarchicalAllreduce when the
+  // job's host layout makes it differ from the flat all-reduce (several hosts, several ranks on
+  // each); Auto - the same when the hosts' ranks are also placed round-robin (measured: with
+  // contiguous placement the flat all-reduce is as fast or faster, docs/cluster.md).
+  enum class Allreduce { Flat, Auto, Hierarchical };
+  GradientSync(Model model, CommunicatorPtr world, Allreduce allreduce = Allreduce::Flat);
   // Whether the gradients go through the hierarchical all-reduce.
   bool hierarchical() const { return hierarchical_ != nullptr; }
   ~GradientSync();

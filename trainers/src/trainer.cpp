@@ -129,7 +129,10 @@ Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
   }
   model_.prepare_for_training();
   model_.to(options_.device());
-  state_->sync = std::make_unique<GradientSync>(model_, world_, options_.allreduce() != "flat");
+  const auto allreduce = options_.allreduce() == "flat"           ? GradientSync::Allreduce::Flat
+                         : options_.allreduce() == "hierarchical" ? GradientSync::Allreduce::Hierarchical
+                                                                  : GradientSync::Allreduce::Auto;
+  state_->sync = std::make_unique<GradientSync>(model_, world_, allreduce);
   state_->task = Task::of(model_, options_);
   if (options_.zero_stage() > 0 && world_size() > 1) {
     // On GradientSync's DDP (forward, buffers, rank 0's weights), which hands its gradients over:

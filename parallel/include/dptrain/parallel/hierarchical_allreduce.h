@@ -40,6 +40,10 @@ struct HostLayout {
   int local_rank = 0;   // index among its host's ranks, by world rank
   int local_size = 1;   // ranks on this rank's host
   bool uniform = true;  // every host runs the same number of ranks
+  // Every host's ranks are consecutive world ranks (mpirun's default placement): a flat ring then
+  // crosses each host's link only about once per direction, and the hierarchical all-reduce has
+  // little to gain; with round-robin placement (SLURM's cyclic) every ring edge crosses.
+  bool contiguous = true;
 };
 // Collective: all-gathers the hostnames. `ranks_per_host` (tests, or a launcher that knows better)
 // takes consecutive world ranks as one host instead.

@@ -79,8 +79,9 @@ struct TrainerOptions {
   // during backward, shards all-gathered after the step; docs/ddp.md). No effect on one rank.
   TORCH_ARG(int, zero_stage) = 0;
   // How DDP all-reduces gradients across machines: "auto" - hierarchical (dpt::HierarchicalAllreduce:
-  // within each host, then across hosts) when the job spans several hosts with several ranks each,
-  // else flat; "flat" - one all-reduce over all ranks; "hierarchical" - always when the layout allows.
+  // within each host, then across hosts) when the job spans several hosts with several ranks each
+  // placed round-robin (not in consecutive blocks), else flat; "flat" - one all-reduce over all
+  // ranks; "hierarchical" - whenever the job spans several hosts with several ranks each.
   TORCH_ARG(std::string, allreduce) = "auto";
   TORCH_ARG(bool, mixed_precision) = false;  // CUDA only: autocast(fp16) + dynamic loss scaling
   TORCH_ARG(bool, shuffle) = true;
