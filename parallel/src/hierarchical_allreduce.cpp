@@ -52,13 +52,10 @@ HostLayout discover_host_layout(Communicator& world, std::optional<int> ranks_pe
   layout.local_size = count[layout.host];
   for (int r = 0; r < rank; ++r) layout.local_rank += names[r] == names[rank] ? 1 : 0;
   for (int c : count) layout.uniform = layout.uniform && c == count.front();
-  for (int r = 1; r < size; ++r) {
-    // A host whose ranks are not one block: some rank's host appeared before, then another came between.
-    const bool same = names[r] == names[r - 1];
-    if (!same) {
-      for (int earlier = 0; earlier < r - 1; ++earlier) layout.contiguous = layout.contiguous && names[earlier] != names[r];
-    }
-  }
+  // Each host's ranks form one block exactly when the host changes hosts - 1 times along the ranks.
+  int changes = 0;
+  for (int r = 1; r < size; ++r) changes += names[r] != names[r - 1] ? 1 : 0;
+  layout.contiguous = changes == layout.hosts - 1;
   return layout;
 }
 

@@ -175,20 +175,14 @@ void GradientShards::take_local_gradients() {
   torch::NoGradGuard no_grad;
   const int rank = world_->rank();
   for (size_t u = 0; u < layout_.units.size(); ++u) {
-    const auto& unit = layout_.units[u];
     torch::Tensor piece = layout_.piece_of_shard(shard_grad_, u);
     if (stage_ == 1) {
       point_at_flat(u);
       piece.copy_(layout_.piece_of_flat(flat_grad_, u, rank));
       continue;
     }
-    // Stage 2 on one rank: the unit's gradients (the piece is the whole unit) are added and released.
-    for (size_t index : unit.params) {
-      auto& p = params_[index];
-      if (!p.grad().defined()) continue;
-      piece.narrow(0, layout_.param_offset[index] - unit.offset, p.numel()).add_(p.grad().reshape(-1));
-      p.mutable_grad() = torch::Tensor();
-    }
+    // Stage 2 on one rank: the piece is the whole unit; its gradients are added and released.
+    piece.add_(take_unit_gradients(u));
   }
 }
 
