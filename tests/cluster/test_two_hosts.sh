@@ -18,6 +18,13 @@ fail() { echo "FAIL: $*"; exit 1; }
 ok() { echo "ok: $*"; }
 
 [ "$(id -u)" = 0 ] || skip "simulated hosts need root (network namespaces)"
+# Each simulated host mounts its own /tmp, hiding whatever lives there: dptrain must be installed
+# (built) elsewhere, as software is on every real host.
+for dir in "$root" "$DPTRAIN_BIN"; do
+  case "$(cd "$dir" && pwd -P)/" in
+    /tmp/*) skip "$dir is under /tmp, which each simulated host replaces with its own (build elsewhere to run this test)" ;;
+  esac
+done
 for tool in ip unshare nsenter; do command -v "$tool" >/dev/null || skip "$tool is not installed (iproute2, util-linux)"; done
 work=$(mktemp -d "${TMPDIR:-/tmp}/dptrain-cluster-XXXXXX")
 cleanup() { "$hosts_sh" down >/dev/null 2>&1; rm -rf "$work"; }
