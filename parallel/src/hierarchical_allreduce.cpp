@@ -4,6 +4,7 @@
 
 #include <map>
 
+#include "comm_worker.h"
 #include "dptrain/core/error.h"
 
 namespace dpt {
@@ -14,17 +15,6 @@ std::string this_hostname() {
   if (gethostname(name, sizeof(name) - 1) != 0) return "unknown";
   return name;
 }
-
-// A Work whose completion is a future (the worker thread's job).
-class FutureWork final : public Work {
- public:
-  explicit FutureWork(std::shared_future<void> done) : done_(std::move(done)) {}
-  void wait() override { done_.get(); }
-  bool is_completed() override { return done_.wait_for(std::chrono::seconds(0)) == std::future_status::ready; }
-
- private:
-  std::shared_future<void> done_;
-};
 
 }  // namespace
 
@@ -66,34 +56,12 @@ HierarchicalAllreduce::HierarchicalAllreduce(CommunicatorPtr world, std::optiona
   if (!helps()) return;  // the world's own all-reduce; no splits, no thread
   local_ = world_->split(layout_.host, layout_.local_rank);
   cross_ = world_->split(layout_.local_rank, layout_.host);
-  worker_ = std::thread([this] { worker_loop(); });
+  worker_ = std::make_unique<CommWorker>("HierarchicalAllreduce");
 }
 
-HierarchicalAllreduce::~HierarchicalAllreduce() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  if (worker_.joinable()) worker_.join();
-}
-
-void HierarchicalAllreduce::worker_loop() {
-  for (;;) {
-    std::function<void()> job;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
-      if (jobs_.empty()) return;  // stopping, nothing left
-      job = std::move(jobs_.front());
-      jobs_.pop_front();
-    }
-    job();
-  }
-}
+HierarchicalAllreduce::~HierarchicalAllreduce() = default;
 
 void HierarchicalAllreduce::run_stages(torch::Tensor& tensor, ReduceOp op) {
-  torch::NoGradGuard no_grad;
   const int64_t n = tensor.numel();
   const int64_t parts = layout_.local_size;
   const int64_t piece = (n + parts - 1) / parts;
@@ -114,22 +82,7 @@ WorkPtr HierarchicalAllreduce::allreduce_async(torch::Tensor tensor, ReduceOp op
             "HierarchicalAllreduce: Sum or Avg (ops that add pieces); got another op");
   DPT_CHECK(tensor.is_contiguous(), InvalidArgumentError, "HierarchicalAllreduce: the tensor must be contiguous");
   if (!helps()) return world_->allreduce_async(tensor, op);
-  auto promise = std::make_shared<std::promise<void>>();
-  std::shared_future<void> done = promise->get_future().share();
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    DPT_CHECK(!stopping_, InvalidArgumentError, "HierarchicalAllreduce: used while being destroyed");
-    jobs_.push_back([this, tensor, op, promise]() mutable {
-      try {
-        run_stages(tensor, op);
-        promise->set_value();
-      } catch (...) {
-        promise->set_exception(std::current_exception());
-      }
-    });
-  }
-  wake_.notify_one();
-  return std::make_shared<FutureWork>(std::move(done));
+  return worker_->submit([this, tensor, op]() mutable { run_stages(tensor, op); }, tensor.device());
 }
 
 CommHook HierarchicalAllreduce::comm_hook() {

@@ -11,6 +11,17 @@ torch::Tensor BucketFuture::wait() {
   return result_;
 }
 
+std::vector<torch::Tensor> GradBucket::gradients() const {
+  std::vector<torch::Tensor> views;
+  views.reserve(parameters_.size());
+  int64_t offset = 0;
+  for (const auto& param : parameters_) {
+    views.push_back(buffer_.narrow(0, offset, param.numel()).view(param.sizes()));
+    offset += param.numel();
+  }
+  return views;
+}
+
 namespace comm_hooks {
 namespace {
 

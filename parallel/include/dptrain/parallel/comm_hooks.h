@@ -41,11 +41,15 @@ class GradBucket {
   bool is_last() const { return is_last_; }
   // The flat, contiguous gradients of this bucket's parameters (dtype and device of the parameters).
   torch::Tensor& buffer() { return buffer_; }
+  const torch::Tensor& buffer() const { return buffer_; }
   Communicator& communicator() const { return *communicator_; }
   // What the summed gradients are divided by: the world size, or the number of ranks still
   // training under join() with divide_by_initial_world_size(false).
   double divisor() const { return divisor_; }
   const std::vector<torch::Tensor>& parameters() const { return parameters_; }
+  // Views of buffer() shaped like each parameter, in parameters() order (the bucket lays them out
+  // one after another).
+  std::vector<torch::Tensor> gradients() const;
 
  private:
   size_t index_;

@@ -18,20 +18,15 @@
 
 #include <torch/torch.h>
 
-#include <condition_variable>
-#include <deque>
-#include <functional>
-#include <future>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <string>
-#include <thread>
 
 #include "dptrain/parallel/comm_hooks.h"
 #include "dptrain/parallel/communicator.h"
 
 namespace dpt {
+
+class CommWorker;
 
 // Which host each rank runs on, from the ranks' hostnames (hosts numbered by their lowest rank).
 struct HostLayout {
@@ -71,18 +66,12 @@ class HierarchicalAllreduce : public std::enable_shared_from_this<HierarchicalAl
 
  private:
   void run_stages(torch::Tensor& tensor, ReduceOp op);
-  void worker_loop();
 
   CommunicatorPtr world_;
   HostLayout layout_;
   CommunicatorPtr local_;  // this host's ranks
   CommunicatorPtr cross_;  // one rank per host: those of this local index
-
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<std::function<void()>> jobs_;
-  bool stopping_ = false;
-  std::thread worker_;
+  std::unique_ptr<CommWorker> worker_;  // runs the three stages of each call, in call order
 };
 
 }  // namespace dpt
