@@ -76,6 +76,9 @@ struct TrainArgs {
   double clip_grad_norm = 0.0;
   int zero = 0;
   std::string allreduce = "auto";
+  std::string comm_hook = "none";
+  int64_t powersgd_rank = 1;
+  int64_t powersgd_start = 10;
   bool amp = false;
   bool skip_nonfinite_loss = false;
   std::string out;
@@ -201,6 +204,9 @@ dpt::TrainerOptions trainer_options(const CommonArgs& common, const TrainArgs& a
       .grad_clip_norm(args.clip_grad_norm)
       .zero_stage(args.zero)
       .allreduce(args.allreduce)
+      .comm_hook(args.comm_hook)
+      .powersgd_rank(args.powersgd_rank)
+      .powersgd_start(args.powersgd_start)
       .mixed_precision(args.amp)
       .shuffle(!args.no_shuffle)
       .seed(args.seed)
@@ -437,6 +443,17 @@ int main(int argc, char** argv) {
                           "gradient all-reduce across machines: auto (hierarchical when the job spans several "
                           "hosts with several ranks each, placed round-robin), flat or hierarchical")
         ->check(CLI::IsMember({"auto", "flat", "hierarchical"}))
+        ->capture_default_str();
+    train_cmd->add_option("--comm-hook", train.comm_hook,
+                          "what DDP sends for the gradients: none, fp16 or bf16 (cast to 16 bits), powersgd "
+                          "(low-rank approximations with error feedback; for slow links)")
+        ->check(CLI::IsMember({"none", "fp16", "bf16", "powersgd"}))
+        ->capture_default_str();
+    train_cmd->add_option("--powersgd-rank", train.powersgd_rank,
+                          "--comm-hook powersgd: rank of each gradient's approximation (1-4 typical)")
+        ->capture_default_str();
+    train_cmd->add_option("--powersgd-start", train.powersgd_start,
+                          "--comm-hook powersgd: steps all-reduced exactly before compression starts")
         ->capture_default_str();
     train_cmd->add_option("--zero", train.zero,
                           "ZeRO stage: 1 shards the optimizer state over the ranks (1/world of Adam's moments each), "

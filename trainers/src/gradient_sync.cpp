@@ -16,7 +16,8 @@ constexpr size_t kBucketBytes = 25 * 1024 * 1024;  // DDP's default cap
 
 }  // namespace
 
-GradientSync::GradientSync(Model model, CommunicatorPtr world, Allreduce allreduce)
+GradientSync::GradientSync(Model model, CommunicatorPtr world, Allreduce allreduce, Compression compression,
+                           PowerSgdOptions powersgd)
     : model_(std::move(model)), world_(std::move(world)) {
   if (!distributed()) return;
   if (model_.is_exported()) {
@@ -33,6 +34,12 @@ GradientSync::GradientSync(Model model, CommunicatorPtr world, Allreduce allredu
   // DDP checks that every rank holds the same architecture (ModelError naming the difference)
   // and broadcasts rank 0's parameters and buffers.
   ddp_ = std::make_unique<DistributedDataParallel>(model_, world_);
+  if (compression != Compression::None) {
+    DPT_CHECK(allreduce != Allreduce::Hierarchical, InvalidArgumentError,
+              "a compressing comm hook and the hierarchical all-reduce cannot both reduce DDP's buckets; pick one");
+    register_compression(compression, powersgd);
+    return;
+  }
   if (allreduce == Allreduce::Flat) return;
   auto layered = std::make_shared<HierarchicalAllreduce>(world_);  // collective: every rank decides alike
   if (!layered->helps()) return;
@@ -44,6 +51,27 @@ GradientSync::GradientSync(Model model, CommunicatorPtr world, Allreduce allredu
 }
 
 GradientSync::~GradientSync() = default;
+
+void GradientSync::register_compression(Compression compression, const PowerSgdOptions& options) {
+  switch (compression) {
+    case Compression::None:
+      return;
+    case Compression::Fp16:
+      ddp_->register_comm_hook(comm_hooks::fp16_compress);
+      DPT_LOG_INFO("gradients sent as float16");
+      return;
+    case Compression::Bf16:
+      ddp_->register_comm_hook(comm_hooks::bf16_compress);
+      DPT_LOG_INFO("gradients sent as bfloat16");
+      return;
+    case Compression::PowerSgd:
+      powersgd_ = std::make_shared<PowerSgd>(options);
+      ddp_->register_comm_hook(powersgd_->comm_hook());
+      DPT_LOG_INFO("gradients compressed with PowerSGD: rank {}, after {} exact step(s)", options.rank(),
+                   options.start_iteration());
+      return;
+  }
+}
 
 GradientSync::Scope::Scope(GradientSync& sync, bool synchronize) {
   if (sync.ddp_ && !synchronize) no_sync_ = std::make_unique<DistributedDataParallel::NoSyncGuard>(*sync.ddp_);
@@ -76,6 +104,9 @@ void GradientSync::finish() {
   // this rank, the reduction runs now so the other ranks are not left waiting for it.
   if (ddp_) ddp_->finish_backward();
   if (model_.is_exported() && distributed()) average_gradients();
+  if (powersgd_ && powersgd_->iteration() == powersgd_->options().start_iteration() + 1) {
+    DPT_LOG_INFO("PowerSGD: each step now sends 1/{:.1f} of the gradient elements", powersgd_->compression_ratio());
+  }
 }
 
 void GradientSync::average_gradients() {

@@ -24,6 +24,7 @@
 #include "dptrain/parallel/communicator.h"
 #include "dptrain/parallel/distributed_data_parallel.h"
 #include "dptrain/parallel/hierarchical_allreduce.h"
+#include "dptrain/parallel/powersgd.h"
 
 namespace dpt {
 
@@ -34,9 +35,15 @@ class GradientSync {
   // each); Auto - the same when the hosts' ranks are also placed round-robin (measured: with
   // contiguous placement the flat all-reduce is as fast or faster, docs/cluster.md).
   enum class Allreduce { Flat, Auto, Hierarchical };
-  GradientSync(Model model, CommunicatorPtr world, Allreduce allreduce = Allreduce::Flat);
+  // What DDP sends in the gradients' place (a comm hook; comm_hooks.h, powersgd.h). Any but None
+  // takes the place of the hierarchical all-reduce under Auto.
+  enum class Compression { None, Fp16, Bf16, PowerSgd };
+  GradientSync(Model model, CommunicatorPtr world, Allreduce allreduce = Allreduce::Flat,
+               Compression compression = Compression::None, PowerSgdOptions powersgd = {});
   // Whether the gradients go through the hierarchical all-reduce.
   bool hierarchical() const { return hierarchical_ != nullptr; }
+  // The PowerSGD hook, when the gradients are compressed with it (null otherwise).
+  const PowerSgd* powersgd() const { return powersgd_.get(); }
   ~GradientSync();
 
   class Scope {
@@ -72,10 +79,12 @@ class GradientSync {
  private:
   bool distributed() const { return world_ && world_->size() > 1; }
   void average_gradients();
+  void register_compression(Compression compression, const PowerSgdOptions& options);
   Model model_;
   CommunicatorPtr world_;
   std::unique_ptr<DistributedDataParallel> ddp_;
   std::shared_ptr<HierarchicalAllreduce> hierarchical_;
+  std::shared_ptr<PowerSgd> powersgd_;
 };
 
 }  // namespace dpt

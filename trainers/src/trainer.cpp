@@ -111,6 +111,14 @@ void validate(const TrainerOptions& o, bool reads_rank0_files) {
   validate(o.schedule());
   DPT_CHECK(o.allreduce() == "auto" || o.allreduce() == "flat" || o.allreduce() == "hierarchical",
             InvalidArgumentError, "--allreduce must be auto, flat or hierarchical, got '", o.allreduce(), "'");
+  DPT_CHECK(o.comm_hook() == "none" || o.comm_hook() == "fp16" || o.comm_hook() == "bf16" || o.comm_hook() == "powersgd",
+            InvalidArgumentError, "--comm-hook must be none, fp16, bf16 or powersgd, got '", o.comm_hook(), "'");
+  DPT_CHECK(o.powersgd_rank() >= 1, InvalidArgumentError, "--powersgd-rank must be >= 1, got ", o.powersgd_rank());
+  DPT_CHECK(o.powersgd_start() >= 0, InvalidArgumentError, "--powersgd-start must be >= 0, got ", o.powersgd_start());
+  DPT_CHECK(o.comm_hook() == "none" || o.allreduce() != "hierarchical", InvalidArgumentError, "--comm-hook ",
+            o.comm_hook(), " and --allreduce hierarchical: both would reduce DDP's buckets; pick one");
+  DPT_CHECK(o.comm_hook() == "none" || o.zero_stage() == 0, InvalidArgumentError, "--comm-hook ", o.comm_hook(),
+            " and --zero ", o.zero_stage(), ": the sharded optimizer reduce-scatters the gradients itself; pick one");
   DPT_CHECK(o.zero_stage() >= 0 && o.zero_stage() <= 2, InvalidArgumentError, "--zero ", o.zero_stage(),
             ": 0 (off), 1 (optimizer state sharded over the ranks) or 2 (gradients too)");
 }
@@ -126,13 +134,21 @@ Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
               " is a compiled training step: C++ step functions cannot replace it");
     DPT_CHECK(options_.zero_stage() == 0, UnsupportedError, "--zero ", options_.zero_stage(), ": ", origin,
               " averages its gradients after its compiled step; sharding its optimizer is not implemented yet");
+    DPT_CHECK(options_.comm_hook() == "none", UnsupportedError, "--comm-hook ", options_.comm_hook(), ": ", origin,
+              " averages its gradients after its compiled step, without DDP's comm hooks");
   }
   model_.prepare_for_training();
   model_.to(options_.device());
   const auto allreduce = options_.allreduce() == "flat"           ? GradientSync::Allreduce::Flat
                          : options_.allreduce() == "hierarchical" ? GradientSync::Allreduce::Hierarchical
                                                                   : GradientSync::Allreduce::Auto;
-  state_->sync = std::make_unique<GradientSync>(model_, world_, allreduce);
+  const auto compression = options_.comm_hook() == "fp16"       ? GradientSync::Compression::Fp16
+                           : options_.comm_hook() == "bf16"     ? GradientSync::Compression::Bf16
+                           : options_.comm_hook() == "powersgd" ? GradientSync::Compression::PowerSgd
+                                                                : GradientSync::Compression::None;
+  const auto powersgd =
+      PowerSgdOptions().rank(options_.powersgd_rank()).start_iteration(options_.powersgd_start()).seed(options_.seed());
+  state_->sync = std::make_unique<GradientSync>(model_, world_, allreduce, compression, powersgd);
   state_->task = Task::of(model_, options_);
   if (options_.zero_stage() > 0 && world_size() > 1) {
     // On GradientSync's DDP (forward, buffers, rank 0's weights), which hands its gradients over:

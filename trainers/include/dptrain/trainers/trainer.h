@@ -83,6 +83,13 @@ struct TrainerOptions {
   // placed round-robin (not in consecutive blocks), else flat; "flat" - one all-reduce over all
   // ranks; "hierarchical" - whenever the job spans several hosts with several ranks each.
   TORCH_ARG(std::string, allreduce) = "auto";
+  // What DDP sends instead of the gradients (a comm hook): "none"; "fp16" / "bf16" - the gradients
+  // cast to 16 bits (half the bytes); "powersgd" - dpt::PowerSgd, rank-`powersgd_rank`
+  // approximations with error feedback, the plain all-reduce for the first `powersgd_start` steps
+  // (docs/cluster.md). Not with zero_stage > 0 or a hierarchical all-reduce.
+  TORCH_ARG(std::string, comm_hook) = "none";
+  TORCH_ARG(int64_t, powersgd_rank) = 1;
+  TORCH_ARG(int64_t, powersgd_start) = 10;
   TORCH_ARG(bool, mixed_precision) = false;  // CUDA only: autocast(fp16) + dynamic loss scaling
   TORCH_ARG(bool, shuffle) = true;
   TORCH_ARG(int64_t, seed) = 0;
