@@ -94,8 +94,9 @@ def main():
                         help="ranks of the all-reduce: contiguous per host (slot) or round-robin (node)")
     parser.add_argument("--links", default=",".join(LINKS), help="comma-separated, of " + ", ".join(LINKS))
     parser.add_argument("--no-ddp", action="store_true", help="the all-reduce only")
-    parser.add_argument("--ddp-hierarchical", action="store_true",
-                        help="instead: DDP samples/s at 2 hosts x 2 ranks, flat against hierarchical all-reduce")
+    parser.add_argument("--ddp4", default="",
+                        help="instead: DDP samples/s at 2 hosts x 2 ranks in these comma-separated modes, of "
+                             + ", ".join(DDP4_MODES))
     parser.add_argument("--from-json", action="store_true", help="redo cluster.md and cluster.png from DIR/cluster.json")
     args = parser.parse_args()
     args.out = os.path.abspath(args.out)
@@ -103,6 +104,10 @@ def main():
         sys.exit("cluster_bench: --out must be outside /tmp: each simulated host has a private /tmp")
     os.makedirs(args.out, exist_ok=True)
     args.links = tuple(link for link in LINKS if link in args.links.split(","))
+    args.ddp4 = [mode for mode in args.ddp4.split(",") if mode]
+    unknown = [mode for mode in args.ddp4 if mode not in DDP4_MODES]
+    if unknown:
+        parser.error(f"--ddp4: unknown mode(s) {', '.join(unknown)}; choose from {', '.join(DDP4_MODES)}")
     if args.from_json:
         with open(os.path.join(args.out, "cluster.json")) as f:
             runs = json.load(f)["runs"]
@@ -117,9 +122,9 @@ def main():
     import torch
     hosts("down", check=False)
     hosts("up", "2")
-    if args.ddp_hierarchical:
+    if args.ddp4:
         try:
-            ddp_flat_vs_hierarchical(args)
+            ddp4(args)
         finally:
             hosts("down", check=False)
         return
@@ -147,30 +152,47 @@ def main():
     write_report(runs, args)
 
 
-def ddp_flat_vs_hierarchical(args):
-    """DDP (MLP, batch 64 per rank) at 2 hosts x 2 ranks: samples/s with the flat and the hierarchical
-    all-reduce, alternated; writes ddp4.json and ddp4.md."""
+DDP4_MODES = {  # name: (framework, extra arguments)
+    "flat": ("dptrain", []),
+    "hierarchical": ("dptrain", ["--hierarchical"]),
+    "powersgd": ("dptrain", ["--powersgd-rank", "2"]),
+    "gloo": ("pytorch", []),
+    "gloo-powersgd": ("pytorch", ["--powersgd-rank", "2"]),
+}
+
+
+def ddp4(args):
+    """DDP (MLP, batch 64 per rank) at 2 hosts x 2 ranks: samples/s in each of args.ddp4's modes - dptrain's
+    flat and hierarchical all-reduce, PowerSGD (rank 2), PyTorch over gloo without and with its
+    powerSGD_hook (rank 2) - in alternated order; writes ddp4.json and ddp4.md."""
     where = ["--host", f"{PREFIX}0:2,{PREFIX}1:2", "-np", "4", "--map-by", args.placement]
     path = os.path.join(args.out, "run.json")
     rows = []
     for r in range(args.rounds):
         for link in (args.links if r % 2 == 0 else args.links[::-1]):
             set_link(link)
-            for mode in (("flat", "hierarchical") if r % 2 == 0 else ("hierarchical", "flat")):
-                program = [os.path.join(args.bin, "ddp_bench"), "--model", "mlp", "--batch", "64", "--steps", "20",
-                           "--json", path] + (["--hierarchical"] if mode == "hierarchical" else [])
+            for mode in (args.ddp4 if r % 2 == 0 else args.ddp4[::-1]):
+                framework, extra = DDP4_MODES[mode]
+                if framework == "dptrain":
+                    program = [os.path.join(args.bin, "ddp_bench")]
+                else:
+                    program = [sys.executable, os.path.join(ROOT, "benchmarks", "compare_pytorch.py"), "--quiet"]
+                program += ["--model", "mlp", "--batch", "64", "--steps", "20", "--json", path] + extra
                 on_host0(MPI + where + program)
                 rows.append({"round": r, "link": link, "mode": mode, "samples_per_s": json_of(path)["results"]["samples_per_s"]})
                 print(f"round {r + 1} {link} {mode}: {rows[-1]['samples_per_s']:.0f} samples/s", flush=True)
     with open(os.path.join(args.out, "ddp4.json"), "w") as f:
         json.dump(rows, f, indent=1)
     lines = [f"# DDP at 2 simulated hosts x 2 ranks ({args.placement} placement): samples/s, MLP, batch 64 per rank",
-             "", f"Medians of {args.rounds} alternated rounds.", "", "| link | flat | hierarchical | ratio |",
-             "|---|---:|---:|---:|"]
+             "", f"Medians of {args.rounds} alternated rounds; in brackets the ratio to dptrain flat (when run). "
+             "powersgd: rank 2.", "",
+             "| link | " + " | ".join(args.ddp4) + " |", "|---|" + "---:|" * len(args.ddp4)]
     for link in args.links:
-        flat, layered = (statistics.median(x["samples_per_s"] for x in rows if x["link"] == link and x["mode"] == m)
-                         for m in ("flat", "hierarchical"))
-        lines.append(f"| {link} | {flat:.0f} | {layered:.0f} | {layered / flat:.2f} |")
+        speed = {m: statistics.median(x["samples_per_s"] for x in rows if x["link"] == link and x["mode"] == m)
+                 for m in args.ddp4}
+        cells = [f"{speed[m]:.0f}" + (f" ({speed[m] / speed['flat']:.2f}x)" if "flat" in speed and m != "flat" else "")
+                 for m in args.ddp4]
+        lines.append(f"| {link} | " + " | ".join(cells) + " |")
     with open(os.path.join(args.out, "ddp4.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

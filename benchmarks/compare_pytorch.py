@@ -41,6 +41,8 @@ def parse_args(argv=None):
     p.add_argument("--backend", default=None, help="gloo (CPU default) or nccl (CUDA default)")
     p.add_argument("--no-ddp", action="store_true", help="plain single-process training, no DDP wrapper")
     p.add_argument("--bucket-cap-mb", type=float, default=25.0, help="DDP bucket_cap_mb (PyTorch default 25)")
+    p.add_argument("--powersgd-rank", type=int, default=0,
+                   help="DDP's gradients through torch's powerSGD_hook of this rank from the first timed step (0: off)")
     p.add_argument("--world-size", type=int, default=None,
                    help="spawn this many processes (when not launched by mpirun/torchrun)")
     p.add_argument("--master-port", type=int, default=29517)
@@ -179,6 +181,11 @@ def worker(rank, world_size, local_rank, args):
     model = model.to(device)
     parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     net = torch.nn.parallel.DistributedDataParallel(model, bucket_cap_mb=args.bucket_cap_mb) if use_ddp else model
+    if use_ddp and args.powersgd_rank > 0:
+        from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook
+        state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=args.powersgd_rank,
+                                            start_powerSGD_iter=max(args.warmup, 2))
+        net.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
     generator = torch.Generator().manual_seed(args.seed + rank)
     x = torch.randn((args.batch,) + shape, generator=generator).to(device)
@@ -235,6 +242,7 @@ def worker(rank, world_size, local_rank, args):
         "device": str(device), "backend": args.backend if use_ddp else "none", "ddp": use_ddp,
         "world_size": world_size, "batch_per_rank": args.batch, "steps": args.steps, "warmup": args.warmup,
         "optimizer": "sgd lr 0.01 momentum 0.9", "bucket_cap_mb": args.bucket_cap_mb,
+        "powersgd_rank": args.powersgd_rank,
         "threads": {"intra_op_threads": torch.get_num_threads(), "inter_op_threads": torch.get_num_interop_threads(),
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
         "machine": machine_info(torch),

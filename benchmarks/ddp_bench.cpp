@@ -38,6 +38,7 @@
 #include "dptrain/core/run_main.h"
 #include "dptrain/parallel/distributed_data_parallel.h"
 #include "dptrain/parallel/hierarchical_allreduce.h"
+#include "dptrain/parallel/powersgd.h"
 #include "dptrain/parallel/runtime.h"
 #include "dptrain/trainers/model_zoo.h"
 #include "dptrain/trainers/optim.h"
@@ -60,6 +61,7 @@ struct Options {
   bool ddp = true;
   bool gradient_as_bucket_view = false;
   bool hierarchical = false;  // buckets through dpt::HierarchicalAllreduce (when the host layout helps)
+  int64_t powersgd_rank = 0;  // > 0: buckets through dpt::PowerSgd of this rank, compressed from the first timed step
   std::string trace_path;
   int64_t seed = 0;
 };
@@ -110,6 +112,9 @@ int run(int argc, char** argv) {
   app.add_flag("--gradient-as-bucket-view", options.gradient_as_bucket_view, "DDP: .grad tensors view the buckets");
   app.add_flag("--hierarchical", options.hierarchical,
                "DDP: buckets all-reduced within each host, then across hosts (hosts from the hostnames)");
+  app.add_option("--powersgd-rank", options.powersgd_rank,
+                 "DDP's gradients compressed by PowerSGD of this rank from the first timed step (0: off)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--trace", options.trace_path, "write a Chrome trace (Perfetto) of the timed steps, all ranks");
   app.add_option("--seed", options.seed, "model and data seed")->capture_default_str();
   if (auto code = dpt::bench::parse(app, argc, argv)) return *code;
@@ -150,6 +155,12 @@ int run(int argc, char** argv) {
     if (options.hierarchical) {
       auto hierarchical = std::make_shared<dpt::HierarchicalAllreduce>(comm);
       if (hierarchical->helps()) ddp->register_comm_hook(hierarchical->comm_hook());
+    }
+    if (options.powersgd_rank > 0) {
+      DPT_CHECK(!options.hierarchical, InvalidArgumentError, "--powersgd-rank and --hierarchical: pick one");
+      auto powersgd = std::make_shared<dpt::PowerSgd>(
+          dpt::PowerSgdOptions().rank(options.powersgd_rank).start_iteration(options.common.warmup));
+      ddp->register_comm_hook(powersgd->comm_hook());
     }
   }
   std::vector<torch::Tensor> parameters = ddp ? ddp->parameters() : model.parameters();
@@ -273,6 +284,8 @@ int run(int argc, char** argv) {
                              {"warmup", options.common.warmup},
                              {"optimizer", "sgd lr 0.01 momentum 0.9"},
                              {"bucket_cap_mb", options.bucket_cap_mb},
+                             {"hierarchical", options.hierarchical},
+                             {"powersgd_rank", options.powersgd_rank},
                              {"threads", dpt::bench::to_json(threads)},
                              {"machine", dpt::bench::machine_info()},
                              {"results", results}};
