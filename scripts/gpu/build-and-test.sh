@@ -105,7 +105,7 @@ export -f mpirun_np; export root
 w2_filter='*_CUDA:-NcclCommunicator.*'  # NCCL: one rank per GPU
 # The communicator, DDP and Trainer suites of mpi_tests on the GPU: every tensor on the
 # communicator's device, checked against CPU references (see tests/support/test_support.h).
-suites='Comm*:Ddp*:Trainer*:ShardedOptimizer*:-CommFailureDrill*'
+suites='Comm*:Ddp*:Trainer*:ShardedOptimizer*:PowerSgd*:HierarchicalAllreduce*:-CommFailureDrill*'
 if wants tests; then
   run_phase gpu_tests_nccl_w1 "$build/tests/gpu_tests"
   DPTRAIN_BACKEND=mpi run_phase gpu_tests_mpi_w2 bash -c 'mpirun_np "$@"' _ 2 "$build/tests/gpu_tests" --gtest_filter="$w2_filter"
@@ -125,9 +125,11 @@ if wants train; then
   "$python" -c "import json,sys; r=[json.loads(l) for l in open('$t/cnn_nccl.jsonl') if 'test_accuracy' in l][-1]; \
 sys.exit(0 if r['test_accuracy'] >= 0.90 else 1)" || { note "cnn accuracy below 90%"; overall=1; }
   # 2 ranks on one GPU over MPI: the trainer's own collectives (loss, evaluation, checkpoints) on
-  # CUDA tensors, then a resume of that run at world size 1 over NCCL.
+  # CUDA tensors, gradients through PowerSGD (its worker thread on the training's CUDA stream), then
+  # a resume of that run at world size 1 over NCCL.
   DPTRAIN_BACKEND=mpi run_phase train_cnn_mpi_w2 bash -c 'mpirun_np "$@"' _ 2 "$build/bin/dptrain" train \
-    --data "$data" --model cnn --epochs 1 --batch-size 32 --metrics "$t/cnn_mpi.jsonl" --checkpoint-dir "$t/ckpt_mpi"
+    --data "$data" --model cnn --epochs 1 --batch-size 32 --comm-hook powersgd --powersgd-rank 2 \
+    --metrics "$t/cnn_mpi.jsonl" --checkpoint-dir "$t/ckpt_mpi"
   run_phase train_cnn_resume_nccl_w1 "$build/bin/dptrain" train --data "$data" --model cnn --epochs 2 \
     --batch-size 64 --checkpoint-dir "$t/ckpt_mpi" --resume latest --metrics "$t/cnn_resume.jsonl"
   run_phase train_cnn_amp_w1 "$build/bin/dptrain" train --data "$data" --model cnn --epochs 1 --batch-size 64 \

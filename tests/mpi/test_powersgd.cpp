@@ -17,17 +17,17 @@ class HookDriver {
  public:
   HookDriver(std::shared_ptr<PowerSgd> powersgd, std::vector<std::vector<int64_t>> shapes)
       : powersgd_(std::move(powersgd)), hook_(powersgd_->comm_hook()) {
-    for (const auto& shape : shapes) parameters_.push_back(torch::zeros(shape));
+    for (const auto& shape : shapes) parameters_.push_back(torch::zeros(shape, test_device()));
   }
   // Reduces this rank's gradients (one per shape); returns what every rank gets back.
   std::vector<torch::Tensor> reduce(const std::vector<torch::Tensor>& gradients) {
     std::vector<torch::Tensor> flat;
     for (const auto& g : gradients) flat.push_back(g.reshape({-1}));
     auto comm = world();
-    GradBucket bucket(0, true, torch::cat(flat), *comm, comm->size(), parameters_);
+    GradBucket bucket(0, true, torch::cat(flat).to(test_device()), *comm, comm->size(), parameters_);
     hook_(bucket).wait();
     std::vector<torch::Tensor> out;
-    for (const auto& g : bucket.gradients()) out.push_back(g.clone());
+    for (const auto& g : bucket.gradients()) out.push_back(g.cpu());
     return out;
   }
 
@@ -38,9 +38,9 @@ class HookDriver {
 };
 
 torch::Tensor average(torch::Tensor local) {
-  auto sum = local.clone();
+  auto sum = local.to(test_device(), /*non_blocking=*/false, /*copy=*/true);
   world()->allreduce(sum);
-  return sum / world()->size();
+  return sum.cpu() / world()->size();
 }
 
 torch::Tensor random_on_rank(std::vector<int64_t> shape, uint64_t seed) {
@@ -180,9 +180,9 @@ TEST(PowerSgd, DdpRanksAgreeAndCompressionChangesTheResult) {
   auto compressed = train(true), exact = train(false);
   double difference = 0;
   for (size_t i = 0; i < compressed.size(); ++i) {
-    auto mine = compressed[i].cpu(), first = mine.clone();
+    auto mine = compressed[i].cpu(), first = compressed[i].clone();
     comm->broadcast(first, 0);
-    EXPECT_TRUE(torch::equal(mine, first)) << "parameter " << i << " differs between rank " << rank << " and rank 0";
+    EXPECT_TRUE(torch::equal(mine, first.cpu())) << "parameter " << i << " differs between rank " << rank << " and rank 0";
     difference = std::max(difference, relative(mine, exact[i].cpu()));
   }
   EXPECT_GT(difference, 1e-4) << "rank-1 compression of 64x20 gradients changes the training";
