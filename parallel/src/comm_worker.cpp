@@ -1,5 +1,6 @@
 #include "comm_worker.h"
 
+#include <ATen/Parallel.h>
 #include <c10/core/StreamGuard.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 
@@ -36,6 +37,10 @@ CommWorker::~CommWorker() {
 }
 
 void CommWorker::loop() {
+  // OpenMP's thread count is per calling thread: a new thread would run its kernels (PowerSGD's
+  // matmuls) with one thread per core, whatever the process set with torch::set_num_threads. Take
+  // the process's setting, as autograd's worker threads do.
+  at::init_num_threads();
   for (;;) {
     std::function<void()> job;
     {
