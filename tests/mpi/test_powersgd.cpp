@@ -70,18 +70,22 @@ TEST(PowerSgd, PlainAverageBeforeStartThenCompressed) {
 
 TEST(PowerSgd, ExactWhenTheAverageHasRankAtMostR) {
   const int W = world()->size();
-  auto powersgd = std::make_shared<PowerSgd>(PowerSgdOptions().rank(W).start_iteration(0));
-  HookDriver driver(powersgd, {{40, 30}, {2, 2}, {30}});
-  for (int step = 0; step < 2; ++step) {
-    // Rank one on every rank: the average has rank <= W.
-    auto weight = torch::outer(random_on_rank({40}, 10 + step), random_on_rank({30}, 20 + step));
-    auto small = random_on_rank({2, 2}, 30 + step), bias = random_on_rank({30}, 40 + step);
-    auto reduced = driver.reduce({weight, small, bias});
-    // float32 through a QR of P, whose columns may be far from orthogonal: exact to ~1e-4
-    // (a rank-(W-1) approximation would miss by tens of percent).
-    EXPECT_LT(relative(reduced[0], average(weight)), 5e-4) << "step " << step;
-    EXPECT_LT(relative(reduced[1], average(small)), 1e-6) << "a 2x2 matrix gains nothing: sent as it is";
-    EXPECT_LT(relative(reduced[2], average(bias)), 1e-6);
+  // Rank W is written as W rank-one updates, rank 10 as one matmul (both paths of the approximation).
+  for (int64_t r : {int64_t{W}, int64_t{10}}) {
+    auto powersgd = std::make_shared<PowerSgd>(PowerSgdOptions().rank(r).start_iteration(0));
+    HookDriver driver(powersgd, {{64, 48}, {2, 2}, {48}});
+    for (int step = 0; step < 2; ++step) {
+      // Rank one on every rank: the average has rank <= W.
+      auto weight = torch::outer(random_on_rank({64}, 10 + step), random_on_rank({48}, 20 + step));
+      auto small = random_on_rank({2, 2}, 30 + step), bias = random_on_rank({48}, 40 + step);
+      auto reduced = driver.reduce({weight, small, bias});
+      // float32 through a QR of P, whose columns may be far from orthogonal: exact to ~1e-4
+      // (a rank-(W-1) approximation would miss by tens of percent).
+      EXPECT_LT(relative(reduced[0], average(weight)), 5e-4) << "rank " << r << ", step " << step;
+      EXPECT_LT(relative(reduced[1], average(small)), 1e-6) << "a 2x2 matrix gains nothing: sent as it is";
+      EXPECT_LT(relative(reduced[2], average(bias)), 1e-6);
+    }
+    EXPECT_GT(powersgd->compression_ratio(), 1.2) << "rank " << r << ": the 64x48 matrix was compressed";
   }
 }
 
