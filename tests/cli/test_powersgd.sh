@@ -1,7 +1,8 @@
-# PowerSGD (--comm-hook powersgd) trains the built-in CNN on Fashion-MNIST at world size 2 to the
+# --comm-hook: PowerSGD (powersgd) trains the built-in CNN on Fashion-MNIST at world size 2 to the
 # accuracy of the uncompressed run: at rank 2, 2 epochs, within 1.5 points (the stated tolerance;
 # measured 0.58 points below), while each compressed step sends about 1/50 of the gradient. Wrong
-# combinations are one error line each.
+# combinations are one error line each. fp16 sends the gradients in 16 bits: the trained weights differ
+from the exact run's, by float16's rounding only.
 source "$DPTRAIN_CLI_HELPERS/cli_common.sh"
 LIMIT=${DPTRAIN_CLI_TIMEOUT:-400}
 common=(--data "$DATA" --epochs 2 --seed 1 --log-every 0)
@@ -15,6 +16,19 @@ awk -v a="$exact" 'BEGIN { exit !(a >= 88.0) }' || fail "the uncompressed run re
 awk -v e="$exact" -v c="$compressed" 'BEGIN { exit !(c >= e - 1.5) }' ||
   fail "PowerSGD reached $compressed%, more than 1.5 points below the uncompressed $exact%"
 awk -v r="$ratio" 'BEGIN { exit !(r >= 10) }' || fail "PowerSGD sent 1/$ratio of the gradient, expected far less"
+
+short=(--data "$DATA" --max-steps 5 --seed 1 --log-every 0 --no-shuffle)
+expect_ok exact_short "$MPIRUN" -np 2 "$DPTRAIN" train "${short[@]}" --out exact.pt
+expect_ok fp16 "$MPIRUN" -np 2 "$DPTRAIN" train "${short[@]}" --comm-hook fp16 --out fp16.pt
+grep -q "gradients sent as float16" fp16.log || { cat fp16.log; fail "--comm-hook fp16 was not applied"; }
+"$DPTRAIN_PYTHON" - <<'PY'
+import sys, torch
+exact, half = torch.jit.load("exact.pt").state_dict(), torch.jit.load("fp16.pt").state_dict()
+worst = max(((half[k] - exact[k]).norm() / exact[k].norm()).item() for k in exact if exact[k].is_floating_point())
+print(f"--comm-hook fp16, 5 steps: largest relative difference from the exact run {worst:.2e}")
+if not 0 < worst < 1e-2:
+    sys.exit(f"FAIL: fp16 gradients should change the weights by float16 rounding only, got {worst:.2e}")
+PY
 
 expect_error with_zero 2 "--comm-hook powersgd and --zero 1" \
   "$MPIRUN" -np 2 "$DPTRAIN" train --data "$DATA" --comm-hook powersgd --zero 1 --max-steps 1
