@@ -152,12 +152,13 @@ int run(int argc, char** argv) {
     ddp = std::make_unique<dpt::DistributedDataParallel>(
         model, comm,
         dpt::DdpOptions().bucket_cap_mb(options.bucket_cap_mb).gradient_as_bucket_view(options.gradient_as_bucket_view));
+    DPT_CHECK(!(options.hierarchical && options.powersgd_rank > 0), InvalidArgumentError,
+              "--powersgd-rank and --hierarchical: pick one");
     if (options.hierarchical) {
       auto hierarchical = std::make_shared<dpt::HierarchicalAllreduce>(comm);
       if (hierarchical->helps()) ddp->register_comm_hook(hierarchical->comm_hook());
     }
     if (options.powersgd_rank > 0) {
-      DPT_CHECK(!options.hierarchical, InvalidArgumentError, "--powersgd-rank and --hierarchical: pick one");
       auto powersgd = std::make_shared<dpt::PowerSgd>(
           dpt::PowerSgdOptions().rank(options.powersgd_rank).start_iteration(options.common.warmup));
       ddp->register_comm_hook(powersgd->comm_hook());

@@ -88,14 +88,7 @@ WorkPtr HierarchicalAllreduce::allreduce_async(torch::Tensor tensor, ReduceOp op
 CommHook HierarchicalAllreduce::comm_hook() {
   std::shared_ptr<HierarchicalAllreduce> self = shared_from_this();
   return [self](GradBucket& bucket) {
-    torch::Tensor buffer = bucket.buffer();
-    const double divisor = bucket.divisor();
-    WorkPtr work = self->allreduce_async(buffer, ReduceOp::Sum);
-    return BucketFuture(std::move(work), [buffer, divisor]() mutable {
-      torch::NoGradGuard no_grad;
-      if (divisor != 1.0) buffer.div_(divisor);
-      return buffer;
-    });
+    return comm_hooks::average_when_summed(self->allreduce_async(bucket.buffer(), ReduceOp::Sum), bucket);
   };
 }
 

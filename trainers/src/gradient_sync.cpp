@@ -35,8 +35,6 @@ GradientSync::GradientSync(Model model, CommunicatorPtr world, Allreduce allredu
   // and broadcasts rank 0's parameters and buffers.
   ddp_ = std::make_unique<DistributedDataParallel>(model_, world_);
   if (compression != Compression::None) {
-    DPT_CHECK(allreduce != Allreduce::Hierarchical, InvalidArgumentError,
-              "a compressing comm hook and the hierarchical all-reduce cannot both reduce DDP's buckets; pick one");
     register_compression(compression, powersgd);
     return;
   }

@@ -36,14 +36,11 @@ class GradientSync {
   // contiguous placement the flat all-reduce is as fast or faster, docs/cluster.md).
   enum class Allreduce { Flat, Auto, Hierarchical };
   // What DDP sends in the gradients' place (a comm hook; comm_hooks.h, powersgd.h). Any but None
-  // takes the place of the hierarchical all-reduce under Auto.
+  // takes the place of the hierarchical all-reduce (the Trainer's validate() refuses it together
+  // with Allreduce::Hierarchical).
   enum class Compression { None, Fp16, Bf16, PowerSgd };
   GradientSync(Model model, CommunicatorPtr world, Allreduce allreduce = Allreduce::Flat,
                Compression compression = Compression::None, PowerSgdOptions powersgd = {});
-  // Whether the gradients go through the hierarchical all-reduce.
-  bool hierarchical() const { return hierarchical_ != nullptr; }
-  // The PowerSGD hook, when the gradients are compressed with it (null otherwise).
-  const PowerSgd* powersgd() const { return powersgd_.get(); }
   ~GradientSync();
 
   class Scope {

@@ -40,8 +40,11 @@ BucketFuture compress(GradBucket& bucket, torch::ScalarType wire_dtype) {
 }  // namespace
 
 BucketFuture allreduce_average(GradBucket& bucket) {
+  return average_when_summed(bucket.communicator().allreduce_async(bucket.buffer()), bucket);
+}
+
+BucketFuture average_when_summed(WorkPtr work, GradBucket& bucket) {
   torch::Tensor buffer = bucket.buffer();
-  WorkPtr work = bucket.communicator().allreduce_async(buffer);
   const double divisor = bucket.divisor();
   return BucketFuture(std::move(work), [buffer, divisor]() mutable {
     torch::NoGradGuard no_grad;

@@ -82,6 +82,9 @@ class BucketFuture {
 using CommHook = std::function<BucketFuture(GradBucket&)>;
 
 namespace comm_hooks {
+// The future of `bucket` being summed in place by `work` (any all-reduce of bucket.buffer()):
+// divided by bucket.divisor() once done. The tail of every sum-then-average hook.
+BucketFuture average_when_summed(WorkPtr work, GradBucket& bucket);
 // Sum over ranks, then divide by bucket.divisor(): the default.
 BucketFuture allreduce_average(GradBucket& bucket);
 // Casts the bucket to float16 (after dividing by the divisor, so sums do not overflow), reduces
