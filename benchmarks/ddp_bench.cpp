@@ -113,8 +113,7 @@ int run(int argc, char** argv) {
   app.add_flag("--hierarchical", options.hierarchical,
                "DDP: buckets all-reduced within each host, then across hosts (hosts from the hostnames)");
   app.add_option("--powersgd-rank", options.powersgd_rank,
-                 "DDP's gradients compressed by PowerSGD of this rank from the first timed step (0: off)")
-      ->check(CLI::NonNegativeNumber);
+                 "DDP's gradients compressed by PowerSGD of this rank from the first timed step (0: off)");
   app.add_option("--trace", options.trace_path, "write a Chrome trace (Perfetto) of the timed steps, all ranks");
   app.add_option("--seed", options.seed, "model and data seed")->capture_default_str();
   if (auto code = dpt::bench::parse(app, argc, argv)) return *code;
@@ -152,6 +151,8 @@ int run(int argc, char** argv) {
     ddp = std::make_unique<dpt::DistributedDataParallel>(
         model, comm,
         dpt::DdpOptions().bucket_cap_mb(options.bucket_cap_mb).gradient_as_bucket_view(options.gradient_as_bucket_view));
+    DPT_CHECK(options.powersgd_rank >= 0, InvalidArgumentError, "--powersgd-rank must be >= 0, got ",
+              options.powersgd_rank);
     DPT_CHECK(!(options.hierarchical && options.powersgd_rank > 0), InvalidArgumentError,
               "--powersgd-rank and --hierarchical: pick one");
     if (options.hierarchical) {
