@@ -36,7 +36,10 @@ void load_operator_library(const std::string& path) {
   static std::set<std::string> loaded;
   std::lock_guard<std::mutex> lock(mutex);
   if (loaded.count(path)) return;
-  DPT_CHECK(fs::is_regular_file(path), InvalidArgumentError, "--load-ops ", path, ": no such file");
+  DPT_CHECK(!fs::is_directory(path), InvalidArgumentError, "--load-ops ", path,
+            " is a directory: name the shared library itself (e.g. DIR/libmy_ops.so)");
+  DPT_CHECK(fs::is_regular_file(path), InvalidArgumentError, "--load-ops ", path,
+            fs::exists(path) ? ": not a regular file" : ": no such file");
   if (dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
     std::string error = dl_error();
     if (error.find("libtorch_python") == std::string::npos) {

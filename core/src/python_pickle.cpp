@@ -161,6 +161,20 @@ void append_string(std::string& out, const std::string& text) {  // BINUNICODE
   out += text;
 }
 
+// LONG1 with Python's minimal little-endian two's-complement bytes (5 for 2^31) as LONG1 of 8:
+// libtorch's unpickler reads only the 8-byte form, and refused every integer of 2^31 or more.
+std::string widened_long1(const std::string& instruction, const std::string& origin) {
+  const size_t length = static_cast<unsigned char>(instruction[1]);
+  DPT_CHECK(length <= 8, DataError, origin, ": holds an integer of ", length, " bytes, beyond int64");
+  if (length == 8) return instruction;
+  std::string out = instruction.substr(0, 1);
+  out.push_back('\x08');
+  const bool negative = length > 0 && (static_cast<unsigned char>(instruction[1 + length]) & 0x80);
+  out.append(instruction, 2, length);
+  out.append(8 - length, negative ? '\xff' : '\x00');
+  return out;
+}
+
 }  // namespace
 
 std::string rewrite_python_pickle(const std::string& program, const std::string& origin) {
@@ -202,7 +216,11 @@ std::string rewrite_python_pickle(const std::string& program, const std::string&
       continue;
     }
     const size_t position = out.size();
-    out += instruction;
+    if (op == 0x8a) {
+      out += widened_long1(instruction, origin);
+    } else {
+      out += instruction;
+    }
     apply_stack_effect(op, position, stack, origin);
     if (op == '.') break;
   }
@@ -227,6 +245,14 @@ void drop_parked_states(const c10::IValue& value) {
 }  // namespace
 
 c10::IValue load_torch_save(const Bytes& bytes, const std::string& origin) {
+  if (!is_zip_archive(bytes)) {
+    // torch.save's format before PyTorch 1.6 (still written with _use_new_zipfile_serialization=
+    // False) is a bare pickle stream: its first byte is pickle's PROTO opcode.
+    DPT_CHECK(bytes.empty() || static_cast<unsigned char>(bytes[0]) != 0x80, DataError, origin,
+              " is in torch.save's legacy format (_use_new_zipfile_serialization=False, or PyTorch before 1.6), "
+              "which dptrain does not read: save it again with torch.save(torch.load(f), f)");
+    DPT_THROW(DataError, origin, " is not a file torch.save wrote (no zip archive), or a damaged one");
+  }
   try {
     std::istringstream stream(std::string(bytes.begin(), bytes.end()));
     caffe2::serialize::PyTorchStreamReader reader(&stream);

@@ -17,12 +17,6 @@ std::function<void(int)>& fatal_hook() {
   return hook;
 }
 
-// c10::Error messages carry a multi-line C++ backtrace; the user needs the first line.
-std::string first_line(const std::string& text) {
-  auto end = text.find('\n');
-  return end == std::string::npos ? text : text.substr(0, end);
-}
-
 }  // namespace
 
 void set_fatal_hook(std::function<void(int)> hook) { fatal_hook() = std::move(hook); }
@@ -55,9 +49,9 @@ int run_main(const char* program, const std::function<int()>& body) {
     message = e.what();
     code = exit_code_for_current_exception();
   } catch (const c10::Error& e) {
-    message = first_line(e.what_without_backtrace());
+    message = one_line_reason(e.what_without_backtrace());
   } catch (const std::exception& e) {
-    message = e.what();
+    message = one_line_reason(e.what());
   } catch (...) {
     message = "unknown exception";
   }

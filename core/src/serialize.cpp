@@ -2,8 +2,10 @@
 
 #include <caffe2/serialize/inline_container.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <torch/csrc/jit/serialization/export.h>
 #include <torch/csrc/jit/serialization/pickler.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -13,6 +15,7 @@
 
 #include "dptrain/core/error.h"
 #include "dptrain/core/fs.h"
+#include "dptrain/core/logging.h"
 
 namespace dpt {
 namespace {
@@ -124,17 +127,71 @@ torch::jit::Module deserialize_module(const Bytes& bytes, const std::string& ori
   }
 }
 
-Bytes read_file(const std::string& path) {
-  DPT_CHECK(fs::exists(path), IoError, path, ": no such file");
-  DPT_CHECK(!fs::is_directory(path), IoError, path, ": is a directory, expected a file");
-  std::ifstream in(path, std::ios::binary);
-  DPT_CHECK(in.good(), IoError, path, ": cannot open for reading: ", std::strerror(errno));
-  Bytes bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  DPT_CHECK(!in.bad(), IoError, path, ": read failed: ", std::strerror(errno));
+Bytes read_file_bounded(const std::string& path, uint64_t max_bytes, const std::string& what) {
+  const std::string named = what.empty() ? path : what + " " + path;
+  // O_NONBLOCK: opening a FIFO nobody writes to must not hang; only regular files are read.
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    const int saved = errno;
+    DPT_CHECK(saved != ENOENT, IoError, named, ": no such file");
+    DPT_THROW(IoError, named, ": cannot open for reading (", std::strerror(saved), ")");
+  }
+  struct stat info;
+  if (::fstat(fd, &info) != 0 || !S_ISREG(info.st_mode)) {
+    const bool directory = S_ISDIR(info.st_mode);
+    ::close(fd);
+    DPT_THROW(IoError, named, directory ? ": is a directory, expected a file"
+                                        : ": not a regular file (a FIFO, socket or device); only regular files are read");
+  }
+  const uint64_t size = static_cast<uint64_t>(info.st_size);
+  if (max_bytes > 0 && size > max_bytes) {
+    ::close(fd);
+    DPT_THROW(IoError, named, ": ", size, " bytes, more than the ", max_bytes, " this file may hold");
+  }
+  Bytes bytes(size);
+  size_t done = 0;
+  while (done < size) {  // exactly the size stat reported: a file growing meanwhile is not chased
+    ssize_t n = ::read(fd, bytes.data() + done, size - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int saved = errno;
+      ::close(fd);
+      DPT_CHECK(n == 0, IoError, named, ": read failed (", std::strerror(saved), ")");
+      DPT_THROW(IoError, named, ": truncated while being read (", done, " of ", size, " bytes)");
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
   return bytes;
 }
 
+Bytes read_file(const std::string& path) { return read_file_bounded(path, 0, ""); }
+
+// `<name>.tmp.<pid>` files beside `path` whose process is gone: a run killed while writing.
+static void remove_stale_temporaries(const std::string& path) {
+  const std::string dir = fs::parent_path(path);
+  const std::string prefix = fs::file_name(path) + ".tmp.";
+  std::vector<std::string> names;
+  try {
+    names = fs::list_directory(dir.empty() ? "." : dir);
+  } catch (const Error&) {
+    return;  // an unreadable directory: the write below says what is wrong
+  }
+  for (const auto& name : names) {
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string digits = name.substr(prefix.size());
+    if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(digits));
+    if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
+    const std::string stale = fs::join(dir, name);
+    if (fs::is_regular_file(stale) && fs::remove_file(stale)) {
+      DPT_LOG_WARN("removed {}: a partial write of {} left by a killed run (process {})", stale, path, pid);
+    }
+  }
+}
+
 void write_file_atomic(const std::string& path, const Bytes& bytes) {
+  remove_stale_temporaries(path);
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   DPT_CHECK(fd >= 0, IoError, path, ": cannot write (", std::strerror(errno), ")");

@@ -3,6 +3,10 @@
 #include <atomic>
 #include <csignal>
 
+#include <unistd.h>
+
+#include "dptrain/core/run_main.h"
+
 namespace dpt {
 namespace {
 
@@ -10,6 +14,7 @@ namespace {
 std::atomic<bool> g_installed{false};
 std::atomic<bool> g_requested{false};
 std::atomic<int> g_signal{0};
+std::atomic<bool> g_deferred{false};  // a loop reads the flag: a first signal only sets it
 static_assert(std::atomic<bool>::is_always_lock_free && std::atomic<int>::is_always_lock_free);
 
 void on_signal(int number) {
@@ -18,6 +23,13 @@ void on_signal(int number) {
     std::signal(number, SIG_DFL);
     std::raise(number);
     return;
+  }
+  if (!g_deferred.load()) {
+    // Nothing reads the flag yet (the data is being opened, the model read): nothing to save
+    // either, so stop now, as asked, rather than when the first step comes.
+    static const char message[] = "dptrain: stopped by a signal before training started; nothing to save\n";
+    if (::write(STDERR_FILENO, message, sizeof(message) - 1) < 0) {}
+    ::_exit(kExitStopped);
   }
   g_signal.store(number);
   g_requested.store(true);
@@ -42,6 +54,8 @@ void StopRequest::request(int signal_number) {
   g_signal.store(signal_number);
   g_requested.store(true);
 }
+
+void StopRequest::defer(bool deferred) { g_deferred.store(deferred); }
 
 void StopRequest::clear() {
   g_requested.store(false);

@@ -1,11 +1,32 @@
 #include "tcp_store.h"
 
+#include <c10/util/Logging.h>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <algorithm>
 
 #include "dptrain/core/error.h"
 #include "dptrain/core/logging.h"
 
 namespace dpt::detail {
+namespace {
+
+// libtorch's socket code logs every failed connection attempt while it retries, and the final
+// failure with its C++ frames (a rank started before rank 0's store, or without it: dozens of
+// lines); dptrain says once what failed. Below debug level those logs are silenced while the
+// store connects.
+class QuietSocketRetries {
+ public:
+  QuietSocketRetries() : saved_(FLAGS_caffe2_log_level) {
+    if (!log::enabled(log::Level::debug)) FLAGS_caffe2_log_level = std::max(saved_, 3);  // 3: fatal only
+  }
+  ~QuietSocketRetries() { FLAGS_caffe2_log_level = saved_; }
+
+ private:
+  int saved_;
+};
+
+}  // namespace
 
 c10::intrusive_ptr<c10d::Store> connect_tcp_store(const LaunchInfo& launch, std::chrono::milliseconds timeout) {
   DPT_CHECK(!launch.master_addr.empty() && launch.master_port > 0, InvalidArgumentError, "rank ", launch.rank,
@@ -17,6 +38,7 @@ c10::intrusive_ptr<c10d::Store> connect_tcp_store(const LaunchInfo& launch, std:
   options.numWorkers = static_cast<size_t>(launch.world_size);
   options.waitWorkers = true;
   options.timeout = timeout;
+  QuietSocketRetries quiet;
   try {
     DPT_LOG_DEBUG("rendezvous at {}:{} ({} ranks)", launch.master_addr, launch.master_port, launch.world_size);
     return c10::make_intrusive<c10d::TCPStore>(launch.master_addr, options);
@@ -35,6 +57,7 @@ c10::intrusive_ptr<c10d::Store> connect_tcp_store_client(const LaunchInfo& launc
   options.isServer = false;
   options.waitWorkers = false;
   options.timeout = timeout;
+  QuietSocketRetries quiet;
   try {
     return c10::make_intrusive<c10d::TCPStore>(launch.master_addr, options);
   } catch (const std::exception& e) {

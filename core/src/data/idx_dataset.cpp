@@ -26,7 +26,9 @@ using GzHandle = std::unique_ptr<gzFile_s, GzCloser>;
 // Reads the whole (decompressed) content. zlib reads raw files transparently, so gzip or not is
 // decided by the bytes, whatever the name says.
 std::vector<unsigned char> read_all(const std::string& path) {
-  DPT_CHECK(fs::is_regular_file(path), IoError, path, ": no such file");
+  DPT_CHECK(fs::exists(path), IoError, path, ": no such file");
+  // gzopen on a FIFO would wait for a writer forever.
+  DPT_CHECK(fs::is_regular_file(path), IoError, path, ": not a regular file (a FIFO, socket or device)");
   GzHandle file(gzopen(path.c_str(), "rb"));
   DPT_CHECK(file != nullptr, IoError, path, ": cannot open: ", std::strerror(errno));
   std::vector<unsigned char> bytes;

@@ -58,6 +58,9 @@ ImageFolderIndex scan_image_folder(const std::string& directory, const std::stri
     size_t found = 0;
     for (const auto& name : sorted_entries(folder)) {
       if (!is_image_name(name)) continue;
+      // Only regular files: reading a FIFO named like an image would wait forever.
+      DPT_CHECK(fs::is_regular_file(folder + "/" + name), DataError, folder, "/", name,
+                ": not a regular file (a FIFO, socket, device or broken link); only regular files are read");
       index.paths.push_back(folder + "/" + name);
       index.labels.push_back(static_cast<int64_t>(label));
       ++found;
@@ -67,28 +70,49 @@ ImageFolderIndex scan_image_folder(const std::string& directory, const std::stri
   return index;
 }
 
+int64_t image_channels(const std::string& path, int64_t max_pixels) {
+  // Grey stays grey (all three decoded channels equal), anything else becomes RGB.
+  auto rgb = decode_image(read_file(path), 3, path, max_pixels);
+  const bool colour = !torch::equal(rgb.select(2, 0), rgb.select(2, 1)) || !torch::equal(rgb.select(2, 0), rgb.select(2, 2));
+  return colour ? 3 : 1;
+}
+
 ImageFolderDataset::ImageFolderDataset(ImageFolderIndex index, ImageFolderOptions options)
     : index_(std::move(index)), options_(std::move(options)) {
   DPT_CHECK(!index_.paths.empty(), DataError, "ImageFolderDataset: no images");
   DPT_CHECK(options_.image_size >= 0, InvalidArgumentError, "--image-size must be >= 0, got ", options_.image_size);
-  if (options_.channels == 0) {
-    // The first image decides: grey stays grey, anything else becomes RGB.
-    auto bytes = read_file(index_.paths.front());
-    auto rgb = decode_image(bytes, 3, index_.paths.front());
-    const bool colour = !torch::equal(rgb.select(2, 0), rgb.select(2, 1)) || !torch::equal(rgb.select(2, 0), rgb.select(2, 2));
-    options_.channels = colour ? 3 : 1;
-  }
+  DPT_CHECK(options_.max_pixels > 0, InvalidArgumentError, "--max-image-pixels must be > 0, got ", options_.max_pixels);
+  DPT_CHECK(options_.image_size <= options_.max_pixels / std::max<int64_t>(options_.image_size, 1), InvalidArgumentError,
+            "--image-size ", options_.image_size, ": ", options_.image_size, " x ", options_.image_size,
+            " pixels is more than --max-image-pixels ", options_.max_pixels);
+  if (options_.image_size == 0) check_same_size();
+  if (options_.channels == 0) options_.channels = image_channels(index_.paths.front(), options_.max_pixels);
   DPT_CHECK(options_.channels == 1 || options_.channels == 3, InvalidArgumentError,
             "ImageFolderOptions::channels must be 1 or 3, got ", options_.channels);
   per_channel(options_.mean, options_.channels, 0.0, "mean");  // validates now, not on a worker
   per_channel(options_.std, options_.channels, 1.0, "std");
 }
 
+void ImageFolderDataset::check_same_size() const {
+  // Without --image-size the images are stacked as they are: one size for all, known now rather
+  // than when the first batch that mixes two sizes is collated.
+  ImageHeader first;
+  for (size_t i = 0; i < index_.paths.size(); ++i) {
+    const std::string& path = index_.paths[i];
+    const ImageHeader header = read_image_header(read_file(path), path);
+    check_image_header(header, options_.max_pixels, path);
+    if (i == 0) first = header;
+    DPT_CHECK(header.width == first.width && header.height == first.height, DataError, path, " is ", header.width,
+              " x ", header.height, " but ", index_.paths.front(), " is ", first.width, " x ", first.height,
+              ": pass --image-size N to resize every image to N x N");
+  }
+}
+
 Example ImageFolderDataset::get(int64_t i) const {
   DPT_CHECK(i >= 0 && i < size(), InvalidArgumentError, "ImageFolderDataset: index ", i, " out of range [0, ",
             size(), ")");
   const std::string& path = index_.paths[static_cast<size_t>(i)];
-  auto pixels = decode_image(read_file(path), options_.channels, path);  // [H, W, C] uint8
+  auto pixels = decode_image(read_file(path), options_.channels, path, options_.max_pixels);  // [H, W, C] uint8
   auto image = pixels.permute({2, 0, 1}).to(torch::kFloat32).div_(255.0);
   if (options_.image_size > 0) {
     // torchvision's Resize(size) + CenterCrop(size): shorter side to `size`, then the centre.

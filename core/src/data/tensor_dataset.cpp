@@ -6,8 +6,8 @@
 
 namespace dpt {
 
-TensorDataset::TensorDataset(Tensors inputs, Tensors targets)
-    : inputs_(std::move(inputs)), targets_(std::move(targets)) {
+TensorDataset::TensorDataset(Tensors inputs, Tensors targets, std::string origin)
+    : inputs_(std::move(inputs)), targets_(std::move(targets)), origin_(std::move(origin)) {
   DPT_CHECK(inputs_.defined() && targets_.defined(), InvalidArgumentError,
             "TensorDataset: inputs and targets must be defined tensors");
   const int64_t samples = inputs_.parts().front().dim() >= 1 ? inputs_.parts().front().size(0) : -1;

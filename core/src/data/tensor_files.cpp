@@ -48,13 +48,17 @@ Tensors tensors_entry(const c10::Dict<c10::IValue, c10::IValue>& dict, const cha
 
 TensorDataset load_tensor_file(const std::string& path) {
   Bytes bytes = read_file(path);
+  // Python's torch.save (OrderedDicts, integers of 2^31 or more) through load_torch_save; a file
+  // of libtorch's pickle_save (TorchScript's tagged containers) through libtorch's own reader.
   c10::IValue loaded;
   try {
-    loaded = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end()));
-  } catch (const c10::Error& e) {
-    std::string what = e.what_without_backtrace();
-    DPT_THROW(DataError, path, ": not a file torch.save wrote, or a damaged one (", what.substr(0, what.find('\n')),
-              ")");
+    loaded = load_torch_save(bytes, path);
+  } catch (const DataError& first) {
+    try {
+      loaded = torch::pickle_load(bytes);
+    } catch (const c10::Error&) {
+      throw first;  // the first reader's message names what is wrong
+    }
   }
   DPT_CHECK(loaded.isGenericDict(), DataError, path, ": holds a ", loaded.tagKind(),
             "; expected the dict torch.save({\"inputs\": X, \"targets\": Y}, path) writes");
@@ -63,7 +67,19 @@ TensorDataset load_tensor_file(const std::string& path) {
   auto targets = tensors_entry(dict, "targets", path);
   DPT_CHECK(inputs.samples() == targets.samples(), DataError, path, ": ", inputs.samples(), " inputs but ",
             targets.samples(), " targets (the first dimension counts samples in both)");
-  return TensorDataset(inputs, targets);
+  TensorDataset data(inputs, targets, path);
+  if (auto found = dict.find("num_classes"); found != dict.end()) {
+    DPT_CHECK(found->value().isInt() && found->value().toInt() > 0, DataError, path,
+              ": \"num_classes\" must be a positive int, got ", found->value().tagKind());
+    data.set_num_classes(found->value().toInt());
+  } else if (auto names = dict.find("classes"); names != dict.end()) {
+    DPT_CHECK(names->value().isList() || names->value().isTuple(), DataError, path,
+              ": \"classes\" must be a list of class names, got ", names->value().tagKind());
+    const auto count = names->value().isList() ? names->value().toListRef().size()
+                                               : names->value().toTupleRef().elements().size();
+    data.set_num_classes(static_cast<int64_t>(count));
+  }
+  return data;
 }
 
 std::vector<std::string> list_shards(const std::string& directory, const std::string& split) {

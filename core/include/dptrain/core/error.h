@@ -27,6 +27,11 @@ enum class ErrorKind {
 
 const char* to_string(ErrorKind kind);
 
+// The line of a foreign exception's message (libtorch, TorchScript, the standard library) that says
+// what went wrong: the first line of a c10::Error (not its C++ frames), the exception at the end of
+// a TorchScript traceback.
+std::string one_line_reason(const std::string& message);
+
 class Error : public std::runtime_error {
  public:
   Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}

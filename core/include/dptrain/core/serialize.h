@@ -51,8 +51,12 @@ Bytes serialize_module(const torch::jit::Module& module);
 torch::jit::Module deserialize_module(const Bytes& bytes, const std::string& origin,
                                       const c10::optional<c10::Device>& device = c10::nullopt);
 
-// Whole-file helpers; errors name the file.
+// Whole-file helpers; errors name the file. Only regular files are read (a FIFO or device among
+// the inputs is an IoError, never a hang), exactly the size the file has when opened.
 Bytes read_file(const std::string& path);
+// read_file, refusing a file of more than `max_bytes` (0: no limit); `what` ("--config") leads
+// the error message.
+Bytes read_file_bounded(const std::string& path, uint64_t max_bytes, const std::string& what);
 // Atomic: writes path.tmp.<pid>, fsyncs it, renames over path, fsyncs the directory. A crash at any
 // moment leaves either the old file or the new one, never half of one.
 void write_file_atomic(const std::string& path, const Bytes& bytes);

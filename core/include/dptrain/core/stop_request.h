@@ -6,7 +6,10 @@
 //   dpt::StopRequest::install();          // the dptrain command does this for `train`
 //   ... if (dpt::StopRequest::requested()) { checkpoint; exit(dpt::kExitStopped); }
 //
-// The first signal only sets a flag, which the training loop reads between steps (the Trainer
+// Until a loop says it reads the flag (defer(true): the Trainer's fit loop, from its first step),
+// a signal ends the process at once with kExitStopped: opening data or reading a model is never
+// held up to the first step, and there is nothing to checkpoint yet. Then the first signal only
+// sets a flag, which the training loop reads between steps (the Trainer
 // agrees on it across ranks, writes a checkpoint and returns; `dptrain train` then exits with
 // kExitStopped). A second SIGINT or SIGTERM ends the process at once, as it would have without
 // the handler: a user pressing Ctrl-C twice is never kept waiting.
@@ -25,6 +28,9 @@ class StopRequest {
   static int signal_number();
   // What the handler does, for tests and for programs with their own reasons to stop.
   static void request(int signal_number = 0);
+  // Whether a first signal waits for a loop to read the flag (true) or ends the process (false,
+  // the state after install()).
+  static void defer(bool deferred);
   static void clear();
 };
 

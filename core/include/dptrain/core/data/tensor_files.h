@@ -21,6 +21,8 @@
 
 namespace dpt {
 
+// Besides "inputs" and "targets", a file may declare its classes: "num_classes" (an int) or
+// "classes" (a list of names); class labels are then checked against it.
 TensorDataset load_tensor_file(const std::string& path);
 
 // The shards of one split, in file order: <dir>/<split>-00000.pt, <split>-00001.pt, ... (any
