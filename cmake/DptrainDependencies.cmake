@@ -79,6 +79,12 @@ endif()
 find_package(spdlog REQUIRED)
 find_package(CLI11 REQUIRED)
 find_package(nlohmann_json REQUIRED)
+# toml++ (Debian's libtomlplusplus-dev) for --config files, used header-only: nothing to link or
+# carry to machines that run dptrain.
+find_path(DPTRAIN_TOMLPLUSPLUS_INCLUDE_DIR toml++/toml.h REQUIRED)
+add_library(system::tomlplusplus INTERFACE IMPORTED)
+set_target_properties(system::tomlplusplus PROPERTIES INTERFACE_INCLUDE_DIRECTORIES "${DPTRAIN_TOMLPLUSPLUS_INCLUDE_DIR}"
+                      INTERFACE_COMPILE_DEFINITIONS "TOML_HEADER_ONLY=1;TOML_EXCEPTIONS=1")
 find_package(PNG REQUIRED)
 find_package(JPEG REQUIRED)  # libjpeg-turbo (Debian's libjpeg-dev): ImageFolder decoding
 # A library of a Debian -dev package as an imported target, found by its header and library

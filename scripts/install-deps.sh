@@ -15,7 +15,7 @@ say() { echo "[install-deps] $*"; }
 apt_packages=(
   g++ cmake ninja-build git pkg-config python3 python3-venv python3-pip
   libopenmpi-dev openmpi-bin libspdlog-dev libgtest-dev libgmock-dev
-  libcli11-dev nlohmann-json3-dev libpng-dev libjpeg-dev zlib1g-dev dataset-fashion-mnist
+  libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libpng-dev libjpeg-dev zlib1g-dev dataset-fashion-mnist
   libzip-dev libprotobuf-dev protobuf-compiler libisal-dev iproute2
 )
 if [ "${DPTRAIN_SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null; then

@@ -12,7 +12,7 @@ apt-get download \
   openmpi-bin libopenmpi3 libopenmpi-dev openmpi-common libhwloc15 libevent-2.1-7 \
   libevent-core-2.1-7 libevent-pthreads-2.1-7 libpmix2 libfabric1 libucx0 libibverbs1 \
   librdmacm1 libpsm-infinipath1 libpsm2-2 libnl-3-200 libnl-route-3-200 libmunge2 \
-  libcli11-dev nlohmann-json3-dev libpng-dev libpng16-16 zlib1g-dev \
+  libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libpng-dev libpng16-16 zlib1g-dev \
   libjpeg-dev libjpeg62-turbo-dev libjpeg62-turbo \
   libzip-dev libzip4 libisal-dev libisal2 libprotobuf-dev libprotobuf32 libprotobuf-lite32 \
   protobuf-compiler libprotoc32

@@ -81,6 +81,9 @@ for _ in $(seq 1 600); do
   sleep 0.05
 done
 kill -KILL -- "-$job" 2>/dev/null || true
+# The ranks too (mpirun puts them in process groups of their own; alive, they would still hold the
+# checkpoint directory's lock).
+pkill -KILL -f -- "--checkpoint-dir ckpt --out killed.pt" 2>/dev/null || true
 wait "$job" 2>/dev/null || true
 [ -e killed.pt ] && { cat killed.log; fail "the sharded job finished before it could be killed"; }
 expect_ok resumed "$MPIRUN" -np 2 "$DPTRAIN" "${resume[@]}" --checkpoint-dir ckpt --resume --out resumed.pt

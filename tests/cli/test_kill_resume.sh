@@ -19,6 +19,9 @@ for _ in $(seq 1 600); do
   sleep 0.05
 done
 kill -KILL -- "-$job" 2>/dev/null || true
+# mpirun starts the ranks in process groups of their own: kill them by name too (a dead node takes
+# them all; a rank left running would still hold --checkpoint-dir's lock, rightly).
+pkill -KILL -f -- "--checkpoint-dir ckpt --out killed.pt" 2>/dev/null || true
 wait "$job" 2>/dev/null || true
 [ -e killed.pt ] && { cat killed.log; fail "the job finished before it could be killed; make it longer"; }
 ls ckpt/checkpoint-*.pt >/dev/null 2>&1 || { cat killed.log; fail "no checkpoint written before the kill"; }

@@ -17,43 +17,54 @@ bool has_idx(const std::string& dir) {
   return false;
 }
 
-// The first N samples of an in-memory dataset; an image folder (sorted by class) keeps an evenly
-// spread subset instead, so every class stays represented.
+// The first N samples of an in-memory dataset.
 std::shared_ptr<Dataset> limited(std::shared_ptr<Dataset> data, int64_t limit) {
   if (limit <= 0 || limit >= data->size()) return data;
   if (auto tensors = std::dynamic_pointer_cast<TensorDataset>(data)) {
     auto first = [limit](const torch::Tensor& t) { return t.narrow(0, 0, limit).clone(); };
-    return std::make_shared<TensorDataset>(tensors->inputs().map(first), tensors->targets().map(first));
-  }
-  if (auto images = std::dynamic_pointer_cast<ImageFolderDataset>(data)) {
-    ImageFolderIndex subset;
-    subset.class_names = images->class_names();
-    const auto& all = images->index();
-    for (int64_t k = 0; k < limit; ++k) {
-      const auto i = static_cast<size_t>(k * data->size() / limit);
-      subset.paths.push_back(all.paths[i]);
-      subset.labels.push_back(all.labels[i]);
-    }
-    return std::make_shared<ImageFolderDataset>(std::move(subset), images->options());
+    auto subset = std::make_shared<TensorDataset>(tensors->inputs().map(first), tensors->targets().map(first),
+                                                  tensors->origin());
+    subset->set_num_classes(tensors->num_classes());
+    return subset;
   }
   return data;
 }
 
+// An image folder (sorted by class) keeps an evenly spread subset instead, so every class stays
+// represented; cut from the index, before any image is opened.
+ImageFolderIndex limited(ImageFolderIndex all, int64_t limit) {
+  const auto size = static_cast<int64_t>(all.paths.size());
+  if (limit <= 0 || limit >= size) return all;
+  ImageFolderIndex subset;
+  subset.class_names = all.class_names;
+  for (int64_t k = 0; k < limit; ++k) {
+    const auto i = static_cast<size_t>(k * size / limit);
+    subset.paths.push_back(all.paths[i]);
+    subset.labels.push_back(all.labels[i]);
+  }
+  return subset;
+}
+
 std::shared_ptr<Dataset> concatenated_shards(const std::vector<std::string>& paths) {
   std::vector<Tensors> inputs, targets;
+  std::optional<int64_t> classes;
   for (const auto& path : paths) {
     auto part = load_tensor_file(path);
     inputs.push_back(part.inputs());
     targets.push_back(part.targets());
+    if (!classes) classes = part.num_classes();
   }
-  return std::make_shared<TensorDataset>(Tensors::cat(inputs), Tensors::cat(targets));
+  const std::string origin = paths.size() == 1 ? paths.front() : paths.front() + " ... (" + std::to_string(paths.size()) + " shards)";
+  auto data = std::make_shared<TensorDataset>(Tensors::cat(inputs), Tensors::cat(targets), origin);
+  data->set_num_classes(classes);
+  return data;
 }
 
 // "test" falls back to "val" for tensor files and image folders.
 std::shared_ptr<Dataset> open_tensor_split(const std::string& dir, const std::string& split) {
   for (const std::string& name : split == "test" ? std::vector<std::string>{"test", "val"}
                                                  : std::vector<std::string>{split}) {
-    if (fs::is_regular_file(dir + "/" + name + ".pt")) {
+    if (fs::exists(dir + "/" + name + ".pt")) {
       return std::make_shared<TensorDataset>(load_tensor_file(dir + "/" + name + ".pt"));
     }
     auto shards = list_shards(dir, name);
@@ -68,7 +79,8 @@ std::shared_ptr<Dataset> open_tensor_split(const std::string& dir, const std::st
 DataKind detect_data(const std::string& dir) {
   DPT_CHECK(fs::is_directory(dir), InvalidArgumentError, "--data ", dir, ": no such directory");
   if (has_idx(dir)) return DataKind::Idx;
-  if (fs::is_regular_file(dir + "/train.pt")) return DataKind::TensorFile;
+  // exists, not is_regular_file: a FIFO named train.pt is reported when read, not skipped over.
+  if (fs::exists(dir + "/train.pt")) return DataKind::TensorFile;
   if (!list_shards(dir, "train").empty()) return DataKind::TensorShards;
   if (fs::is_directory(dir + "/train")) return DataKind::ImageFolder;
   DPT_THROW(InvalidArgumentError, "--data ", dir,
@@ -104,18 +116,14 @@ std::shared_ptr<Dataset> open_split(const DataOptions& options, const std::strin
       data = open_tensor_split(dir, split);
       break;
     case DataKind::ImageFolder: {
-      auto classes = scan_image_folder(dir, "train").class_names;
-      auto train = std::make_shared<ImageFolderDataset>(scan_image_folder(dir, "train"), options.images);
-      if (split == "train") {
-        data = train;
-      } else {
-        // The evaluation split is decoded like the training split: same classes, same channels.
-        const std::string name = fs::is_directory(dir + "/test") ? "test" : "val";
-        ImageFolderOptions images = options.images;
-        images.channels = train->channels();
-        data = std::make_shared<ImageFolderDataset>(scan_image_folder(dir, name, classes), images);
-      }
-      break;
+      auto train = scan_image_folder(dir, "train");
+      if (split == "train") return std::make_shared<ImageFolderDataset>(limited(train, options.limit_samples), options.images);
+      // The evaluation split is decoded like the training split: same classes, same channels.
+      const std::string name = fs::is_directory(dir + "/test") ? "test" : "val";
+      ImageFolderOptions images = options.images;
+      if (images.channels == 0) images.channels = image_channels(train.paths.front(), images.max_pixels);
+      return std::make_shared<ImageFolderDataset>(
+          limited(scan_image_folder(dir, name, train.class_names), options.limit_samples), images);
     }
   }
   return limited(std::move(data), options.limit_samples);

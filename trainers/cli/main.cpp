@@ -17,6 +17,7 @@
 #include <iostream>
 #include <string>
 
+#include "config_file.h"
 #include "data_sources.h"
 #include "model_files.h"
 #include "dptrain/core/data/idx_dataset.h"
@@ -26,6 +27,7 @@
 #include "dptrain/core/model.h"
 #include "dptrain/core/operators.h"
 #include "dptrain/core/run_main.h"
+#include "dptrain/core/serialize.h"
 #include "dptrain/core/stop_request.h"
 #include "dptrain/parallel/launch_info.h"
 #include "dptrain/parallel/runtime.h"
@@ -48,6 +50,8 @@ struct CommonArgs {
   std::string log_level;
   std::string device;
   int64_t image_size = 0;
+  int64_t max_image_pixels = dpt::kDefaultMaxImagePixels;
+  int64_t num_classes = 0;
   std::vector<double> mean, std;
   std::vector<std::string> load_ops;
   std::string weights;
@@ -88,6 +92,7 @@ struct TrainArgs {
   std::string resume;
   bool resume_given = false;
   std::string metrics = "dptrain-metrics.jsonl";
+  bool metrics_given = false;  // the default file is optional: a failed write is a warning
   std::string tensorboard;
   bool no_progress = false;
   std::string plot;  // removed option: '' is still accepted, a file gets the way to the curves
@@ -113,6 +118,12 @@ void add_common(CLI::App& command, CommonArgs& args, bool model_required) {
       ->capture_default_str();
   command.add_option("--image-size", args.image_size,
                      "image folders: resize the shorter side to N, then centre-crop N x N (0: keep the size)");
+  command.add_option("--max-image-pixels", args.max_image_pixels,
+                     "image folders: refuse images of more pixels before decoding them (decompression bombs)")
+      ->capture_default_str();
+  command.add_option("--num-classes", args.num_classes,
+                     "built-in models: output classes (0: the classes the data declares - an image folder's, a tensor "
+                     "file's num_classes - else the largest label + 1, at least 10)");
   command.add_option("--mean", args.mean, "image folders: per-channel mean to subtract (one value or one per channel)")
       ->delimiter(',');
   command.add_option("--std", args.std, "image folders: per-channel std to divide by")->delimiter(',');
@@ -142,12 +153,18 @@ void check_common(const CommonArgs& args) {
   DPT_CHECK(args.batch_size > 0, InvalidArgumentError, "--batch-size must be > 0, got ", args.batch_size);
   DPT_CHECK(args.limit_samples >= 0, InvalidArgumentError, "--limit-samples must be >= 0, got ", args.limit_samples);
   DPT_CHECK(args.workers >= 0, InvalidArgumentError, "--workers must be >= 0, got ", args.workers);
-  DPT_CHECK(std::isfinite(args.timeout_s) && args.timeout_s >= 0, InvalidArgumentError,
-            "--timeout must be >= 0 seconds, got ", args.timeout_s);
+  // Converted to milliseconds in an int64: beyond about 292 million years it would wrap.
+  DPT_CHECK(std::isfinite(args.timeout_s) && args.timeout_s >= 0 && args.timeout_s <= 1e9, InvalidArgumentError,
+            "--timeout must be between 0 and 1e9 seconds, got ", args.timeout_s);
   DPT_CHECK(args.device.empty() || args.device == "cpu" || args.device == "cuda", InvalidArgumentError,
             "--device must be cpu or cuda, got '", args.device, "'");
   if (!args.log_level.empty()) dpt::log::parse_level(args.log_level);
   DPT_CHECK(args.image_size >= 0, InvalidArgumentError, "--image-size must be >= 0, got ", args.image_size);
+  DPT_CHECK(args.max_image_pixels > 0, InvalidArgumentError, "--max-image-pixels must be > 0, got ",
+            args.max_image_pixels);
+  DPT_CHECK(args.num_classes >= 0, InvalidArgumentError, "--num-classes must be >= 0, got ", args.num_classes);
+  DPT_CHECK(args.num_classes == 0 || dpt::is_builtin_model(args.model), InvalidArgumentError,
+            "--num-classes sets the output size of a built-in model; ", args.model, " has its own");
   for (double s : args.std) DPT_CHECK(s > 0, InvalidArgumentError, "--std values must be > 0, got ", s);
   dpt::cli::detect_data(args.data);  // one error naming what was looked for
   // Every rank, before any model is read: a model calling torch.ops.<lib>.* needs them.
@@ -163,9 +180,14 @@ void check_common(const CommonArgs& args) {
   }
 }
 
-void check_output(const std::string& flag, const std::string& path) {
+// A file dptrain writes whole (atomically: a temporary renamed over it). `stream`: appended to
+// as the run goes (--metrics), where a device such as /dev/stdout is fine.
+void check_output(const std::string& flag, const std::string& path, bool stream = false) {
   if (path.empty()) return;
   DPT_CHECK(!dpt::fs::is_directory(path), InvalidArgumentError, flag, " ", path, " is a directory, expected a file path");
+  // Written to a temporary file renamed over it: a device node or FIFO there would be replaced.
+  DPT_CHECK(stream || !dpt::fs::exists(path) || dpt::fs::is_regular_file(path), InvalidArgumentError, flag, " ", path,
+            " exists and is not a regular file");
   DPT_CHECK(dpt::fs::parent_is_writable(path), InvalidArgumentError, flag, " ", path,
             ": its directory does not exist or is not writable");
 }
@@ -218,6 +240,7 @@ dpt::TrainerOptions trainer_options(const CommonArgs& common, const TrainArgs& a
       .keep_checkpoints(args.keep_checkpoints)
       .resume(args.resume_given ? (args.resume.empty() ? "latest" : args.resume) : "")
       .metrics_file(args.metrics)
+      .metrics_optional(!args.metrics_given)
       .tensorboard_dir(args.tensorboard)
       .progress_bar(!args.no_progress)
       .log_every_steps(args.log_every);
@@ -248,6 +271,7 @@ dpt::cli::DataOptions data_options(const CommonArgs& args) {
   options.directory = args.data;
   options.limit_samples = args.limit_samples;
   options.images.image_size = args.image_size;
+  options.images.max_pixels = args.max_image_pixels;
   options.images.mean = args.mean;
   options.images.std = args.std;
   return options;
@@ -256,8 +280,11 @@ dpt::cli::DataOptions data_options(const CommonArgs& args) {
 // --model, then --weights. A compiled package runs on the device it was compiled for unless
 // --device says otherwise (then one error if it cannot).
 dpt::Model open_model(const CommonArgs& common, const dpt::CommunicatorPtr& world, const dpt::Tensors& sample,
-                      std::optional<int64_t> max_label, int64_t seed, dpt::TrainerOptions& options) {
-  dpt::Model model = dpt::cli::load_model(common.model, world, sample, max_label, seed, options.device());
+                      std::optional<int64_t> max_label, std::optional<int64_t> declared_classes, int64_t seed,
+                      dpt::TrainerOptions& options) {
+  // A built-in model's outputs: --num-classes, else the classes the data declares, else the labels'.
+  const int64_t classes = common.num_classes > 0 ? common.num_classes : declared_classes.value_or(0);
+  dpt::Model model = dpt::cli::load_model(common.model, world, sample, max_label, classes, seed, options.device());
   if (model.is_exported() && common.device.empty()) options.device(model.exported().device());
   if (!common.weights.empty()) dpt::cli::load_weights(model, common.weights, world);
   return model;
@@ -274,7 +301,7 @@ int run_train(const CommonArgs& common, const TrainArgs& args) {
   DPT_CHECK(args.transform.empty() || launch_rank() != 0 || dpt::fs::is_regular_file(args.transform),
             InvalidArgumentError, "--transform ", args.transform, ": no such file");
   check_output("--out", args.out);
-  check_output("--metrics", args.metrics);
+  check_output("--metrics", args.metrics, /*stream=*/true);
   DPT_CHECK(args.plot.empty(), InvalidArgumentError, "--plot was removed: watch the curves with --tensorboard DIR, "
             "or draw them from the metrics file with `python python/dptrain_plot.py ", args.metrics.empty() ? "METRICS" : args.metrics,
             " -o ", args.plot, "` (bin/dptrain-plot when installed)");
@@ -301,7 +328,9 @@ int run_train(const CommonArgs& common, const TrainArgs& args) {
   auto test = args.no_eval ? nullptr : dpt::cli::open_split(data, "test", world);
   auto first = train->first_samples(1);
   auto sample = first.first.map([](const torch::Tensor& t) { return t[0]; });
-  dpt::Model model = open_model(common, world, sample, train->largest_label(), args.seed, options);
+  dpt::Model model = open_model(common, world, sample, train->largest_label(),
+                                train->dataset() ? dpt::declared_classes(*train->dataset()) : std::nullopt, args.seed,
+                                options);
   if (model.is_exported()) options.loss(dpt::cli::package_loss(model, args.loss, !args.no_eval));
   dpt::Trainer trainer(model, world, options);
   DPT_LOG_INFO("dptrain train: {} in {} ({}), model {}, {} rank(s) on {} ({})", train->describe(), common.data,
@@ -321,7 +350,7 @@ int run_train(const CommonArgs& common, const TrainArgs& args) {
       if (saved.hasattr("class_names")) saved.setattr("class_names", names);
       else saved.register_attribute("class_names", c10::ListType::ofStrings(), names);
     }
-    saved.save(args.out);
+    dpt::write_file_atomic(args.out, dpt::serialize_module(saved));  // the old file stays if this fails
     DPT_LOG_INFO("model saved to {} (TorchScript: torch.jit.load)", args.out);
   }
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -344,7 +373,8 @@ int run_eval(const CommonArgs& common) {
   const auto& test = *test_split;
   auto options = dpt::TrainerOptions().batch_size(common.batch_size).eval_batch_size(common.batch_size)
                      .device(pick_device(common, runtime));
-  dpt::Model model = open_model(common, world, test.get(0).input, dpt::largest_label(test), 0, options);
+  dpt::Model model =
+      open_model(common, world, test.get(0).input, dpt::largest_label(test), dpt::declared_classes(test), 0, options);
   if (model.is_exported()) options.loss(dpt::cli::package_loss(model, "cross_entropy", /*evaluates=*/true));
   dpt::Trainer trainer(model, world, options);
   trainer.check_model_fits(test);
@@ -368,7 +398,8 @@ int run_infer(const CommonArgs& common, const InferArgs& args) {
   const auto& data = *split;
   auto options = dpt::TrainerOptions().batch_size(common.batch_size).eval_batch_size(common.batch_size)
                      .device(pick_device(common, runtime));
-  dpt::Model model = open_model(common, world, data.get(0).input, dpt::largest_label(data), 0, options);
+  dpt::Model model =
+      open_model(common, world, data.get(0).input, dpt::largest_label(data), dpt::declared_classes(data), 0, options);
   dpt::Trainer trainer(model, world, options);
   auto outputs = trainer.predict(data);
   if (world->rank() == 0) {
@@ -385,6 +416,33 @@ int run_infer(const CommonArgs& common, const InferArgs& args) {
   return 0;
 }
 
+// Replaces `--config FILE` (or --config=FILE) by the file's options for the subcommand, placed
+// right after the subcommand's name so that what the command line says takes precedence.
+void insert_config_arguments(std::vector<std::string>& args, const std::vector<CLI::App*>& commands) {
+  // The subcommand: the first argument naming one.
+  auto find_command = [&]() -> std::pair<size_t, CLI::App*> {
+    for (size_t i = 0; i < args.size(); ++i) {
+      for (auto* candidate : commands) {
+        if (args[i] == candidate->get_name()) return {i, candidate};
+      }
+    }
+    return {args.size(), nullptr};
+  };
+  for (size_t i = 0; i < args.size(); ++i) {
+    const bool joined = args[i].rfind("--config=", 0) == 0;
+    if (args[i] != "--config" && !joined) continue;
+    DPT_CHECK(joined || i + 1 < args.size(), InvalidArgumentError, "--config needs a file");
+    const std::string path = joined ? args[i].substr(9) : args[i + 1];
+    args.erase(args.begin() + static_cast<std::ptrdiff_t>(i), args.begin() + static_cast<std::ptrdiff_t>(i + (joined ? 1 : 2)));
+    const auto [command, app] = find_command();
+    DPT_CHECK(app != nullptr, InvalidArgumentError, "--config ", path, ": name the subcommand (dptrain train --config ",
+              path, ")");
+    auto from_file = dpt::cli::config_arguments(path, app->get_name(), *app);
+    args.insert(args.begin() + static_cast<std::ptrdiff_t>(command + 1), from_file.begin(), from_file.end());
+    return;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -399,10 +457,6 @@ int main(int argc, char** argv) {
     CLI::App app{"dptrain: data-parallel training of C++ and TorchScript models (mpirun -np N dptrain ...)", "dptrain"};
     app.require_subcommand(1);
     app.set_help_all_flag("--help-all", "help for every subcommand");
-    // TOML config: `[train]` / `[eval]` / `[infer]` sections, keys named like the long options.
-    // CLI11 reads config files at the top level only, so `dptrain train --config F` is rewritten
-    // to `dptrain --config F train` below; the command line still wins over the file.
-    app.set_config("--config", "", "TOML file of options ([train] / [eval] / [infer] sections)");
 
     CommonArgs common;
     TrainArgs train;
@@ -487,17 +541,16 @@ int main(int argc, char** argv) {
     infer_cmd->add_option("--out", infer.out, "output file: a tensor [N, C] that torch.load reads")->required();
     infer_cmd->add_option("--split", infer.split, "test or train")->capture_default_str();
 
-    std::vector<std::string> args(argv + 1, argv + argc);
-    for (size_t i = 1; i < args.size(); ++i) {
-      bool joined = args[i].rfind("--config=", 0) == 0;
-      if (args[i] != "--config" && !joined) continue;
-      std::vector<std::string> config{args[i]};
-      if (!joined && i + 1 < args.size()) config.push_back(args[i + 1]);
-      args.erase(args.begin() + static_cast<std::ptrdiff_t>(i),
-                 args.begin() + static_cast<std::ptrdiff_t>(i + config.size()));
-      args.insert(args.begin(), config.begin(), config.end());
-      break;
+    // --config is read here (config_file.h), not by CLI11, whose reader lets unknown keys and
+    // wrong types through; each subcommand still lists it in its help.
+    std::string config_path;
+    for (auto* command : {train_cmd, eval_cmd, infer_cmd}) {
+      command->add_option("--config", config_path,
+                          "TOML file of options: a [" + command->get_name() + "] section, keys named like the long "
+                          "options; the command line overrides it");
     }
+    std::vector<std::string> args(argv + 1, argv + argc);
+    insert_config_arguments(args, {train_cmd, eval_cmd, infer_cmd});
     std::reverse(args.begin(), args.end());  // CLI11 takes the arguments reversed
     try {
       app.parse(args);
@@ -509,6 +562,7 @@ int main(int argc, char** argv) {
       DPT_THROW(InvalidArgumentError, e.what(), " (see dptrain ", argc > 1 ? argv[1] : "", " --help)");
     }
     train.resume_given = train_cmd->count("--resume") > 0;
+    train.metrics_given = train_cmd->count("--metrics") > 0;
     if (*train_cmd) return run_train(common, train);
     if (*eval_cmd) return run_eval(common);
     return run_infer(common, infer);

@@ -12,7 +12,7 @@
 namespace dpt::cli {
 
 Model load_model(const std::string& name, const CommunicatorPtr& world, const Tensors& sample_parts,
-                 std::optional<int64_t> max_label, int64_t seed, const torch::Device& device) {
+                 std::optional<int64_t> max_label, int64_t num_classes, int64_t seed, const torch::Device& device) {
   if (is_builtin_model(name)) {
     torch::manual_seed(static_cast<uint64_t>(seed));
     const torch::Tensor& sample = sample_parts.tensor("the built-in models take one image; the inputs");
@@ -22,7 +22,7 @@ Model load_model(const std::string& name, const CommunicatorPtr& world, const Te
     shape.in_channels = sample.size(0);
     shape.height = sample.size(1);
     shape.width = sample.size(2);
-    shape.num_classes = std::max<int64_t>(10, max_label.value_or(9) + 1);
+    shape.num_classes = num_classes > 0 ? num_classes : std::max<int64_t>(10, max_label.value_or(9) + 1);
     return Model(make_builtin_model(name, shape));
   }
   Bytes bytes = bytes_from_rank0(world, [&] { return read_file(name); });

@@ -11,11 +11,11 @@
 
 namespace dpt::cli {
 
-// A built-in name (built from `seed` on every rank; `sample` is one input of the data, `max_label`
-// its largest class label when known) or a file read by rank 0 and broadcast: TorchScript or a
-// compiled package (.pt2, loaded for `device`).
+// A built-in name (built from `seed` on every rank; `sample` is one input of the data; its class
+// count is `num_classes` when > 0, else the data's: `max_label` + 1, at least 10) or a file read by
+// rank 0 and broadcast: TorchScript or a compiled package (.pt2, loaded for `device`).
 Model load_model(const std::string& name, const CommunicatorPtr& world, const Tensors& sample,
-                 std::optional<int64_t> max_label, int64_t seed, const torch::Device& device);
+                 std::optional<int64_t> max_label, int64_t num_classes, int64_t seed, const torch::Device& device);
 
 // The loss a compiled package computes in its training step; InvalidArgumentError when `asked`
 // (--loss; "cross_entropy" is the default) names another, or when evaluation needs a loss dptrain

@@ -1,8 +1,10 @@
 #include "fit_loop.h"
 
 #include <cmath>
+#include <limits>
 
 #include "dptrain/core/data/preprocess_pool.h"
+#include "dptrain/core/checked_math.h"
 #include "dptrain/core/error.h"
 #include "dptrain/core/logging.h"
 #include "dptrain/core/stop_request.h"
@@ -12,20 +14,64 @@ namespace dpt {
 namespace {
 
 const char* kNonFiniteAdvice = "lower --lr, or pass --skip-nonfinite-loss to skip such steps";
+// Sources whose epochs differ in length are planned epoch by epoch; beyond this many epochs a
+// plan needs --max-steps (counting would hold the first step, and a stop request, for minutes).
+constexpr int64_t kMaxCountedEpochs = 1000000;
 
 RankLayout layout_of(const Trainer& trainer) {
   const auto& o = trainer.options();
   return RankLayout{trainer.rank(), trainer.world_size(), o.batch_size(), o.accumulation_steps()};
 }
 
-// Optimizer steps of the whole run: every epoch's, capped by max_steps.
-int64_t plan_steps(const TrainSource& train, const TrainerOptions& o, const RankLayout& layout) {
+// The last optimizer step of the run: the steps already taken (`from.step`, at whatever world
+// size took them) plus what is left of the schedule at this run's layout - the rest of
+// `from.epoch` and every later epoch - capped by max_steps. A resume at another world size then
+// trains exactly the samples that remain. Epochs past the cap are never counted, and sources
+// whose epochs all have the same length are counted by one product (a huge --epochs costs nothing).
+int64_t plan_steps(const TrainSource& train, const TrainerOptions& o, const RankLayout& layout, const Position& from) {
   DPT_CHECK(train.steps_in_epoch(0, 0, layout) > 0, InvalidArgumentError, "the training set (", train.describe(),
             ") has fewer samples per rank than one global batch needs (", layout.world, " ranks x --batch-size ",
             o.batch_size(), " x --accumulation-steps ", o.accumulation_steps(), " = ", layout.global_batch(), ")");
-  int64_t planned = 0;
-  for (int64_t epoch = 0; epoch < o.epochs(); ++epoch) planned += train.steps_in_epoch(epoch, 0, layout);
-  return o.max_steps() > 0 ? std::min(planned, o.max_steps()) : planned;
+  const int64_t cap = o.max_steps() > 0 ? o.max_steps() : std::numeric_limits<int64_t>::max();
+  const std::string what = "the run's planned steps (--epochs x steps per epoch)";
+  int64_t planned = from.step;
+  if (from.epoch < o.epochs()) {
+    const int64_t left = train.steps_in_epoch(from.epoch, from.epoch_offset, layout) - from.batch_in_epoch;
+    planned = checked_add(planned, std::max<int64_t>(0, left), what);
+  }
+  const int64_t later_epochs = o.epochs() - std::min(from.epoch + 1, o.epochs());
+  if (train.same_steps_every_epoch() && later_epochs > 0) {
+    const int64_t per_epoch = train.steps_in_epoch(0, 0, layout);
+    const int64_t to_cap = planned >= cap ? 0 : cap - planned;  // epochs beyond the cap are not counted
+    const int64_t needed = std::min(later_epochs, to_cap / per_epoch + (to_cap % per_epoch != 0 ? 1 : 0));
+    planned = checked_add(planned, checked_mul(needed, per_epoch, what), what);
+  } else {
+    DPT_CHECK(later_epochs <= kMaxCountedEpochs || o.max_steps() > 0, InvalidArgumentError, "--epochs ", o.epochs(),
+              ": ", train.describe(), " has epochs of different lengths, counted one by one; pass --max-steps too");
+    for (int64_t epoch = from.epoch + 1; epoch < o.epochs() && planned < cap; ++epoch) {
+      planned = checked_add(planned, train.steps_in_epoch(epoch, 0, layout), what);
+    }
+  }
+  return std::min(planned, cap);
+}
+
+// A checkpoint's position must lie inside this run's schedule and data (a crafted or foreign
+// file must not silently train nothing, or read past the epoch).
+void check_position(const Position& p, const TrainSource& train, const TrainerOptions& o, const RankLayout& layout,
+                    const std::string& origin) {
+  DPT_CHECK(p.epoch <= o.epochs(), InvalidArgumentError, "checkpoint ", origin, " is at epoch ", p.epoch + 1,
+            ", beyond --epochs ", o.epochs(), ": raise --epochs to train further");
+  DPT_CHECK(p.epoch < o.epochs() || (p.batch_in_epoch == 0 && p.epoch_offset == 0), DataError, "checkpoint ", origin,
+            " points inside epoch ", p.epoch + 1, " of a ", o.epochs(), "-epoch run");
+  DPT_CHECK(o.max_steps() == 0 || p.step <= o.max_steps(), InvalidArgumentError, "checkpoint ", origin,
+            " is at step ", p.step, ", beyond --max-steps ", o.max_steps());
+  DPT_CHECK(p.epoch_offset <= train.size(), DataError, "checkpoint ", origin, ": its sampler position (sample ",
+            p.epoch_offset, " of epoch ", p.epoch + 1, ") is beyond the training set's ", train.size(), " samples");
+  if (p.epoch < o.epochs()) {
+    const int64_t steps = train.steps_in_epoch(p.epoch, p.epoch_offset, layout);
+    DPT_CHECK(p.batch_in_epoch <= steps, DataError, "checkpoint ", origin, ": its sampler position (step ",
+              p.batch_in_epoch, " of epoch ", p.epoch + 1, ") is beyond the epoch's ", steps, " steps");
+  }
 }
 
 }  // namespace
@@ -36,19 +82,35 @@ FitLoop::FitLoop(Trainer& trainer, const TrainSource& train, const Dataset* test
       train_(train),
       test_(test),
       layout_(layout_of(trainer)),
-      planned_steps_(plan_steps(train, options_, layout_)),
-      schedule_(options_.schedule(), options_.optimizer().lr(), planned_steps_),
+      checkpoints_(open_checkpoints()),
       run_{trainer.model_,  trainer.state_->active_optimizer(), trainer.state_->scaler,
            trainer.world_, options_, layout_.global_batch(), train.resumes_exactly_at_other_world_sizes(),
            &schedule_, trainer.state_->sharded.get()},
+      position_(restored_position()),
+      planned_steps_(plan_steps(train, options_, layout_, position_)),
+      schedule_(options_.schedule(), options_.optimizer().lr(), planned_steps_),
       report_(options_, trainer.rank(), /*append=*/!options_.resume().empty(), layout_.global_batch(), planned_steps_),
       losses_(trainer.world_, options_.device()),
-      stop_requests_(trainer.world_) {
-  if (!options_.resume().empty()) position_ = restore_run(run_);
-  if (!options_.checkpoint_dir().empty()) {
-    checkpoints_ = std::make_unique<CheckpointDirectory>(options_.checkpoint_dir(), options_.keep_checkpoints());
-    if (trainer.rank() == 0) checkpoints_->prepare();
-  }
+      stop_requests_(trainer.world_) {}
+
+std::unique_ptr<CheckpointDirectory> FitLoop::open_checkpoints() {
+  if (options_.checkpoint_dir().empty()) return nullptr;
+  auto directory = std::make_unique<CheckpointDirectory>(options_.checkpoint_dir(), options_.keep_checkpoints());
+  // Before anything is resumed from it: another job writing there would be a race.
+  bytes_from_rank0(trainer_.world_, [&] {
+    directory->prepare();
+    checkpoint_lock_ = std::make_unique<DirectoryLock>(options_.checkpoint_dir(), "--checkpoint-dir");
+    return Bytes();
+  });
+  return directory;
+}
+
+Position FitLoop::restored_position() {
+  if (options_.resume().empty()) return Position();
+  std::string origin;
+  Position position = restore_run(run_, origin);
+  check_position(position, train_, options_, layout_, origin);
+  return position;
 }
 
 void FitLoop::check_finite() {
@@ -64,6 +126,7 @@ void FitLoop::save_checkpoint() {
 }
 
 TrainResult FitLoop::run() {
+  StopRequest::defer(true);  // from here a stop request becomes a checkpoint at the next step
   for (auto& callback : trainer_.callbacks_) callback->on_train_begin(position_.step);
   DPT_LOG_INFO("training: {}, {} rank(s) x batch {} x accumulation {} = global batch {}, {} steps in epoch 1, "
                "{} epochs, {} planned steps",

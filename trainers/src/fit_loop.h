@@ -11,6 +11,7 @@
 
 #include <memory>
 
+#include "dptrain/core/directory_lock.h"
 #include "dptrain/trainers/checkpoint.h"
 #include "dptrain/trainers/optim.h"
 #include "dptrain/trainers/train_source.h"
@@ -38,16 +39,22 @@ class FitLoop {
   // A checkpoint pointing at position_ (rank 0 writes; every rank takes part).
   void save_checkpoint();
 
+  // The --checkpoint-dir, created and locked by rank 0 (every rank gets its verdict); null without.
+  std::unique_ptr<CheckpointDirectory> open_checkpoints();
+  // Restores options_.resume() when set (a fresh Position otherwise), checked against the plan.
+  Position restored_position();
+
   Trainer& trainer_;
   const TrainerOptions& options_;
   const TrainSource& train_;
   const Dataset* test_;
   RankLayout layout_;
+  std::unique_ptr<DirectoryLock> checkpoint_lock_;  // rank 0's, while this run may write checkpoints
+  std::unique_ptr<CheckpointDirectory> checkpoints_;
+  RunParts run_;  // points at schedule_, built after the restored position is known
+  Position position_;
   int64_t planned_steps_ = 0;
   LrSchedule schedule_;
-  RunParts run_;
-  Position position_;
-  std::unique_ptr<CheckpointDirectory> checkpoints_;
   RunReport report_;
   LossTracker losses_;
   TrainResult result_;

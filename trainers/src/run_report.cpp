@@ -3,7 +3,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 
 #include "dptrain/core/error.h"
 #include "dptrain/core/logging.h"
@@ -54,7 +56,8 @@ RunReport::RunReport(const TrainerOptions& options, int rank, bool append, int64
   if (rank_ != 0) return;
   if (!options_.metrics_file().empty()) {
     metrics_.open(options_.metrics_file(), append ? std::ios::app : std::ios::trunc);
-    DPT_CHECK(metrics_.good(), IoError, "cannot write metrics file ", options_.metrics_file());
+    DPT_CHECK(metrics_.good(), IoError, "--metrics ", options_.metrics_file(), ": cannot open for writing (",
+              std::strerror(errno), ")");
   }
   if (!options_.tensorboard_dir().empty()) {
     tensorboard_ = std::make_unique<TensorBoardWriter>(options_.tensorboard_dir());
@@ -68,8 +71,15 @@ double RunReport::elapsed_s() const {
 
 void RunReport::write(const std::string& json_line) {
   if (!metrics_.is_open()) return;
+  errno = 0;
   metrics_ << json_line << '\n';
   metrics_.flush();
+  if (metrics_.good()) return;
+  const std::string why = errno != 0 ? std::strerror(errno) : "write error";
+  metrics_.close();
+  DPT_CHECK(options_.metrics_optional(), IoError, "--metrics ", options_.metrics_file(), ": write failed (", why,
+            "); the run stops rather than lose its metrics");
+  DPT_LOG_WARN("--metrics {}: write failed ({}); no more metrics are written in this run", options_.metrics_file(), why);
 }
 
 void RunReport::after_step(const StepInfo& info, const Position& position, int64_t epoch_steps) {

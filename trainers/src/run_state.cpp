@@ -4,6 +4,7 @@
 
 #include <mutex>
 
+#include "dptrain/core/checked_math.h"
 #include "dptrain/core/config.h"
 #include "dptrain/core/error.h"
 #include "dptrain/core/logging.h"
@@ -56,14 +57,33 @@ void restore_generators(const Checkpoint& checkpoint, int rank, const torch::Dev
 #endif
 }
 
+// Counters a checkpoint cannot hold: negative positions, a step count below the steps of the
+// epoch it points into, a world size or global batch of none. (Whether the position fits this
+// run's schedule and data is the FitLoop's check.)
+void check_fields(const Checkpoint& c, const std::string& origin) {
+  auto field = [&](const char* name, int64_t value, int64_t least) {
+    DPT_CHECK(value >= least, DataError, "checkpoint ", origin, ": field '", name, "' is ", value, ", expected >= ",
+              least);
+  };
+  field("epoch", c.epoch, 0);
+  field("step", c.step, 0);
+  field("batch_in_epoch", c.batch_in_epoch, 0);
+  field("epoch_offset", c.epoch_offset, 0);
+  field("global_batch", c.global_batch, 0);
+  field("world_size", c.world_size, 0);
+  DPT_CHECK(c.batch_in_epoch <= c.step, DataError, "checkpoint ", origin, ": it is at step ", c.batch_in_epoch,
+            " of its epoch but at step ", c.step, " of the run");
+}
+
 }  // namespace
 
-Position restore_run(const RunParts& run) {
+Position restore_run(const RunParts& run, std::string& origin) {
   const auto& o = run.options;
   std::string chosen;
   Bytes bytes = bytes_from_rank0(run.world, [&] { return read_checkpoint_file(o.resume(), o.checkpoint_dir(), chosen); });
-  std::string origin = rank_of(run.world) == 0 ? chosen : "checkpoint received from rank 0";
+  origin = rank_of(run.world) == 0 ? chosen : "checkpoint received from rank 0";
   Checkpoint checkpoint = decode_checkpoint(bytes, origin);
+  check_fields(checkpoint, origin);
   if (checkpoint.seed) {
     DPT_CHECK(*checkpoint.seed == o.seed(), InvalidArgumentError, "--seed ", o.seed(), " differs from the seed ",
               *checkpoint.seed, " of checkpoint ", origin, ": the data order would change; pass --seed ",
@@ -93,7 +113,8 @@ Position restore_run(const RunParts& run) {
   Position position;
   position.epoch = checkpoint.epoch;
   position.step = checkpoint.step;
-  const int64_t consumed = old_offset + checkpoint.batch_in_epoch * old_global_batch;
+  const std::string what = "checkpoint " + origin + "'s sampler position";
+  const int64_t consumed = checked_add(old_offset, checked_mul(checkpoint.batch_in_epoch, old_global_batch, what), what);
   if (old_global_batch != run.global_batch && !run.reshardable) {
     DPT_LOG_WARN("checkpoint {} was written with a global batch of {}, this run's is {}: a sharded source deals its "
                  "shards differently now, so epoch {} restarts from its first sample",

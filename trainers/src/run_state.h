@@ -47,7 +47,8 @@ struct RunParts {
 // returns where to continue; re-shards the epoch when the global batch changed. A checkpoint
 // written by a PyTorch script needs only "model", "optimizer", "epoch" and "step"; what else it
 // lacks (sampler position, generators) is said in a warning.
-Position restore_run(const RunParts& run);
+// `origin` is set to the checkpoint read (its path on rank 0) for later messages.
+Position restore_run(const RunParts& run, std::string& origin);
 
 // Writes a checkpoint of `position` into `directory` (rank 0 writes; every rank contributes its
 // generator states).

@@ -16,6 +16,23 @@
 namespace dpt {
 namespace {
 
+// "float32 [1, 28, 28] -> int64 []": dtypes and shapes of one sample, every part.
+std::string sample_layout(const TensorDataset& data) {
+  std::string text;
+  auto describe = [&text](const Tensors& tensors) {
+    for (const auto& part : tensors.parts()) {
+      auto sizes = part.sizes().vec();
+      sizes.erase(sizes.begin());
+      text += std::string(text.empty() || text.back() == ' ' ? "" : ", ") + c10::toString(part.scalar_type()) + " " +
+              c10::str(c10::IntArrayRef(sizes));
+    }
+  };
+  describe(data.inputs());
+  text += " -> ";
+  describe(data.targets());
+  return text;
+}
+
 torch::Tensor permutation(int64_t n, uint64_t seed) {
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   return torch::randperm(n, generator, torch::TensorOptions().dtype(torch::kLong));
@@ -49,6 +66,12 @@ std::shared_ptr<const TensorDataset> ShardedSource::load(size_t shard) const {
   auto data = std::make_shared<const TensorDataset>(load_tensor_file(shards_[shard].path));
   DPT_CHECK(data->size() == shards_[shard].samples, DataError, shards_[shard].path, ": holds ", data->size(),
             " samples, but the shard index says ", shards_[shard].samples, " (a stale shards.json?)");
+  const std::string layout = sample_layout(*data);
+  if (sample_layout_.empty()) {
+    sample_layout_ = layout, sample_layout_origin_ = shards_[shard].path;
+  }
+  DPT_CHECK(layout == sample_layout_, DataError, shards_[shard].path, ": samples of ", layout, ", but ",
+            sample_layout_origin_, "'s are ", sample_layout_, " (every shard must hold samples of one shape)");
   cache_.emplace_front(shard, data);
   while (cache_.size() > cache_shards_) cache_.pop_back();
   return data;

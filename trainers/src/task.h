@@ -31,6 +31,8 @@ class Task {
   static bool is_class_loss(const std::string& loss) { return loss == "cross_entropy" || loss == "nll"; }
 
   bool uses_training_step() const { return training_step_; }
+  // Targets are class labels: a class loss (cross_entropy, nll) computed by dptrain.
+  bool uses_class_labels() const { return !training_step_ && is_class_loss(loss_); }
   bool uses_validation_step() const { return validation_step_; }
   // Inputs and targets may be tuples (data of several tensors): a tuple of inputs is forward's
   // arguments; a TorchScript training_step/validation_step gets each as a Tensor or a Tuple; the

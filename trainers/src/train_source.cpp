@@ -45,6 +45,34 @@ std::optional<int64_t> largest_label(const Dataset& data) {
   return std::nullopt;
 }
 
+void check_class_labels(const Dataset& data) {
+  auto tensors = dynamic_cast<const TensorDataset*>(&data);
+  if (!tensors || tensors->targets().is_tuple()) return;
+  const auto& labels = tensors->targets().parts().front();
+  if (labels.dim() != 1 || c10::isFloatingType(labels.scalar_type()) || c10::isComplexType(labels.scalar_type())) return;
+  const std::string origin = tensors->origin().empty() ? std::string("the dataset") : tensors->origin();
+  DPT_CHECK(labels.scalar_type() == torch::kLong, DataError, origin, ": class labels of type ",
+            c10::toString(labels.scalar_type()), "; cross_entropy and nll take int64 labels (save them with .long())");
+  if (labels.numel() == 0) return;
+  auto negative = (labels < 0).nonzero();
+  DPT_CHECK(negative.numel() == 0, DataError, origin, ": class label ", labels[negative[0][0]].item<int64_t>(),
+            " of sample ", negative[0][0].item<int64_t>(), " is negative (labels are 0 ... classes - 1)");
+  if (const auto classes = tensors->num_classes()) {
+    auto beyond = (labels >= *classes).nonzero();
+    DPT_CHECK(beyond.numel() == 0, DataError, origin, ": class label ", labels[beyond[0][0]].item<int64_t>(),
+              " of sample ", beyond[0][0].item<int64_t>(), " is beyond the ", *classes,
+              " classes the file declares (labels are 0 ... ", *classes - 1, ")");
+  }
+}
+
+std::optional<int64_t> declared_classes(const Dataset& data) {
+  if (auto images = dynamic_cast<const ImageFolderDataset*>(&data)) {
+    return static_cast<int64_t>(images->class_names().size());
+  }
+  if (auto tensors = dynamic_cast<const TensorDataset*>(&data)) return tensors->num_classes();
+  return std::nullopt;
+}
+
 IndexedSource::IndexedSource(std::shared_ptr<const Dataset> data, SourceOptions options)
     : data_(std::move(data)), options_(std::move(options)) {
   DPT_CHECK(data_ && data_->size() > 0, DataError, "the training set is empty");

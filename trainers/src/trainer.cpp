@@ -13,6 +13,7 @@
 #include "dptrain/core/data/image_folder.h"
 #include "dptrain/core/data/preprocess_pool.h"
 #include "dptrain/core/data/tensor_dataset.h"
+#include "dptrain/core/checked_math.h"
 #include "dptrain/core/error.h"
 #include "dptrain/core/fs.h"
 #include "dptrain/core/logging.h"
@@ -30,12 +31,8 @@ namespace {
 // The one line of a libtorch / TorchScript error that says what went wrong: TorchScript interpreter
 // errors end with "RuntimeError: <reason>" after a long traceback; c10 errors start with it.
 std::string short_reason(const std::exception& error) {
-  std::string what = error.what();
-  if (auto c10_error = dynamic_cast<const c10::Error*>(&error)) what = c10_error->what_without_backtrace();
-  auto marker = what.rfind("RuntimeError: ");
-  if (marker != std::string::npos) what = what.substr(marker + 14);
-  auto end = what.find('\n');
-  return end == std::string::npos ? what : what.substr(0, end);
+  auto c10_error = dynamic_cast<const c10::Error*>(&error);
+  return one_line_reason(c10_error ? c10_error->what_without_backtrace() : error.what());
 }
 
 // This rank's share of an evaluation split: positions rank, rank + W, ...
@@ -83,6 +80,7 @@ void validate(const TrainerOptions& o, bool reads_rank0_files) {
             o.eval_batch_size());
   DPT_CHECK(o.accumulation_steps() > 0, InvalidArgumentError, "--accumulation-steps must be > 0, got ",
             o.accumulation_steps());
+  checked_mul(o.batch_size(), o.accumulation_steps(), "--batch-size x --accumulation-steps");
   DPT_CHECK(std::isfinite(o.grad_clip_norm()) && o.grad_clip_norm() >= 0, InvalidArgumentError,
             "--clip-grad-norm must be >= 0, got ", o.grad_clip_norm());
   const auto& losses = Task::loss_names();
@@ -94,9 +92,15 @@ void validate(const TrainerOptions& o, bool reads_rank0_files) {
   DPT_CHECK(o.keep_checkpoints() >= 1, InvalidArgumentError, "--keep-checkpoints must be >= 1, got ",
             o.keep_checkpoints());
   DPT_CHECK(o.log_every_steps() >= 0, InvalidArgumentError, "--log-every must be >= 0, got ", o.log_every_steps());
-  DPT_CHECK(!reads_rank0_files || o.resume().empty() || o.resume() == "latest" || fs::is_regular_file(o.resume()),
-            InvalidArgumentError,
-            "--resume: checkpoint file ", o.resume(), " does not exist");
+  DPT_CHECK(o.stop_after_steps() == 0 || !o.checkpoint_dir().empty(), InvalidArgumentError,
+            "--stop-after-steps needs --checkpoint-dir: the run would stop without saving anything to resume from");
+  if (reads_rank0_files && !o.resume().empty() && o.resume() != "latest") {
+    DPT_CHECK(!fs::is_directory(o.resume()), InvalidArgumentError, "--resume ", o.resume(),
+              " is a directory: pass --checkpoint-dir ", o.resume(), " --resume latest (its newest checkpoint), or "
+              "one checkpoint file");
+    DPT_CHECK(fs::is_regular_file(o.resume()), InvalidArgumentError, "--resume: checkpoint file ", o.resume(),
+              fs::exists(o.resume()) ? " is not a regular file" : " does not exist");
+  }
   DPT_CHECK(o.resume() != "latest" || !o.checkpoint_dir().empty(), InvalidArgumentError,
             "--resume latest needs --checkpoint-dir");
   DPT_CHECK(!o.mixed_precision() || o.device().is_cuda(), InvalidArgumentError,
@@ -126,6 +130,8 @@ void validate(const TrainerOptions& o, bool reads_rank0_files) {
 Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
     : model_(std::move(model)), world_(std::move(world)), options_(std::move(options)), state_(new State) {
   validate(options_, rank() == 0);
+  checked_mul(checked_mul(options_.batch_size(), options_.accumulation_steps(), "the global batch"), world_size(),
+              "the global batch (--batch-size x --accumulation-steps x ranks)");
   if (model_.is_exported()) {
     const std::string& origin = model_.exported().origin();
     DPT_CHECK(!options_.mixed_precision(), UnsupportedError, "--amp: ", origin,
@@ -181,6 +187,7 @@ Tensors on_device(const Tensors& tensors, const torch::Device& device) {
 
 void Trainer::check_model_fits(const Dataset& data) {
   DPT_CHECK(data.size() > 0, DataError, "the dataset is empty");
+  if (state_->task.uses_class_labels()) check_class_labels(data);
   check_model_fits(gather_batch(data, torch::arange(std::min<int64_t>(2, data.size()), torch::kLong)),
                    dpt::largest_label(data));
 }
@@ -419,7 +426,11 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset* test) {
 }
 
 TrainResult Trainer::fit(const TrainSource& train, const Dataset* test) {
+  if (state_->task.uses_class_labels() && train.dataset()) check_class_labels(*train.dataset());
   check_model_fits(train.first_samples(2), train.largest_label());
+  // The evaluation split too, before training rather than after it (another shape, a label the
+  // model has no output for).
+  if (test) check_model_fits(*test);
   return FitLoop(*this, train, test).run();
 }
 

@@ -55,6 +55,10 @@ class ShardedSource final : public TrainSource {
   size_t cache_shards_;
   mutable std::mutex mutex_;
   mutable std::list<std::pair<size_t, std::shared_ptr<const TensorDataset>>> cache_;  // most recent first
+  // The dtype and per-sample shape of every input and target part of the first shard read: every
+  // other shard must match it (else its samples could not be stacked with theirs).
+  mutable std::string sample_layout_;
+  mutable std::string sample_layout_origin_;
   struct Order {
     int64_t epoch;
     size_t shard;

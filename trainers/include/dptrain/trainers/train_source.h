@@ -61,13 +61,26 @@ class TrainSource {
   // Optimizer steps every rank takes in `epoch`, after `offset` samples of it were consumed at
   // another world size (see resumes_exactly_at_other_world_sizes).
   virtual int64_t steps_in_epoch(int64_t epoch, int64_t offset, const RankLayout& layout) const = 0;
+  // Whether steps_in_epoch(epoch, 0, layout) is the same for every epoch (then a plan of many
+  // epochs is one product instead of a count per epoch).
+  virtual bool same_steps_every_epoch() const { return false; }
   // This rank's micro-batch `k` of `epoch` (k = 0 is the first after `offset`).
   virtual Batch micro_batch(int64_t epoch, int64_t offset, int64_t k, const RankLayout& layout) const = 0;
+  // The samples as one in-memory Dataset, when the source is one (for checks of all labels).
+  virtual const Dataset* dataset() const { return nullptr; }
   // Whether an epoch interrupted at one world size continues exactly at another; when not, the
   // interrupted epoch restarts from its first sample (no sample is skipped).
   virtual bool resumes_exactly_at_other_world_sizes() const = 0;
 };
 
+// Class labels in memory (1-D integer targets of a TensorDataset) checked before training: int64
+// (what cross_entropy and nll take), none negative. DataError naming the file and the first bad
+// sample. Other datasets and targets pass (floating targets are not class labels).
+// With the classes the data declares (a tensor file's "num_classes"), also none beyond them.
+void check_class_labels(const Dataset& data);
+// The classes a dataset declares: an image folder's class folders, a tensor file's "num_classes";
+// nullopt when it declares none (then only the largest label says how many there are).
+std::optional<int64_t> declared_classes(const Dataset& data);
 // The largest class label of `data` when it is cheap to know (labels in memory: a TensorDataset
 // of integer labels, an image folder), else nullopt.
 std::optional<int64_t> largest_label(const Dataset& data);
@@ -81,6 +94,8 @@ class IndexedSource final : public TrainSource {
   Batch first_samples(int64_t n) const override;
   std::optional<int64_t> largest_label() const override { return dpt::largest_label(*data_); }
   int64_t steps_in_epoch(int64_t epoch, int64_t offset, const RankLayout& layout) const override;
+  bool same_steps_every_epoch() const override { return true; }
+  const Dataset* dataset() const override { return data_.get(); }
   Batch micro_batch(int64_t epoch, int64_t offset, int64_t k, const RankLayout& layout) const override;
   bool resumes_exactly_at_other_world_sizes() const override { return true; }
 

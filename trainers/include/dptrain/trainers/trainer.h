@@ -107,6 +107,9 @@ struct TrainerOptions {
   TORCH_ARG(int, keep_checkpoints) = 3;
   TORCH_ARG(std::string, resume) = "";  // "" none, "latest" (newest in checkpoint_dir) or a file
   TORCH_ARG(std::string, metrics_file) = "";  // JSON lines, rank 0; appended to on resume
+  // A metrics write that fails (a full disk) ends the run with an IoError naming the file; when
+  // optional (a default file nobody asked for), it is reported once and the run goes on without it.
+  TORCH_ARG(bool, metrics_optional) = false;
   // TensorBoard event files here (rank 0): loss, lr, evaluation, samples/s, step time, exposed
   // communication (tensorboard.h). Curves as a picture: python/dptrain_plot.py on metrics_file.
   TORCH_ARG(std::string, tensorboard_dir) = "";
