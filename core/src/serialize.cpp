@@ -16,6 +16,7 @@
 #include "dptrain/core/error.h"
 #include "dptrain/core/fs.h"
 #include "dptrain/core/logging.h"
+#include "dptrain/core/stale_files.h"
 
 namespace dpt {
 namespace {
@@ -167,31 +168,33 @@ Bytes read_file_bounded(const std::string& path, uint64_t max_bytes, const std::
 
 Bytes read_file(const std::string& path) { return read_file_bounded(path, 0, ""); }
 
-// `<name>.tmp.<pid>` files beside `path` whose process is gone: a run killed while writing.
-static void remove_stale_temporaries(const std::string& path) {
-  const std::string dir = fs::parent_path(path);
-  const std::string prefix = fs::file_name(path) + ".tmp.";
+int remove_stale_temporaries(const std::string& directory, const std::string& prefix) {
   std::vector<std::string> names;
   try {
-    names = fs::list_directory(dir.empty() ? "." : dir);
+    names = fs::list_directory(directory.empty() ? "." : directory);
   } catch (const Error&) {
-    return;  // an unreadable directory: the write below says what is wrong
+    return 0;  // an unreadable directory: the write that follows says what is wrong
   }
+  int removed = 0;
   for (const auto& name : names) {
-    if (name.compare(0, prefix.size(), prefix) != 0) continue;
-    const std::string digits = name.substr(prefix.size());
+    const auto marker = name.rfind(".tmp.");
+    if (marker == std::string::npos || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string digits = name.substr(marker + 5);
     if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
     const pid_t pid = static_cast<pid_t>(std::stol(digits));
     if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
-    const std::string stale = fs::join(dir, name);
+    const std::string stale = fs::join(directory, name);
     if (fs::is_regular_file(stale) && fs::remove_file(stale)) {
-      DPT_LOG_WARN("removed {}: a partial write of {} left by a killed run (process {})", stale, path, pid);
+      DPT_LOG_WARN("removed {}: a partial write of {} left by a killed run (process {})", stale,
+                   fs::join(directory, name.substr(0, marker)), pid);
+      ++removed;
     }
   }
+  return removed;
 }
 
 void write_file_atomic(const std::string& path, const Bytes& bytes) {
-  remove_stale_temporaries(path);
+  remove_stale_temporaries(fs::parent_path(path), fs::file_name(path) + ".tmp.");
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   DPT_CHECK(fd >= 0, IoError, path, ": cannot write (", std::strerror(errno), ")");

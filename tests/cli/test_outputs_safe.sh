@@ -31,6 +31,13 @@ expect_ok cleanup "$DPTRAIN" "${small[@]}" --max-steps 2 --metrics "" --out mode
 [ ! -e "model.pt.tmp.$dead" ] || fail "the stale model.pt.tmp.$dead was not removed"
 grep -q "removed model.pt.tmp.$dead" cleanup.log || { cat cleanup.log; fail "the removal was not reported"; }
 echo "ok: a killed run's partial file is removed and reported"
+# A checkpoint's partial write: its step may never be written again, so the directory is cleaned.
+mkdir -p stale_ckpt && printf 'partial' > "stale_ckpt/checkpoint-0000000099.pt.tmp.$dead"
+expect_ok stale_checkpoint "$DPTRAIN" "${small[@]}" --max-steps 1 --metrics "" --checkpoint-dir stale_ckpt
+[ ! -e "stale_ckpt/checkpoint-0000000099.pt.tmp.$dead" ] || fail "the stale checkpoint temporary was not removed"
+grep -q "removed stale_ckpt/checkpoint-0000000099.pt.tmp.$dead" stale_checkpoint.log ||
+  { cat stale_checkpoint.log; fail "the checkpoint temporary's removal was not reported"; }
+echo "ok: a killed run's partial checkpoint is removed when the directory is opened"
 
 # An --out that exists and is not a regular file would be replaced by the rename: refused.
 mkfifo fifo.pt

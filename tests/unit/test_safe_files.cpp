@@ -17,6 +17,7 @@
 #include "dptrain/core/fs.h"
 #include "dptrain/core/run_main.h"
 #include "dptrain/core/serialize.h"
+#include "dptrain/core/stale_files.h"
 #include "dptrain/core/stop_request.h"
 
 namespace {
@@ -69,6 +70,16 @@ TEST_F(SafeFiles, AtomicWriteRemovesTheTemporaryFilesOfDeadWritersOnly) {
   EXPECT_TRUE(dpt::fs::exists(alive));
   EXPECT_TRUE(dpt::fs::exists(other));
   EXPECT_EQ(dpt::read_file(path("model.pt")), (dpt::Bytes{'o', 'k'}));
+}
+
+TEST_F(SafeFiles, StaleTemporariesOfADirectoryAreRemovedByPrefix) {
+  const std::string dead = std::to_string(dead_pid());
+  for (const char* name : {"checkpoint-0000000021.pt.tmp.", "checkpoint-0000000028.pt.tmp.", "notes.txt.tmp."}) {
+    std::ofstream(path(name + dead)) << "partial";
+  }
+  EXPECT_EQ(dpt::remove_stale_temporaries(dir_, "checkpoint-"), 2);
+  EXPECT_FALSE(dpt::fs::exists(path("checkpoint-0000000021.pt.tmp." + dead)));
+  EXPECT_TRUE(dpt::fs::exists(path("notes.txt.tmp." + dead)));  // not the checkpoints'
 }
 
 TEST_F(SafeFiles, DirectoryLockExcludesASecondHolderUntilReleased) {

@@ -6,6 +6,7 @@
 #include "dptrain/core/error.h"
 #include "dptrain/core/fs.h"
 #include "dptrain/core/logging.h"
+#include "dptrain/core/stale_files.h"
 #include "dptrain/trainers/checkpoint.h"
 
 namespace dpt {
@@ -45,6 +46,9 @@ void CheckpointDirectory::prepare() const {
   }
   DPT_CHECK(fs::parent_is_writable(fs::join(directory_, "probe")), InvalidArgumentError, "--checkpoint-dir ",
             directory_, " is not writable");
+  // A run killed while writing a checkpoint leaves checkpoint-<step>.pt.tmp.<pid>; that step may
+  // never be written again, so the directory is cleaned as a whole.
+  remove_stale_temporaries(directory_, kPrefix);
 }
 
 std::string CheckpointDirectory::path_for_step(int64_t step) const {
