@@ -8,7 +8,8 @@
 //             fingerprint check that all ranks agree on dtype/count, wait);
 //   ours_nocheck - the same on a second MPI communicator created with DPTRAIN_CHECK_COLLECTIVES=0
 //             (backend mpi only): what that safety check costs, size by size;
-//   raw_mpi - MPI_Allreduce(MPI_IN_PLACE, ...) called directly on a duplicate of MPI_COMM_WORLD
+//   raw_mpi - MPI_Allreduce(MPI_IN_PLACE, ...) called directly on a duplicate of MPI_COMM_WORLD,
+//             with the library's datatypes and ops (MpiCommunicator::datatype; 16-bit floats too)
 //             (for CUDA tensors: staged through host memory, which is what a non-CUDA-aware MPI
 //             needs; for NCCL it is listed as a reference only, without a ratio).
 // Iterations alternate ours/raw so both see the same machine noise. Each sample is the time of
@@ -24,20 +25,21 @@
 #include <cstdio>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "bench_job.h"
 #include "bench_options.h"
 #include "dptrain/core/config.h"
 #include "dptrain/core/env.h"
 #include "dptrain/core/error.h"
 #include "dptrain/core/logging.h"
 #include "dptrain/core/run_main.h"
-#include "dptrain/parallel/hierarchical_allreduce.h"
-#include "dptrain/parallel/mpi_communicator.h"
-#include "dptrain/parallel/runtime.h"
+#include "dptrain/parallel/comm_hooks/hierarchical_allreduce.h"
+#include "dptrain/parallel/mpi/mpi_communicator.h"
+#include "dptrain/parallel/runtime/runtime.h"
 #include "json_output.h"
-#include "machine_info.h"
 #include "stats.h"
 #include "timing.h"
 
@@ -93,20 +95,6 @@ torch::ScalarType parse_dtype(const std::string& name) {
   if (name == "uint8") return torch::kUInt8;
   DPT_THROW(InvalidArgumentError, "--dtype '", name, "' is not one of float32, float64, float16, bfloat16, int32, int64, uint8");
 }
-
-#if DPTRAIN_HAVE_MPI
-// The MPI datatype for the raw reference; MPI_DATATYPE_NULL where MPI has none (half types).
-MPI_Datatype mpi_type(torch::ScalarType dtype) {
-  switch (dtype) {
-    case torch::kFloat32: return MPI_FLOAT;
-    case torch::kFloat64: return MPI_DOUBLE;
-    case torch::kInt32: return MPI_INT32_T;
-    case torch::kInt64: return MPI_INT64_T;
-    case torch::kUInt8: return MPI_UINT8_T;
-    default: return MPI_DATATYPE_NULL;
-  }
-}
-#endif
 
 std::string human_bytes(int64_t bytes) {
   char text[32];
@@ -252,8 +240,7 @@ nlohmann::json measure_size(const Options& options, BenchControl& control, std::
   return row;
 }
 
-int run(int argc, char** argv) {
-  Options options;
+std::optional<int> parse_options(int argc, char** argv, Options& options) {
   options.common.warmup = 5;
   CLI::App app{"allreduce_bench: dptrain's all-reduce vs raw MPI_Allreduce, time / algbw / busbw by size"};
   dpt::bench::add_common_options(app, options.common);
@@ -276,106 +263,115 @@ int run(int argc, char** argv) {
                  "back-to-back operations per sample so that one sample lasts about this long")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  if (auto code = dpt::bench::parse(app, argc, argv)) return *code;
-
-  const int64_t min_bytes = parse_bytes(options.min_bytes, "--min-bytes");
-  const int64_t max_bytes = parse_bytes(options.max_bytes, "--max-bytes");
-  DPT_CHECK(min_bytes <= max_bytes, InvalidArgumentError, "--min-bytes (", min_bytes, ") is larger than --max-bytes (", max_bytes, ")");
+  if (auto code = dpt::bench::parse(app, argc, argv)) return code;
+  DPT_CHECK(parse_bytes(options.min_bytes, "--min-bytes") <= parse_bytes(options.max_bytes, "--max-bytes"),
+            InvalidArgumentError, "--min-bytes (", options.min_bytes, ") is larger than --max-bytes (",
+            options.max_bytes, ")");
   for (const auto& name : options.dtypes) parse_dtype(name);  // bad names fail before any work
   DPT_CHECK(options.backend != "nccl" || options.common.device == "cuda", InvalidArgumentError,
             "--backend nccl needs --device cuda");
-  auto threads = dpt::bench::apply_threads(options.common.threads);
-  dpt::bench::check_device(options.common.device);
+  return std::nullopt;
+}
 
-  dpt::RuntimeOptions runtime_options;
-  runtime_options.backend = options.backend;
-  dpt::Runtime runtime(runtime_options);
-  dpt::Communicator& comm = *runtime.world();
-  const int rank = comm.rank();
-  const int world_size = comm.size();
-  const torch::Device device = options.common.device == "cuda" ? runtime.device() : torch::Device(torch::kCPU);
-  DPT_CHECK(device.type() == (options.common.device == "cuda" ? torch::kCUDA : torch::kCPU), UnsupportedError,
-            "--device ", options.common.device, ": the runtime's device is ", device.str());
-  // The same backend without the per-collective fingerprint check, to price the check.
-  std::shared_ptr<dpt::Communicator> unchecked;
+// What is timed for one dtype: ours, and where asked and possible the unchecked twin, the
+// hierarchical all-reduce and raw MPI.
+struct Communicators {
+  dpt::CommunicatorPtr ours;
+  dpt::CommunicatorPtr unchecked;  // the same backend without the per-collective fingerprint check
+  std::shared_ptr<dpt::HierarchicalAllreduce> hierarchical;
+};
+
+Communicators open_communicators(const Options& options, const dpt::bench::BenchJob& job) {
+  Communicators comms{job.comm, nullptr, nullptr};
 #if DPTRAIN_HAVE_MPI
   if (options.backend == "mpi" && options.check_cost) {
     auto previous = dpt::env::get("DPTRAIN_CHECK_COLLECTIVES");
     setenv("DPTRAIN_CHECK_COLLECTIVES", "0", 1);
-    unchecked = dpt::MpiCommunicator::create_world(comm.local_rank(), runtime.timeout());
+    comms.unchecked = dpt::MpiCommunicator::create_world(job.comm->local_rank(), job.runtime->timeout());
     if (previous) setenv("DPTRAIN_CHECK_COLLECTIVES", previous->c_str(), 1);
     else unsetenv("DPTRAIN_CHECK_COLLECTIVES");
   }
 #endif
-  BenchControl control(world_size);
-  std::shared_ptr<dpt::HierarchicalAllreduce> hierarchical;
-  if (options.hierarchical) hierarchical = std::make_shared<dpt::HierarchicalAllreduce>(runtime.world());
+  if (options.hierarchical) comms.hierarchical = std::make_shared<dpt::HierarchicalAllreduce>(job.comm);
+  return comms;
+}
 
-  nlohmann::json document = {{"benchmark", "allreduce"},
-                             {"framework", "dptrain"},
-                             {"backend", options.backend},
-                             {"device", device.str()},
-                             {"world_size", world_size},
-                             {"threads", dpt::bench::to_json(threads)},
-                             {"warmup", options.common.warmup},
-                             {"iters", options.common.iters},
-                             {"machine", dpt::bench::machine_info()},
-                             {"results", nlohmann::json::array()}};
-  document["ours_checks_collectives"] = dpt::env::get_flag("DPTRAIN_CHECK_COLLECTIVES", true);
-
-  if (rank == 0 && !options.common.quiet) {
-    std::printf("# allreduce_bench: backend %s, device %s, world size %d, %d thread(s) per rank, %d warm-up + %d timed\n",
-                options.backend.c_str(), device.str().c_str(), world_size, threads.intra_op_threads,
-                options.common.warmup, options.common.iters);
-    std::printf("# busbw = algbw * 2(n-1)/n; times are medians over samples, max over ranks\n");
-    std::printf("%10s %9s %12s %10s %10s %12s %12s %10s %8s %6s\n", "size", "dtype", "ours(us)", "algbw", "busbw",
-                "nocheck(us)", "raw(us)", "raw busbw", "ours/raw", "wrong");
+std::vector<Candidate> candidates_for(const Options& options, const Communicators& comms, BenchControl& control,
+                                      torch::ScalarType dtype) {
+  std::vector<Candidate> candidates;
+  candidates.push_back({"ours", [comm = comms.ours](torch::Tensor& t) { comm->allreduce(t); }});
+  if (comms.unchecked) {
+    candidates.push_back({"ours_nocheck", [comm = comms.unchecked](torch::Tensor& t) { comm->allreduce(t); }});
   }
-
-  for (const auto& dtype_name : options.dtypes) {
-    const torch::ScalarType dtype = parse_dtype(dtype_name);
-    std::vector<Candidate> candidates;
-    candidates.push_back({"ours", [&comm](torch::Tensor& t) { comm.allreduce(t); }});
-    if (unchecked) candidates.push_back({"ours_nocheck", [&unchecked](torch::Tensor& t) { unchecked->allreduce(t); }});
-    if (hierarchical) {
-      candidates.push_back({"hierarchical", [&hierarchical](torch::Tensor& t) { hierarchical->allreduce_async(t)->wait(); }});
-    }
+  if (comms.hierarchical) {
+    candidates.push_back({"hierarchical", [h = comms.hierarchical](torch::Tensor& t) { h->allreduce_async(t)->wait(); }});
+  }
 #if DPTRAIN_HAVE_MPI
-    const MPI_Datatype raw_type = mpi_type(dtype);
-    if (options.raw && control.has_mpi() && raw_type != MPI_DATATYPE_NULL) {
-      MPI_Comm raw_comm = control.comm();
-      candidates.push_back({"raw_mpi", [raw_comm, raw_type](torch::Tensor& t) {
-                              if (t.is_cuda()) {  // staged: what an MPI without CUDA support needs
-                                torch::Tensor host = t.cpu();
-                                MPI_Allreduce(MPI_IN_PLACE, host.data_ptr(), static_cast<int>(host.numel()), raw_type, MPI_SUM, raw_comm);
-                                t.copy_(host);
-                              } else {
-                                MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), raw_type, MPI_SUM, raw_comm);
-                              }
-                            }});
-    }
+  if (options.raw && control.has_mpi()) {
+    MPI_Comm raw_comm = control.comm();
+    const MPI_Datatype type = dpt::MpiCommunicator::datatype(dtype);
+    const MPI_Op op = dpt::MpiCommunicator::reduce_op(dpt::ReduceOp::Sum, dtype);
+    candidates.push_back({"raw_mpi", [raw_comm, type, op](torch::Tensor& t) {
+                            // CUDA tensors staged: what an MPI without CUDA support needs.
+                            torch::Tensor host = t.is_cuda() ? t.cpu() : t;
+                            MPI_Allreduce(MPI_IN_PLACE, host.data_ptr(), static_cast<int>(host.numel()), type, op,
+                                          raw_comm);
+                            if (t.is_cuda()) t.copy_(host);
+                          }});
+  }
 #endif
-    for (int64_t bytes = min_bytes; bytes <= max_bytes; bytes *= options.step_factor) {
-      auto row = measure_size(options, control, candidates, bytes, dtype_name, device, rank, world_size);
-      if (rank == 0 && !options.common.quiet) {
-        auto cell = [&](const char* name, const char* key) -> double {
-          return row.contains(name) ? row[name][key].get<double>() : 0.0;
-        };
-        auto time_us = [&](const char* name) -> double {
-          return row.contains(name) ? row[name]["time_s"]["median"].get<double>() * 1e6 : 0.0;
-        };
-        long long wrong = 0;
-        for (const auto& c : candidates) wrong += row[c.name]["wrong"].is_null() ? 0 : row[c.name]["wrong"].get<long long>();
-        std::printf("%10s %9s %12.1f %10.3f %10.3f %12.1f %12.1f %10.3f %8.3f %6lld\n", human_bytes(row["bytes"].get<int64_t>()).c_str(),
-                    dtype_name.c_str(), time_us("ours"), cell("ours", "algbw_gbps"), cell("ours", "busbw_gbps"),
-                    time_us("ours_nocheck"), time_us("raw_mpi"), cell("raw_mpi", "busbw_gbps"),
-                    row.contains("ours_over_raw") ? row["ours_over_raw"].get<double>() : 0.0, wrong);
-        std::fflush(stdout);
-      }
+  return candidates;
+}
+
+void print_header(const Options& options, const dpt::bench::BenchJob& job) {
+  std::printf("# allreduce_bench: backend %s, device %s, world size %d, %d thread(s) per rank, %d warm-up + %d timed\n",
+              options.backend.c_str(), job.device.str().c_str(), job.world_size, job.threads.intra_op_threads,
+              options.common.warmup, options.common.iters);
+  std::printf("# busbw = algbw * 2(n-1)/n; times are medians over samples, max over ranks\n");
+  std::printf("%10s %9s %12s %10s %10s %12s %12s %10s %8s %6s\n", "size", "dtype", "ours(us)", "algbw", "busbw",
+              "nocheck(us)", "raw(us)", "raw busbw", "ours/raw", "wrong");
+}
+
+void print_row(const nlohmann::json& row, const std::vector<Candidate>& candidates) {
+  auto cell = [&](const char* name, const char* key) -> double {
+    return row.contains(name) ? row[name][key].get<double>() : 0.0;
+  };
+  auto time_us = [&](const char* name) -> double {
+    return row.contains(name) ? row[name]["time_s"]["median"].get<double>() * 1e6 : 0.0;
+  };
+  long long wrong = 0;
+  for (const auto& c : candidates) wrong += row[c.name]["wrong"].is_null() ? 0 : row[c.name]["wrong"].get<long long>();
+  std::printf("%10s %9s %12.1f %10.3f %10.3f %12.1f %12.1f %10.3f %8.3f %6lld\n",
+              human_bytes(row["bytes"].get<int64_t>()).c_str(), row["dtype"].get<std::string>().c_str(),
+              time_us("ours"), cell("ours", "algbw_gbps"), cell("ours", "busbw_gbps"), time_us("ours_nocheck"),
+              time_us("raw_mpi"), cell("raw_mpi", "busbw_gbps"),
+              row.contains("ours_over_raw") ? row["ours_over_raw"].get<double>() : 0.0, wrong);
+  std::fflush(stdout);
+}
+
+int run(int argc, char** argv) {
+  Options options;
+  if (auto code = parse_options(argc, argv, options)) return *code;
+  dpt::bench::BenchJob job(options.common, options.backend);
+  const Communicators comms = open_communicators(options, job);
+  BenchControl control(job.world_size);
+  nlohmann::json document = job.document("allreduce");
+  document["backend"] = options.backend;
+  document["ours_checks_collectives"] = job.comm->checks_calls();  // what the communicator does
+  document["results"] = nlohmann::json::array();
+  const bool table = job.rank == 0 && !options.common.quiet;
+  if (table) print_header(options, job);
+  for (const auto& dtype_name : options.dtypes) {
+    auto candidates = candidates_for(options, comms, control, parse_dtype(dtype_name));
+    const int64_t max_bytes = parse_bytes(options.max_bytes, "--max-bytes");
+    for (int64_t bytes = parse_bytes(options.min_bytes, "--min-bytes"); bytes <= max_bytes;
+         bytes *= options.step_factor) {
+      auto row = measure_size(options, control, candidates, bytes, dtype_name, job.device, job.rank, job.world_size);
+      if (table) print_row(row, candidates);
       document["results"].push_back(std::move(row));
     }
   }
-  if (rank == 0) dpt::bench::write_json(options.common.json_path, document);
+  if (job.rank == 0) dpt::bench::write_json(options.common.json_path, document);
   return 0;
 }
 

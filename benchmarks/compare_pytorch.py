@@ -74,7 +74,7 @@ def launched_rank():
 
 
 def build_model(name, torch):
-    """The architectures of dptrain's model zoo (trainers/src/model_zoo.cpp), as eager modules."""
+    """The architectures of dptrain's model zoo (trainers/src/models/model_zoo.cpp), as eager modules."""
     nn = torch.nn
     if name == "mlp":
         return nn.Sequential(nn.Flatten(), nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(),

@@ -27,24 +27,25 @@
 #include <atomic>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "bench_job.h"
 #include "bench_options.h"
 #include "chrome_trace.h"
 #include "dptrain/core/error.h"
 #include "dptrain/core/fs.h"
 #include "dptrain/core/model.h"
 #include "dptrain/core/run_main.h"
-#include "dptrain/parallel/distributed_data_parallel.h"
-#include "dptrain/parallel/hierarchical_allreduce.h"
-#include "dptrain/parallel/powersgd.h"
-#include "dptrain/parallel/runtime.h"
-#include "dptrain/trainers/model_zoo.h"
-#include "dptrain/trainers/optim.h"
+#include "dptrain/parallel/ddp/distributed_data_parallel.h"
+#include "dptrain/parallel/comm_hooks/hierarchical_allreduce.h"
+#include "dptrain/parallel/comm_hooks/powersgd.h"
+#include "dptrain/parallel/runtime/runtime.h"
+#include "dptrain/trainers/models/model_zoo.h"
+#include "dptrain/trainers/optim/optim.h"
 #include "gpu_profile.h"
 #include "json_output.h"
-#include "machine_info.h"
 #include "stats.h"
 #include "timing.h"
 
@@ -56,7 +57,7 @@ struct Options {
   dpt::bench::CommonOptions common;
   std::string model = "mlp";
   int batch = 64;
-  std::string backend;  // empty: the Runtime's choice (mpi on CPU, nccl on CUDA)
+  std::string backend;  // empty: mpi on the CPU, the Runtime's choice (nccl) on CUDA
   double bucket_cap_mb = 25.0;
   bool ddp = true;
   bool gradient_as_bucket_view = false;
@@ -66,37 +67,7 @@ struct Options {
   int64_t seed = 0;
 };
 
-// Input shape of one sample for each model of the zoo, as the benchmark feeds it.
-std::vector<int64_t> sample_shape(const std::string& model) {
-  if (model == "resnet18") return {3, 32, 32};
-  return {1, 28, 28};  // mlp and cnn: Fashion-MNIST images
-}
-
-// FILE for rank 0, FILE with ".rank<r>" before its extension for rank r.
-std::string rank_file(const std::string& path, int rank) {
-  if (rank == 0) return path;
-  const auto dot = path.rfind('.');
-  const auto slash = path.rfind('/');
-  const bool has_extension = dot != std::string::npos && (slash == std::string::npos || dot > slash);
-  const std::string tag = ".rank" + std::to_string(rank);
-  return has_extension ? path.substr(0, dot) + tag + path.substr(dot) : path + tag;
-}
-
-struct StepTimes {
-  std::vector<double> step, forward, backward, exposed_comm, optimizer;
-};
-
-// Per-step maxima over ranks (a synchronous step is as slow as its slowest rank).
-void max_over_ranks(dpt::Communicator& comm, std::vector<double>& values) {
-  if (comm.size() == 1 || values.empty()) return;
-  auto tensor = torch::tensor(values, torch::kFloat64).to(comm.device());
-  comm.allreduce(tensor, dpt::ReduceOp::Max);
-  auto cpu = tensor.cpu();
-  values.assign(cpu.data_ptr<double>(), cpu.data_ptr<double>() + cpu.numel());
-}
-
-int run(int argc, char** argv) {
-  Options options;
+std::optional<int> parse_options(int argc, char** argv, Options& options) {
   options.common.iters = 30;
   CLI::App app{"ddp_bench: DistributedDataParallel training throughput on synthetic data"};
   dpt::bench::add_common_options(app, options.common, "--steps");
@@ -104,7 +75,7 @@ int run(int argc, char** argv) {
       ->check(CLI::IsMember({"mlp", "cnn", "resnet18"}))
       ->capture_default_str();
   app.add_option("--batch", options.batch, "samples per rank per step")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--backend", options.backend, "mpi, nccl or gloo (default: the runtime's choice for the device)");
+  app.add_option("--backend", options.backend, "mpi, nccl or store (default: mpi on the CPU, nccl on CUDA)");
   app.add_option("--bucket-cap-mb", options.bucket_cap_mb, "DDP gradient bucket size")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -116,47 +87,57 @@ int run(int argc, char** argv) {
                  "DDP's gradients compressed by PowerSGD of this rank from the first timed step (0: off)");
   app.add_option("--trace", options.trace_path, "write a Chrome trace (Perfetto) of the timed steps, all ranks");
   app.add_option("--seed", options.seed, "model and data seed")->capture_default_str();
-  if (auto code = dpt::bench::parse(app, argc, argv)) return *code;
+  if (auto code = dpt::bench::parse(app, argc, argv)) return code;
   DPT_CHECK(options.trace_path.empty() || dpt::fs::parent_is_writable(options.trace_path), IoError, "--trace ",
             options.trace_path, ": its directory does not exist or is not writable");
+  DPT_CHECK(options.powersgd_rank >= 0, InvalidArgumentError, "--powersgd-rank must be >= 0, got ",
+            options.powersgd_rank);
+  DPT_CHECK(!(options.hierarchical && options.powersgd_rank > 0), InvalidArgumentError,
+            "--powersgd-rank and --hierarchical: pick one");
+  return std::nullopt;
+}
 
-  auto threads = dpt::bench::apply_threads(options.common.threads);
-  dpt::bench::check_device(options.common.device);
-  dpt::RuntimeOptions runtime_options;
-  runtime_options.backend = options.backend;
-  if (options.backend.empty() && options.common.device == "cpu") runtime_options.backend = "mpi";
-  dpt::Runtime runtime(runtime_options);
-  auto comm = runtime.world();
-  const int rank = comm->rank();
-  const int world_size = comm->size();
-  const torch::Device device = options.common.device == "cuda" ? runtime.device() : torch::Device(torch::kCPU);
-  DPT_CHECK(device.type() == (options.common.device == "cuda" ? torch::kCUDA : torch::kCPU), UnsupportedError,
-            "--device ", options.common.device, ": the runtime's device is ", device.str());
+// Input shape of one sample for each model of the zoo, as the benchmark feeds it.
+std::vector<int64_t> sample_shape(const std::string& model) {
+  if (model == "resnet18") return {3, 32, 32};
+  return {1, 28, 28};  // mlp and cnn: Fashion-MNIST images
+}
 
-  // Model and data: the same model on every rank (DDP broadcasts rank 0's anyway), different data.
-  torch::manual_seed(options.seed);
-  auto shape = sample_shape(options.model);
+// What is measured: the model of the zoo, under DDP (with its comm hook) or alone, SGD, and one
+// fixed random batch per rank (the same model everywhere - DDP broadcasts rank 0's anyway).
+struct Training {
+  explicit Training(const Options& options, const dpt::bench::BenchJob& job);
+  torch::Tensor forward() { return ddp ? ddp->forward(x) : model.forward(x); }
+
+  dpt::Model model;
+  int64_t parameter_count = 0;
+  std::unique_ptr<dpt::DistributedDataParallel> ddp;
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  torch::Tensor x, y;
+};
+
+// Seeded: the same weights on every rank.
+dpt::Model zoo_model(const std::string& name, int64_t seed) {
+  torch::manual_seed(seed);
+  auto shape = sample_shape(name);
   dpt::ModelZooOptions zoo;
   zoo.in_channels = shape[0];
   zoo.height = shape[1];
   zoo.width = shape[2];
-  dpt::Model model(dpt::make_builtin_model(options.model, zoo));
-  model.to(device);
-  model.train();
-  int64_t parameter_count = 0;
-  for (const auto& p : model.parameters()) parameter_count += p.numel();
+  return dpt::Model(dpt::make_builtin_model(name, zoo));
+}
 
-  std::unique_ptr<dpt::DistributedDataParallel> ddp;
+Training::Training(const Options& options, const dpt::bench::BenchJob& job)
+    : model(zoo_model(options.model, options.seed)) {
+  model.to(job.device);
+  model.train();
+  for (const auto& p : model.parameters()) parameter_count += p.numel();
   if (options.ddp) {
     ddp = std::make_unique<dpt::DistributedDataParallel>(
-        model, comm,
+        model, job.comm,
         dpt::DdpOptions().bucket_cap_mb(options.bucket_cap_mb).gradient_as_bucket_view(options.gradient_as_bucket_view));
-    DPT_CHECK(options.powersgd_rank >= 0, InvalidArgumentError, "--powersgd-rank must be >= 0, got ",
-              options.powersgd_rank);
-    DPT_CHECK(!(options.hierarchical && options.powersgd_rank > 0), InvalidArgumentError,
-              "--powersgd-rank and --hierarchical: pick one");
     if (options.hierarchical) {
-      auto hierarchical = std::make_shared<dpt::HierarchicalAllreduce>(comm);
+      auto hierarchical = std::make_shared<dpt::HierarchicalAllreduce>(job.comm);
       if (hierarchical->helps()) ddp->register_comm_hook(hierarchical->comm_hook());
     }
     if (options.powersgd_rank > 0) {
@@ -165,67 +146,95 @@ int run(int argc, char** argv) {
       ddp->register_comm_hook(powersgd->comm_hook());
     }
   }
-  std::vector<torch::Tensor> parameters = ddp ? ddp->parameters() : model.parameters();
   // dptrain's SGD: multi-tensor kernels, as torch.optim.SGD's default on the PyTorch side.
-  auto optimizer_holder = dpt::make_optimizer(parameters, dpt::OptimizerOptions().name("sgd").lr(0.01).momentum(0.9));
-  auto& optimizer = *optimizer_holder;
-  auto generator_seed = options.seed + 1 + rank;
-  torch::manual_seed(generator_seed);
+  optimizer = dpt::make_optimizer(ddp ? ddp->parameters() : model.parameters(),
+                                  dpt::OptimizerOptions().name("sgd").lr(0.01).momentum(0.9));
+  torch::manual_seed(options.seed + 1 + job.rank);
   std::vector<int64_t> input_shape = {options.batch};
+  const auto shape = sample_shape(options.model);
   input_shape.insert(input_shape.end(), shape.begin(), shape.end());
-  torch::Tensor x = torch::randn(input_shape).to(device);
-  torch::Tensor y = torch::randint(0, 10, {options.batch}, torch::kInt64).to(device);
+  x = torch::randn(input_shape).to(job.device);
+  y = torch::randint(0, 10, {options.batch}, torch::kInt64).to(job.device);
+}
 
-  auto synchronize = [&] {
-    if (device.is_cuda()) torch::cuda::synchronize(device.index());
-  };
-
-  // Trace: every rank's origin right after a barrier. Events of the warm-up steps are dropped.
-  std::unique_ptr<dpt::bench::ChromeTrace> trace;
-  std::atomic<bool> recording{false};  // the recorder may run on an autograd thread
-  comm->barrier();
-  std::unique_ptr<dpt::bench::GpuProfile> gpu_profile;
-  if (!options.trace_path.empty() && !device.is_cuda()) {
-    trace = std::make_unique<dpt::bench::ChromeTrace>(rank);
-    if (ddp) {
-      ddp->set_trace_recorder([&trace, &recording](const dpt::TraceEvent& event) {
-        if (!recording) return;
-        const bool communication = event.name.rfind("allreduce", 0) == 0;
-        trace->add_us(event.name, event.category, event.start_us, event.duration_us,
-                      communication ? dpt::bench::ChromeTrace::kCommunication : dpt::bench::ChromeTrace::kCompute);
-      });
+// Per timed step, each rank's, then (max_over_ranks) the slowest rank's.
+struct StepTimes {
+  std::vector<double> step, forward, backward, exposed_comm, optimizer;
+  double wall_s = 0;  // of all timed steps
+  void max_over_ranks(dpt::Communicator& comm) {
+    std::vector<double> wall = {wall_s};
+    for (auto* values : {&wall, &step, &forward, &backward, &exposed_comm, &optimizer}) {
+      dpt::bench::max_over_ranks(comm, *values);
     }
+    wall_s = wall[0];
+  }
+};
+
+// --trace: a Chrome trace of the timed steps on the CPU (DDP's own events and the optimizer), a
+// Kineto trace on CUDA (collectives there are asynchronous: only the GPU timeline shows overlap).
+struct StepTrace {
+  StepTrace(const Options& options, const dpt::bench::BenchJob& job, Training& training) : path(options.trace_path) {
+    if (path.empty() || job.device.is_cuda()) return;
+    chrome = std::make_unique<dpt::bench::ChromeTrace>(job.rank);
+    if (!training.ddp) return;
+    training.ddp->set_trace_recorder([this](const dpt::TraceEvent& event) {
+      if (!recording) return;
+      const bool communication = event.name.rfind("allreduce", 0) == 0;
+      chrome->add_us(event.name, event.category, event.start_us, event.duration_us,
+                     communication ? dpt::bench::ChromeTrace::kCommunication : dpt::bench::ChromeTrace::kCompute);
+    });
+  }
+  void start(const dpt::bench::BenchJob& job) {
+    recording = true;
+    if (!path.empty() && job.device.is_cuda()) gpu = std::make_unique<dpt::bench::GpuProfile>();
+  }
+  // Rank 0 writes the merged Chrome trace; on CUDA every rank its own file.
+  void finish(const dpt::bench::BenchJob& job) {
+    recording = false;
+    if (gpu) gpu->save(dpt::bench::rank_file(path, job.rank));
+    if (!chrome) return;
+    const std::string events = chrome->serialize();
+    auto gathered = job.comm->allgather_bytes(dpt::Bytes(events.begin(), events.end()));
+    if (job.rank != 0) return;
+    std::vector<std::string> per_rank;
+    for (const auto& bytes : gathered) per_rank.emplace_back(bytes.begin(), bytes.end());
+    dpt::bench::ChromeTrace::write_merged(path, per_rank);
   }
 
+  std::string path;
+  std::unique_ptr<dpt::bench::ChromeTrace> chrome;
+  std::unique_ptr<dpt::bench::GpuProfile> gpu;
+  std::atomic<bool> recording{false};  // the recorder may run on an autograd thread
+};
+
+StepTimes time_steps(const Options& options, const dpt::bench::BenchJob& job, Training& training, StepTrace& trace) {
   StepTimes times;
-  const int total = options.common.warmup + options.common.iters;
+  const bool cuda = job.device.is_cuda();
+  job.comm->barrier();
   Clock::time_point wall_start = Clock::now();
-  for (int step = 0; step < total; ++step) {
-    const bool timed = step >= options.common.warmup;
+  for (int step = 0; step < options.common.warmup + options.common.iters; ++step) {
     if (step == options.common.warmup) {
-      synchronize();
-      comm->barrier();
+      job.synchronize();
+      job.comm->barrier();  // every rank's clock starts together
       wall_start = Clock::now();
-      recording = true;
-      if (!options.trace_path.empty() && device.is_cuda()) gpu_profile = std::make_unique<dpt::bench::GpuProfile>();
+      trace.start(job);
     }
     const auto t0 = Clock::now();
-    optimizer.zero_grad();
-    torch::Tensor logits = ddp ? ddp->forward(x) : model.forward(x);
-    torch::Tensor loss = torch::nn::functional::cross_entropy(logits, y);
-    synchronize();
+    training.optimizer->zero_grad();
+    torch::Tensor loss = torch::nn::functional::cross_entropy(training.forward(), training.y);
+    job.synchronize();
     const auto t1 = Clock::now();
     loss.backward();
-    synchronize();
+    job.synchronize();
     const auto t2 = Clock::now();
-    optimizer.step();
-    synchronize();
+    training.optimizer->step();
+    job.synchronize();
     const auto t3 = Clock::now();
-    if (!timed) continue;
+    if (step < options.common.warmup) continue;
     times.step.push_back(dpt::bench::seconds_between(t0, t3));
     times.optimizer.push_back(dpt::bench::seconds_between(t2, t3));
-    if (ddp && !device.is_cuda()) {
-      auto stats = ddp->last_iteration_stats();
+    if (training.ddp && !cuda) {  // DDP's own split, and how long backward waited for buckets
+      auto stats = training.ddp->last_iteration_stats();
       times.forward.push_back(stats.forward_s);
       times.backward.push_back(stats.backward_s);
       times.exposed_comm.push_back(stats.exposed_comm_s);
@@ -233,80 +242,73 @@ int run(int argc, char** argv) {
       times.forward.push_back(dpt::bench::seconds_between(t0, t1));
       times.backward.push_back(dpt::bench::seconds_between(t1, t2));
     }
-    if (trace) {
-      if (!ddp) {
-        trace->add("forward", "compute", t0, t1);
-        trace->add("backward", "compute", t1, t2);
+    if (trace.chrome) {
+      if (!training.ddp) {
+        trace.chrome->add("forward", "compute", t0, t1);
+        trace.chrome->add("backward", "compute", t1, t2);
       }
-      trace->add("optimizer step", "compute", t2, t3);
+      trace.chrome->add("optimizer step", "compute", t2, t3);
     }
   }
-  std::vector<double> wall = {dpt::bench::seconds_since(wall_start)};
-  recording = false;
-  if (gpu_profile) gpu_profile->save(rank_file(options.trace_path, rank));
+  times.wall_s = dpt::bench::seconds_since(wall_start);
+  return times;
+}
 
-  max_over_ranks(*comm, wall);
-  max_over_ranks(*comm, times.step);
-  max_over_ranks(*comm, times.forward);
-  max_over_ranks(*comm, times.backward);
-  max_over_ranks(*comm, times.exposed_comm);
-  max_over_ranks(*comm, times.optimizer);
+nlohmann::json summary(const std::vector<double>& values) {
+  return values.empty() ? nlohmann::json(nullptr) : dpt::bench::to_json(dpt::bench::summarize(values));
+}
 
-  if (trace) {
-    const std::string events = trace->serialize();
-    auto gathered = comm->allgather_bytes(dpt::Bytes(events.begin(), events.end()));
-    if (rank == 0) {
-      std::vector<std::string> per_rank;
-      for (const auto& bytes : gathered) per_rank.emplace_back(bytes.begin(), bytes.end());
-      dpt::bench::ChromeTrace::write_merged(options.trace_path, per_rank);
-    }
-  }
-
-  if (rank != 0) return 0;
-  const double samples_per_s = static_cast<double>(world_size) * options.batch * options.common.iters / wall[0];
-  nlohmann::json results = {
-      {"samples_per_s", samples_per_s},
-      {"wall_s", wall[0]},
-      {"step_time_s", dpt::bench::to_json(dpt::bench::summarize(times.step))},
-      {"forward_s", dpt::bench::to_json(dpt::bench::summarize(times.forward))},
-      {"backward_s", dpt::bench::to_json(dpt::bench::summarize(times.backward))},
-      {"optimizer_s", dpt::bench::to_json(dpt::bench::summarize(times.optimizer))},
-      {"exposed_comm_s", ddp && !times.exposed_comm.empty() ? dpt::bench::to_json(dpt::bench::summarize(times.exposed_comm))
-                                                         : nlohmann::json(nullptr)}};
-  nlohmann::json document = {{"benchmark", "ddp"},
-                             {"framework", "dptrain"},
-                             {"model", options.model},
-                             {"parameters", parameter_count},
-                             {"device", device.str()},
-                             {"backend", ddp ? comm->backend_name() : "none"},
-                             {"ddp", bool(ddp)},
-                             {"world_size", world_size},
-                             {"batch_per_rank", options.batch},
-                             {"steps", options.common.iters},
-                             {"warmup", options.common.warmup},
-                             {"optimizer", "sgd lr 0.01 momentum 0.9"},
-                             {"bucket_cap_mb", options.bucket_cap_mb},
-                             {"hierarchical", options.hierarchical},
-                             {"powersgd_rank", options.powersgd_rank},
-                             {"threads", dpt::bench::to_json(threads)},
-                             {"machine", dpt::bench::machine_info()},
-                             {"results", results}};
-  if (ddp) {
-    auto stats = ddp->last_iteration_stats();
+void report(const Options& options, const dpt::bench::BenchJob& job, const Training& training,
+            const StepTimes& times) {
+  const double samples_per_s = static_cast<double>(job.world_size) * options.batch * options.common.iters / times.wall_s;
+  nlohmann::json results = {{"samples_per_s", samples_per_s},
+                            {"wall_s", times.wall_s},
+                            {"step_time_s", summary(times.step)},
+                            {"forward_s", summary(times.forward)},
+                            {"backward_s", summary(times.backward)},
+                            {"optimizer_s", summary(times.optimizer)},
+                            {"exposed_comm_s", training.ddp ? summary(times.exposed_comm) : nlohmann::json(nullptr)}};
+  nlohmann::json document = job.document("ddp");
+  document.update({{"model", options.model},
+                   {"parameters", training.parameter_count},
+                   {"backend", training.ddp ? job.comm->backend_name() : "none"},
+                   {"ddp", bool(training.ddp)},
+                   {"batch_per_rank", options.batch},
+                   {"steps", options.common.iters},
+                   {"optimizer", "sgd lr 0.01 momentum 0.9"},
+                   {"bucket_cap_mb", options.bucket_cap_mb},
+                   {"hierarchical", options.hierarchical},
+                   {"powersgd_rank", options.powersgd_rank},
+                   {"results", results}});
+  if (training.ddp) {
+    auto stats = training.ddp->last_iteration_stats();
     document["buckets"] = stats.num_buckets;
     document["gradient_bytes"] = stats.bytes_reduced;
   }
   if (!options.common.quiet) {
     auto ms = [&](const char* key) { return results[key].is_null() ? 0.0 : results[key]["median"].get<double>() * 1e3; };
+    const std::string over = training.ddp ? "DDP over " + job.comm->backend_name() : "no DDP";
     std::printf("# ddp_bench: %s (%lld parameters) on %s, %s, world size %d, batch %d/rank, %d thread(s)/rank\n",
-                options.model.c_str(), static_cast<long long>(parameter_count), device.str().c_str(),
-                ddp ? ("DDP over " + comm->backend_name()).c_str() : "no DDP", world_size, options.batch,
-                threads.intra_op_threads);
+                options.model.c_str(), static_cast<long long>(training.parameter_count), job.device.str().c_str(),
+                over.c_str(), job.world_size, options.batch, job.threads.intra_op_threads);
     std::printf("samples/s %.1f  step %.2f ms  forward %.2f ms  backward %.2f ms  exposed comm %.2f ms  optimizer %.2f ms\n",
                 samples_per_s, ms("step_time_s"), ms("forward_s"), ms("backward_s"), ms("exposed_comm_s"),
                 ms("optimizer_s"));
   }
   dpt::bench::write_json(options.common.json_path, document);
+}
+
+int run(int argc, char** argv) {
+  Options options;
+  if (auto code = parse_options(argc, argv, options)) return *code;
+  const std::string backend = options.backend.empty() && options.common.device == "cpu" ? "mpi" : options.backend;
+  dpt::bench::BenchJob job(options.common, backend);
+  Training training(options, job);
+  StepTrace trace(options, job, training);
+  StepTimes times = time_steps(options, job, training, trace);
+  trace.finish(job);
+  times.max_over_ranks(*job.comm);
+  if (job.rank == 0) report(options, job, training, times);
   return 0;
 }
 

@@ -19,7 +19,7 @@
 #include "dptrain/core/error.h"
 #include "dptrain/core/model.h"
 #include "dptrain/core/run_main.h"
-#include "dptrain/parallel/data_parallel.h"
+#include "dptrain/parallel/data_parallel/data_parallel.h"
 #include "json_output.h"
 #include "machine_info.h"
 #include "stats.h"

@@ -10,9 +10,9 @@
 #include <iostream>
 
 #include "dptrain/core/run_main.h"
-#include "dptrain/parallel/distributed_data_parallel.h"
-#include "dptrain/parallel/runtime.h"
-#include "dptrain/parallel/sharded_optimizer.h"
+#include "dptrain/parallel/ddp/distributed_data_parallel.h"
+#include "dptrain/parallel/runtime/runtime.h"
+#include "dptrain/parallel/zero/sharded_optimizer.h"
 #include "json_output.h"
 #include "machine_info.h"
 

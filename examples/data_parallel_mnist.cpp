@@ -14,7 +14,7 @@
 #include "dptrain/core/fs.h"
 #include "dptrain/core/model.h"
 #include "dptrain/core/run_main.h"
-#include "dptrain/parallel/data_parallel.h"
+#include "dptrain/parallel/data_parallel/data_parallel.h"
 
 int main(int argc, char** argv) {
   return dpt::run_main("data_parallel_mnist", [&] {

@@ -13,8 +13,8 @@
 #include "dptrain/core/data/idx_dataset.h"
 #include "dptrain/core/fs.h"
 #include "dptrain/core/run_main.h"
-#include "dptrain/parallel/distributed_data_parallel.h"
-#include "dptrain/parallel/runtime.h"
+#include "dptrain/parallel/ddp/distributed_data_parallel.h"
+#include "dptrain/parallel/runtime/runtime.h"
 
 int main(int argc, char** argv) {
   return dpt::run_main("ddp_mnist", [&] {

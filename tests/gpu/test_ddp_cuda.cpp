@@ -7,9 +7,9 @@
 #include <ATen/autocast_mode.h>
 
 #include "dptrain/core/model.h"
-#include "dptrain/parallel/distributed_data_parallel.h"
-#include "dptrain/parallel/reducer.h"
-#include "dptrain/parallel/runtime.h"
+#include "dptrain/parallel/ddp/distributed_data_parallel.h"
+#include "dptrain/parallel/ddp/reducer.h"
+#include "dptrain/parallel/runtime/runtime.h"
 #include "test_support.h"
 
 namespace {

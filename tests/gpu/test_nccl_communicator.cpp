@@ -4,10 +4,10 @@
 
 #include "dptrain/core/config.h"
 #include "dptrain/core/error.h"
-#include "dptrain/parallel/launch_info.h"
-#include "dptrain/parallel/runtime.h"
+#include "dptrain/parallel/runtime/launch_info.h"
+#include "dptrain/parallel/runtime/runtime.h"
 #if DPTRAIN_HAVE_NCCL
-#include "dptrain/parallel/nccl_communicator.h"
+#include "dptrain/parallel/nccl/nccl_communicator.h"
 #endif
 
 namespace dpt {

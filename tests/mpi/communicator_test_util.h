@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "dptrain/parallel/reduce_op.h"
+#include "dptrain/parallel/comm/reduce_op.h"
 
 namespace dpt::testing {
 

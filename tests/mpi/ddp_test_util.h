@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "dptrain/core/model.h"
-#include "dptrain/parallel/distributed_data_parallel.h"
+#include "dptrain/parallel/ddp/distributed_data_parallel.h"
 #include "test_support.h"
 
 namespace dpt::testing::ddp {

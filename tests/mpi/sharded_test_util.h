@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "ddp_test_util.h"
-#include "dptrain/parallel/reducer.h"
-#include "dptrain/parallel/sharded_optimizer.h"
+#include "dptrain/parallel/ddp/reducer.h"
+#include "dptrain/parallel/zero/sharded_optimizer.h"
 
 namespace dpt::testing::ddp {
 

@@ -4,7 +4,7 @@
 #include <set>
 
 #include "ddp_test_util.h"
-#include "dptrain/parallel/reducer.h"
+#include "dptrain/parallel/ddp/reducer.h"
 
 namespace dpt::testing::ddp {
 namespace {

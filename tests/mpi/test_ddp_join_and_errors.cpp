@@ -3,8 +3,8 @@
 
 #include "ddp_test_util.h"
 #include "dptrain/core/error.h"
-#include "dptrain/parallel/ddp_consistency.h"
-#include "dptrain/parallel/join.h"
+#include "dptrain/parallel/ddp/ddp_consistency.h"
+#include "dptrain/parallel/ddp/join.h"
 
 namespace dpt::testing::ddp {
 namespace {

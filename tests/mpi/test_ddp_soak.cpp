@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "ddp_test_util.h"
-#include "dptrain/parallel/reducer.h"
+#include "dptrain/parallel/ddp/reducer.h"
 
 namespace dpt::testing::ddp {
 namespace {

@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "ddp_test_util.h"
-#include "dptrain/parallel/hierarchical_allreduce.h"
+#include "dptrain/parallel/comm_hooks/hierarchical_allreduce.h"
 
 namespace dpt::testing::ddp {
 namespace {

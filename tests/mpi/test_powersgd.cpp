@@ -7,7 +7,7 @@
 
 #include "ddp_test_util.h"
 #include "dptrain/core/error.h"
-#include "dptrain/parallel/powersgd.h"
+#include "dptrain/parallel/comm_hooks/powersgd.h"
 
 namespace dpt::testing::ddp {
 namespace {

@@ -6,7 +6,7 @@
 #include <limits>
 
 #include "dptrain/core/error.h"
-#include "dptrain/parallel/join.h"
+#include "dptrain/parallel/ddp/join.h"
 #include "sharded_test_util.h"
 
 namespace dpt::testing::ddp {

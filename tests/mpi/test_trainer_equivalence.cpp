@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include "dptrain/core/data/tensor_dataset.h"
-#include "dptrain/trainers/model_zoo.h"
-#include "dptrain/trainers/trainer.h"
+#include "dptrain/trainers/models/model_zoo.h"
+#include "dptrain/trainers/loop/trainer.h"
 #include "test_support.h"
 
 namespace {

@@ -7,8 +7,8 @@
 #include <memory>
 
 #include "dptrain/core/fs.h"
-#include "dptrain/parallel/launch_info.h"
-#include "dptrain/parallel/runtime.h"
+#include "dptrain/parallel/runtime/launch_info.h"
+#include "dptrain/parallel/runtime/runtime.h"
 
 #include "test_support.h"
 

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "dptrain/parallel/communicator.h"
+#include "dptrain/parallel/comm/communicator.h"
 
 namespace dpt::testing {
 

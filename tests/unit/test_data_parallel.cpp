@@ -11,7 +11,7 @@
 
 #include "dptrain/core/error.h"
 #include "dptrain/core/model.h"
-#include "dptrain/parallel/data_parallel.h"
+#include "dptrain/parallel/data_parallel/data_parallel.h"
 #include "test_support.h"
 
 namespace {

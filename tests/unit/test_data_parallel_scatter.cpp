@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "dptrain/core/error.h"
-#include "dptrain/parallel/scatter_gather.h"
+#include "dptrain/parallel/data_parallel/scatter_gather.h"
 
 namespace {
 

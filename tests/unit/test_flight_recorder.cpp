@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "flight_recorder.h"
+#include "liveness/flight_recorder.h"
 
 namespace dpt::detail {
 namespace {

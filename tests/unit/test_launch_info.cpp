@@ -6,7 +6,7 @@
 #include <string>
 
 #include "dptrain/core/error.h"
-#include "dptrain/parallel/launch_info.h"
+#include "dptrain/parallel/runtime/launch_info.h"
 
 namespace dpt {
 namespace {

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "dptrain/core/error.h"
-#include "dptrain/parallel/runtime.h"
+#include "dptrain/parallel/runtime/runtime.h"
 
 namespace dpt {
 namespace {

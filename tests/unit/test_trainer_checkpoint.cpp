@@ -6,14 +6,14 @@
 #include <algorithm>
 #include <cstring>
 
-#include "checkpoint_v1.h"
+#include "checkpoint/checkpoint_v1.h"
 #include "dptrain/core/error.h"
 #include "dptrain/core/fs.h"
 #include "dptrain/core/model.h"
-#include "dptrain/trainers/checkpoint.h"
-#include "dptrain/trainers/model_zoo.h"
-#include "dptrain/trainers/optim.h"
-#include "dptrain/trainers/optimizer_state.h"
+#include "dptrain/trainers/checkpoint/checkpoint.h"
+#include "dptrain/trainers/models/model_zoo.h"
+#include "dptrain/trainers/optim/optim.h"
+#include "dptrain/trainers/optim/optimizer_state_dict.h"
 #include "test_support.h"
 
 namespace {

@@ -4,7 +4,7 @@
 
 #include "dptrain/core/error.h"
 #include "dptrain/core/model.h"
-#include "dptrain/trainers/model_zoo.h"
+#include "dptrain/trainers/models/model_zoo.h"
 #include "test_support.h"
 
 namespace {

@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "dptrain/core/error.h"
-#include "dptrain/trainers/optim.h"
+#include "dptrain/trainers/optim/optim.h"
 
 namespace {
 

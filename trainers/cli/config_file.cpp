@@ -121,4 +121,31 @@ std::vector<std::string> config_arguments(const std::string& path, const std::st
   return args;
 }
 
+// Replaces `--config FILE` (or --config=FILE) by the file's options for the subcommand, placed
+// right after the subcommand's name so that what the command line says takes precedence.
+void insert_config_arguments(std::vector<std::string>& args, const std::vector<CLI::App*>& commands) {
+  // The subcommand: the first argument naming one.
+  auto find_command = [&]() -> std::pair<size_t, CLI::App*> {
+    for (size_t i = 0; i < args.size(); ++i) {
+      for (auto* candidate : commands) {
+        if (args[i] == candidate->get_name()) return {i, candidate};
+      }
+    }
+    return {args.size(), nullptr};
+  };
+  for (size_t i = 0; i < args.size(); ++i) {
+    const bool joined = args[i].rfind("--config=", 0) == 0;
+    if (args[i] != "--config" && !joined) continue;
+    DPT_CHECK(joined || i + 1 < args.size(), InvalidArgumentError, "--config needs a file");
+    const std::string path = joined ? args[i].substr(9) : args[i + 1];
+    args.erase(args.begin() + static_cast<std::ptrdiff_t>(i), args.begin() + static_cast<std::ptrdiff_t>(i + (joined ? 1 : 2)));
+    const auto [command, app] = find_command();
+    DPT_CHECK(app != nullptr, InvalidArgumentError, "--config ", path, ": name the subcommand (dptrain train --config ",
+              path, ")");
+    auto from_file = config_arguments(path, app->get_name(), *app);
+    args.insert(args.begin() + static_cast<std::ptrdiff_t>(command + 1), from_file.begin(), from_file.end());
+    return;
+  }
+}
+
 }  // namespace dpt::cli

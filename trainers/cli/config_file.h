@@ -23,4 +23,8 @@ namespace dpt::cli {
 std::vector<std::string> config_arguments(const std::string& path, const std::string& section,
                                           const CLI::App& command);
 
+// Replaces `--config FILE` (or --config=FILE) in `args` by the file's options for the subcommand
+// named in `args`, placed right after the subcommand's name so that the command line overrides it.
+void insert_config_arguments(std::vector<std::string>& args, const std::vector<CLI::App*>& commands);
+
 }  // namespace dpt::cli

@@ -5,7 +5,7 @@
 #include "dptrain/core/error.h"
 #include "dptrain/core/fs.h"
 #include "dptrain/core/logging.h"
-#include "dptrain/trainers/sharded_source.h"
+#include "dptrain/trainers/data/sharded_source.h"
 
 namespace dpt::cli {
 namespace {

@@ -16,8 +16,8 @@
 
 #include "dptrain/core/data/dataset.h"
 #include "dptrain/core/data/image_folder.h"
-#include "dptrain/parallel/communicator.h"
-#include "dptrain/trainers/train_source.h"
+#include "dptrain/parallel/comm/communicator.h"
+#include "dptrain/trainers/data/train_source.h"
 
 namespace dpt::cli {
 

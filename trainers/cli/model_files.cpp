@@ -6,8 +6,8 @@
 #include "dptrain/core/exported_program.h"
 #include "dptrain/core/fs.h"
 #include "dptrain/core/serialize.h"
-#include "dptrain/trainers/model_zoo.h"
-#include "dptrain/trainers/trainer.h"
+#include "dptrain/trainers/models/model_zoo.h"
+#include "dptrain/trainers/loop/trainer.h"
 
 namespace dpt::cli {
 

@@ -7,7 +7,7 @@
 
 #include "dptrain/core/data/tensors.h"
 #include "dptrain/core/model.h"
-#include "dptrain/parallel/communicator.h"
+#include "dptrain/parallel/comm/communicator.h"
 
 namespace dpt::cli {
 

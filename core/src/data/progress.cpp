@@ -51,9 +51,24 @@ ProgressReporter::ProgressReporter(int64_t total_steps, ProgressOptions options)
 
 ProgressReporter::~ProgressReporter() {
   if (mode_ == ProgressMode::Bar && steps_ > 0 && !finished_) {
-    std::fputc('\n', options_.stream());
-    std::fflush(options_.stream());
+    if (options_.stream() == stderr) {
+      log::keep_status_line();
+    } else {
+      std::fputc('\n', options_.stream());
+      std::fflush(options_.stream());
+    }
   }
+}
+
+void ProgressReporter::draw_bar(const std::string& text, bool final) {
+  if (options_.stream() == stderr) {
+    // The log's status line: log lines of any thread print above the bar, never through it.
+    log::set_status_line(text);
+    if (final) log::keep_status_line();
+    return;
+  }
+  std::fprintf(options_.stream(), "\r%s\x1b[K%s", text.c_str(), final ? "\n" : "");  // \x1b[K: clear to line end
+  std::fflush(options_.stream());
 }
 
 double ProgressReporter::elapsed_s() const {
@@ -80,8 +95,7 @@ void ProgressReporter::update(int64_t samples, const std::string& postfix) {
   const double since = std::chrono::duration<double>(now - last_output_).count();
   if (mode_ == ProgressMode::Bar) {
     if (since < 0.1 && steps_ < total_steps_) return;
-    std::fprintf(options_.stream(), "\r%s\x1b[K", line(postfix, 30).c_str());  // \x1b[K: clear to line end
-    std::fflush(options_.stream());
+    draw_bar(line(postfix, 30), /*final=*/false);
   } else {
     if (since < options_.log_interval_s()) return;
     DPT_LOG_INFO("{}", line(postfix, 0));
@@ -93,8 +107,7 @@ void ProgressReporter::finish(const std::string& postfix) {
   if (finished_) return;
   finished_ = true;
   if (mode_ == ProgressMode::Bar) {
-    std::fprintf(options_.stream(), "\r%s\x1b[K\n", line(postfix, 30).c_str());
-    std::fflush(options_.stream());
+    draw_bar(line(postfix, 30), /*final=*/true);
   } else if (mode_ == ProgressMode::Log) {
     DPT_LOG_INFO("{} done in {:.1f} s", line(postfix, 0), elapsed_s());
   }

@@ -120,6 +120,15 @@ void set_status_line(const std::string& text) {
   draw_status_locked();
 }
 
+void keep_status_line() {
+  if (!status_line_supported()) return;
+  std::lock_guard<std::mutex> lock(status_mutex);
+  if (status_text.empty()) return;
+  std::fputs("\n", stderr);
+  std::fflush(stderr);
+  status_text.clear();
+}
+
 void flush() { current()->flush(); }
 
 }  // namespace dpt::log

@@ -1,4 +1,4 @@
-#include "dptrain/parallel/data_parallel.h"
+#include "dptrain/parallel/data_parallel/data_parallel.h"
 
 #include <ATen/ThreadLocalState.h>
 
@@ -11,8 +11,8 @@
 #include "device_workers.h"
 #include "dptrain/core/config.h"
 #include "dptrain/core/error.h"
-#include "dptrain/parallel/replicate.h"
-#include "dptrain/parallel/scatter_gather.h"
+#include "dptrain/parallel/data_parallel/replicate.h"
+#include "dptrain/parallel/data_parallel/scatter_gather.h"
 
 #if DPTRAIN_HAVE_CUDA
 #include <c10/cuda/CUDAGuard.h>
@@ -27,33 +27,33 @@ struct NamedTensor {
   torch::Tensor tensor;  // a handle on the module's own TensorImpl (not detached)
 };
 
-// Every parameter, frozen ones included (they must be copied to the replicas as well).
-std::vector<NamedTensor> all_parameters(Model& model) {
+// The defined tensors of a TorchScript module's named list, or of a torch::nn module's.
+template <typename ScriptList>
+std::vector<NamedTensor> defined_in_script(const ScriptList& items) {
   std::vector<NamedTensor> out;
-  if (model.is_torchscript()) {
-    for (const auto& item : model.torchscript().named_parameters(/*recurse=*/true)) {
-      if (item.value.defined()) out.push_back({item.name, item.value});
-    }
-  } else {
-    for (const auto& item : model.module().named_parameters(/*recurse=*/true)) {
-      if (item.value().defined()) out.push_back({item.key(), item.value()});
-    }
+  for (const auto& item : items) {
+    if (item.value.defined()) out.push_back({item.name, item.value});
   }
   return out;
 }
 
-std::vector<NamedTensor> all_buffers(Model& model) {
+std::vector<NamedTensor> defined_in_module(const torch::OrderedDict<std::string, torch::Tensor>& items) {
   std::vector<NamedTensor> out;
-  if (model.is_torchscript()) {
-    for (const auto& item : model.torchscript().named_buffers(/*recurse=*/true)) {
-      if (item.value.defined()) out.push_back({item.name, item.value});
-    }
-  } else {
-    for (const auto& item : model.module().named_buffers(/*recurse=*/true)) {
-      if (item.value().defined()) out.push_back({item.key(), item.value()});
-    }
+  for (const auto& item : items) {
+    if (item.value().defined()) out.push_back({item.key(), item.value()});
   }
   return out;
+}
+
+// Every parameter, frozen ones included (they must be copied to the replicas as well).
+std::vector<NamedTensor> all_parameters(Model& model) {
+  return model.is_torchscript() ? defined_in_script(model.torchscript().named_parameters(/*recurse=*/true))
+                                : defined_in_module(model.module().named_parameters(/*recurse=*/true));
+}
+
+std::vector<NamedTensor> all_buffers(Model& model) {
+  return model.is_torchscript() ? defined_in_script(model.torchscript().named_buffers(/*recurse=*/true))
+                                : defined_in_module(model.module().named_buffers(/*recurse=*/true));
 }
 
 // Copies the original's values into a replica tensor, every forward. Two choices:

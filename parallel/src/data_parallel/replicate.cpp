@@ -1,4 +1,4 @@
-#include "dptrain/parallel/replicate.h"
+#include "dptrain/parallel/data_parallel/replicate.h"
 
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/variable.h>

@@ -1,4 +1,4 @@
-#include "dptrain/parallel/scatter_gather.h"
+#include "dptrain/parallel/data_parallel/scatter_gather.h"
 
 #include <algorithm>
 #include <atomic>

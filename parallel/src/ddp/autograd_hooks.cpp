@@ -1,4 +1,4 @@
-#include "dptrain/parallel/autograd_hooks.h"
+#include "dptrain/parallel/ddp/autograd_hooks.h"
 
 #include <torch/csrc/autograd/engine.h>
 #include <torch/csrc/autograd/function.h>

@@ -1,4 +1,4 @@
-#include "dptrain/parallel/bucket.h"
+#include "dptrain/parallel/ddp/bucket.h"
 
 #include <algorithm>
 #include <map>

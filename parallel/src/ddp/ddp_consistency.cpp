@@ -1,4 +1,4 @@
-#include "dptrain/parallel/ddp_consistency.h"
+#include "dptrain/parallel/ddp/ddp_consistency.h"
 
 #include <algorithm>
 #include <sstream>

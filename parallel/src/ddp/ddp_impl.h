@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "dptrain/parallel/autograd_hooks.h"
-#include "dptrain/parallel/distributed_data_parallel.h"
-#include "dptrain/parallel/join.h"
-#include "dptrain/parallel/reducer.h"
+#include "dptrain/parallel/ddp/autograd_hooks.h"
+#include "dptrain/parallel/ddp/distributed_data_parallel.h"
+#include "dptrain/parallel/ddp/join.h"
+#include "dptrain/parallel/ddp/reducer.h"
 
 namespace dpt {
 

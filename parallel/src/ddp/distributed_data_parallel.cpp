@@ -1,4 +1,4 @@
-#include "dptrain/parallel/distributed_data_parallel.h"
+#include "dptrain/parallel/ddp/distributed_data_parallel.h"
 
 #include <algorithm>
 #include <cctype>
@@ -8,10 +8,10 @@
 #include "dptrain/core/env.h"
 #include "dptrain/core/error.h"
 #include "dptrain/core/logging.h"
-#include "dptrain/parallel/autograd_hooks.h"
-#include "dptrain/parallel/ddp_consistency.h"
+#include "dptrain/parallel/ddp/autograd_hooks.h"
+#include "dptrain/parallel/ddp/ddp_consistency.h"
 #include "ddp_impl.h"
-#include "dptrain/parallel/reducer.h"
+#include "dptrain/parallel/ddp/reducer.h"
 
 namespace dpt {
 

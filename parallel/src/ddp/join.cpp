@@ -1,4 +1,4 @@
-#include "dptrain/parallel/join.h"
+#include "dptrain/parallel/ddp/join.h"
 
 #include <exception>
 

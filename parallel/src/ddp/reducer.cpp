@@ -1,11 +1,11 @@
-#include "dptrain/parallel/reducer.h"
+#include "dptrain/parallel/ddp/reducer.h"
 
 #include <algorithm>
 #include <numeric>
 
 #include "dptrain/core/error.h"
 #include "dptrain/core/logging.h"
-#include "dptrain/parallel/ddp_consistency.h"
+#include "dptrain/parallel/ddp/ddp_consistency.h"
 
 namespace dpt {
 namespace {

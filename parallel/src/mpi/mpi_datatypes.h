@@ -9,7 +9,7 @@
 #include <mpi.h>
 #include <torch/torch.h>
 
-#include "dptrain/parallel/reduce_op.h"
+#include "dptrain/parallel/comm/reduce_op.h"
 
 namespace dpt::detail {
 

@@ -1,4 +1,4 @@
-#include "dptrain/parallel/nccl_communicator.h"
+#include "dptrain/parallel/nccl/nccl_communicator.h"
 
 #include <ATen/cuda/CUDAEvent.h>
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -8,9 +8,8 @@
 #include <cstring>
 #include <exception>
 
-#include "../fingerprint.h"
-#include "../tcp_store.h"
-#include "../tensor_checks.h"
+#include "comm/fingerprint.h"
+#include "runtime/rendezvous.h"
 #include "dptrain/core/config.h"
 #include "dptrain/core/env.h"
 #include "dptrain/core/error.h"
@@ -19,14 +18,7 @@
 #include "nccl_watchdog.h"
 #include "nccl_work.h"
 
-#if DPTRAIN_HAVE_MPI
-#include <mpi.h>
-#endif
-
 namespace dpt {
-
-using detail::CollectiveKind;
-using detail::describe;
 
 namespace {
 
@@ -54,17 +46,6 @@ ncclRedOp_t nccl_op(ReduceOp op) {
   return ncclSum;
 }
 
-bool mpi_is_up() {
-#if DPTRAIN_HAVE_MPI
-  int initialized = 0, finalized = 0;
-  MPI_Initialized(&initialized);
-  MPI_Finalized(&finalized);
-  return initialized && !finalized;
-#else
-  return false;
-#endif
-}
-
 }  // namespace
 
 std::shared_ptr<NcclCommunicator> NcclCommunicator::create_world(const LaunchInfo& launch, const torch::Device& device,
@@ -75,27 +56,9 @@ std::shared_ptr<NcclCommunicator> NcclCommunicator::create_world(const LaunchInf
   ncclUniqueId id;
   std::memset(&id, 0, sizeof(id));
   if (launch.rank == 0) NCCL_CHECK(ncclGetUniqueId(&id), who, ": creating the NCCL id");
-  c10::intrusive_ptr<c10d::Store> store;
-  if (launch.world_size > 1) {
-    if (mpi_is_up()) {
-#if DPTRAIN_HAVE_MPI
-      int rc = MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD);
-      DPT_CHECK(rc == MPI_SUCCESS, CommunicationError, who, ": broadcasting the NCCL id over MPI failed");
-#endif
-    } else {
-      store = detail::connect_tcp_store(launch, timeout);
-      const std::string key = "dptrain/nccl-unique-id";
-      if (launch.rank == 0) {
-        std::vector<uint8_t> bytes(reinterpret_cast<uint8_t*>(&id), reinterpret_cast<uint8_t*>(&id) + sizeof(id));
-        store->set(key, bytes);
-      } else {
-        auto bytes = store->get(key);
-        DPT_CHECK(bytes.size() == sizeof(id), CommunicationError, who, ": the NCCL id from rank 0 has ",
-                  bytes.size(), " bytes, expected ", sizeof(id));
-        std::memcpy(&id, bytes.data(), sizeof(id));
-      }
-    }
-  }
+  std::vector<uint8_t> bytes(reinterpret_cast<uint8_t*>(&id), reinterpret_cast<uint8_t*>(&id) + sizeof(id));
+  auto store = detail::share_from_rank0(launch, bytes, "dptrain/nccl-unique-id", timeout, who);
+  std::memcpy(&id, bytes.data(), sizeof(id));
   auto comm = create(who, launch.world_size, launch.rank, &id, device, launch.local_rank, timeout);
   comm->state_->rendezvous = std::move(store);
   return comm;
@@ -121,14 +84,20 @@ std::shared_ptr<NcclCommunicator> NcclCommunicator::create(const std::string& wh
   return std::shared_ptr<NcclCommunicator>(new NcclCommunicator(std::move(state), local_rank, device));
 }
 
+namespace {
+
+Communicator::Identity identity_of(NcclCommunicator::State& state, int local_rank, const torch::Device& device) {
+  int rank = 0, size = 1;
+  std::lock_guard<std::mutex> lock(state.nccl_mutex);
+  ncclCommUserRank(state.comm, &rank);
+  ncclCommCount(state.comm, &size);
+  return {rank, size, local_rank, device};
+}
+
+}  // namespace
+
 NcclCommunicator::NcclCommunicator(std::shared_ptr<State> state, int local_rank, const torch::Device& device)
-    : state_(std::move(state)), local_rank_(local_rank), device_(device) {
-  {
-    std::lock_guard<std::mutex> lock(state_->nccl_mutex);
-    ncclCommUserRank(state_->comm, &rank_);
-    ncclCommCount(state_->comm, &size_);
-  }
-  check_collectives_ = detail::call_check_enabled();
+    : Communicator("nccl", identity_of(*state, local_rank, device)), state_(std::move(state)) {
   watchdog_ = std::make_unique<detail::NcclWatchdog>(state_);
 }
 
@@ -143,19 +112,14 @@ NcclCommunicator::~NcclCommunicator() {
       state_->abort(detail::concat("the communicator was destroyed with collectives that did not finish within ",
                                    state_->timeout_ms.load() / 1000.0, " s"));
     } else {
-      c10::cuda::CUDAGuard guard(device_);
+      c10::cuda::CUDAGuard guard(device());
       state_->destroy(state_->deadline_from_now());
     }
   }
   watchdog_.reset();
 }
 
-std::string NcclCommunicator::who() const { return detail::concat("nccl rank ", rank_, "/", size_); }
-
-void NcclCommunicator::set_timeout(std::chrono::milliseconds timeout) {
-  DPT_CHECK(timeout.count() > 0, InvalidArgumentError, who(), ": timeout must be > 0 ms, got ", timeout.count());
-  state_->timeout_ms = timeout.count();
-}
+void NcclCommunicator::apply_timeout(std::chrono::milliseconds timeout) { state_->timeout_ms = timeout.count(); }
 
 std::chrono::milliseconds NcclCommunicator::timeout() const { return std::chrono::milliseconds(state_->timeout_ms); }
 
@@ -165,11 +129,14 @@ std::string NcclCommunicator::flight_record() const {
 
 bool NcclCommunicator::is_broken() const { return state_->broken(); }
 
+std::string NcclCommunicator::broken_reason() const { return state_->broken_reason(); }
+
 // The cross-rank call check (DPTRAIN_DEBUG=DETAIL): a host round trip, followed by the watchdog
 // like any collective, so a peer that never answers is a timeout rather than a hang.
-void NcclCommunicator::check_call(const std::string& description, const std::vector<int64_t>& fingerprint) {
+void NcclCommunicator::check_call(const Collective& call) {
+  const std::string& description = call.description;
   c10::cuda::CUDAStreamGuard on_nccl_stream(state_->stream);
-  auto payload = torch::tensor(detail::fingerprint_payload(fingerprint), torch::kInt64).to(device_);
+  auto payload = torch::tensor(detail::fingerprint_payload(call.fingerprint), torch::kInt64).to(device());
   ncclResult_t rc;
   {
     std::lock_guard<std::mutex> lock(state_->nccl_mutex);
@@ -187,16 +154,14 @@ void NcclCommunicator::check_call(const std::string& description, const std::vec
                             who(), description);
 }
 
-WorkPtr NcclCommunicator::enqueue(const std::string& description, const std::vector<int64_t>& fingerprint,
-                                  const std::vector<torch::Tensor>& tensors,
+WorkPtr NcclCommunicator::enqueue(const Collective& call, const std::vector<torch::Tensor>& tensors,
                                   const std::function<int(void* stream)>& launch, bool blocks_host) {
-  DPT_CHECK(!state_->broken(), CommunicationError, who(), ": cannot run ", description, ": ",
-            state_->broken_reason());
-  c10::cuda::CUDAGuard guard(device_);
+  const std::string& description = call.description;
+  c10::cuda::CUDAGuard guard(device());
   at::cuda::CUDAEvent ready;
-  ready.record(c10::cuda::getCurrentCUDAStream(device_.index()));
+  ready.record(c10::cuda::getCurrentCUDAStream(device().index()));
   ready.block(state_->stream);
-  if (check_collectives_) check_call(description, fingerprint);
+  if (call.check_across_ranks) check_call(call);
   for (const auto& t : tensors) {
     c10::cuda::CUDACachingAllocator::recordStream(t.storage().data_ptr(), state_->stream);
   }
@@ -215,83 +180,55 @@ WorkPtr NcclCommunicator::enqueue(const std::string& description, const std::vec
   return std::make_shared<detail::NcclWork>(state_, description, std::move(done), tensors, blocks_host);
 }
 
-WorkPtr NcclCommunicator::allreduce_async(torch::Tensor& tensor, ReduceOp op) {
-  std::string what = detail::concat("allreduce(", to_string(op), ")");
-  detail::check_tensor(tensor, who(), what + ": tensor", *this);
-  detail::check_reduce_op(op, tensor.scalar_type(), who(), what);
-  std::string description = detail::concat(what, " #", ++sequence_, " of ", describe(tensor));
-  auto fingerprint = detail::make_fingerprint(CollectiveKind::Allreduce, static_cast<int64_t>(tensor.scalar_type()),
-                                              tensor.numel(), static_cast<int64_t>(op));
-  return enqueue(description, fingerprint, {tensor}, [&](void* stream) {
+WorkPtr NcclCommunicator::run_allreduce(const Collective& call, torch::Tensor& tensor, ReduceOp op) {
+  return enqueue(call, {tensor}, [&](void* stream) {
     if (tensor.numel() == 0) return static_cast<int>(ncclSuccess);
     return static_cast<int>(ncclAllReduce(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
-                             nccl_dtype(tensor.scalar_type()), nccl_op(op), state_->comm,
-                             static_cast<cudaStream_t>(stream)));
+                                          nccl_dtype(tensor.scalar_type()), nccl_op(op), state_->comm,
+                                          static_cast<cudaStream_t>(stream)));
   });
 }
 
-WorkPtr NcclCommunicator::broadcast_async(torch::Tensor& tensor, int root) {
-  detail::check_tensor(tensor, who(), "broadcast: tensor", *this);
-  DPT_CHECK(root >= 0 && root < size_, InvalidArgumentError, who(), ": broadcast: root ", root, " is not in [0, ",
-            size_, ")");
-  std::string description = detail::concat("broadcast from rank ", root, " #", ++sequence_, " of ", describe(tensor));
-  auto fingerprint = detail::make_fingerprint(CollectiveKind::Broadcast, static_cast<int64_t>(tensor.scalar_type()),
-                                              tensor.numel(), -1, root);
-  return enqueue(description, fingerprint, {tensor}, [&](void* stream) {
+WorkPtr NcclCommunicator::run_broadcast(const Collective& call, torch::Tensor& tensor, int root) {
+  return enqueue(call, {tensor}, [&](void* stream) {
     if (tensor.numel() == 0) return static_cast<int>(ncclSuccess);
     return static_cast<int>(ncclBroadcast(tensor.data_ptr(), tensor.data_ptr(), static_cast<size_t>(tensor.numel()),
-                             nccl_dtype(tensor.scalar_type()), root, state_->comm, static_cast<cudaStream_t>(stream)));
+                                          nccl_dtype(tensor.scalar_type()), root, state_->comm,
+                                          static_cast<cudaStream_t>(stream)));
   });
 }
 
-WorkPtr NcclCommunicator::allgather_async(const torch::Tensor& input, torch::Tensor& output) {
-  detail::check_tensor(input, who(), "allgather: input", *this);
-  detail::check_tensor(output, who(), "allgather: output", *this);
-  detail::check_same_kind(input, output, who(), "allgather");
-  DPT_CHECK(output.numel() == input.numel() * size_, InvalidArgumentError, who(), ": allgather: output has ",
-            output.numel(), " elements but needs world size ", size_, " x input's ", input.numel());
-  std::string description = detail::concat("allgather #", ++sequence_, " of ", describe(input));
-  auto fingerprint = detail::make_fingerprint(CollectiveKind::Allgather, static_cast<int64_t>(input.scalar_type()),
-                                              input.numel());
-  return enqueue(description, fingerprint, {input, output}, [&](void* stream) {
+WorkPtr NcclCommunicator::run_allgather(const Collective& call, const torch::Tensor& input, torch::Tensor& output) {
+  return enqueue(call, {input, output}, [&](void* stream) {
     if (input.numel() == 0) return static_cast<int>(ncclSuccess);
     return static_cast<int>(ncclAllGather(input.data_ptr(), output.data_ptr(), static_cast<size_t>(input.numel()),
-                             nccl_dtype(input.scalar_type()), state_->comm, static_cast<cudaStream_t>(stream)));
+                                          nccl_dtype(input.scalar_type()), state_->comm,
+                                          static_cast<cudaStream_t>(stream)));
   });
 }
 
-WorkPtr NcclCommunicator::reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output, ReduceOp op) {
-  std::string what = detail::concat("reduce_scatter(", to_string(op), ")");
-  detail::check_tensor(input, who(), what + ": input", *this);
-  detail::check_tensor(output, who(), what + ": output", *this);
-  detail::check_same_kind(input, output, who(), what);
-  detail::check_reduce_op(op, input.scalar_type(), who(), what);
-  DPT_CHECK(input.numel() == output.numel() * size_, InvalidArgumentError, who(), ": ", what, ": input has ",
-            input.numel(), " elements but needs world size ", size_, " x output's ", output.numel());
-  std::string description = detail::concat(what, " #", ++sequence_, " of ", describe(input));
-  auto fingerprint = detail::make_fingerprint(CollectiveKind::ReduceScatter, static_cast<int64_t>(input.scalar_type()),
-                                              input.numel(), static_cast<int64_t>(op));
-  return enqueue(description, fingerprint, {input, output}, [&](void* stream) {
+WorkPtr NcclCommunicator::run_reduce_scatter(const Collective& call, const torch::Tensor& input,
+                                             torch::Tensor& output, ReduceOp op) {
+  return enqueue(call, {input, output}, [&](void* stream) {
     if (output.numel() == 0) return static_cast<int>(ncclSuccess);
-    return static_cast<int>(ncclReduceScatter(input.data_ptr(), output.data_ptr(), static_cast<size_t>(output.numel()),
-                                 nccl_dtype(input.scalar_type()), nccl_op(op), state_->comm,
-                                 static_cast<cudaStream_t>(stream)));
+    return static_cast<int>(ncclReduceScatter(input.data_ptr(), output.data_ptr(),
+                                              static_cast<size_t>(output.numel()), nccl_dtype(input.scalar_type()),
+                                              nccl_op(op), state_->comm, static_cast<cudaStream_t>(stream)));
   });
 }
 
-WorkPtr NcclCommunicator::barrier_async() {
-  std::string description = detail::concat("barrier #", ++sequence_);
-  auto token = torch::zeros({1}, torch::TensorOptions(torch::kInt32).device(device_));
-  return enqueue(description, detail::make_fingerprint(CollectiveKind::Barrier), {token}, [&](void* stream) {
+WorkPtr NcclCommunicator::run_barrier(const Collective& call) {
+  auto token = torch::zeros({1}, torch::TensorOptions(torch::kInt32).device(device()));
+  return enqueue(call, {token}, [&](void* stream) {
     return static_cast<int>(ncclAllReduce(token.data_ptr(), token.data_ptr(), 1, ncclInt32, ncclSum, state_->comm,
-                             static_cast<cudaStream_t>(stream)));
+                                          static_cast<cudaStream_t>(stream)));
   }, /*blocks_host=*/true);
 }
 
-std::shared_ptr<Communicator> NcclCommunicator::split(int color, int key) {
-  std::string description = detail::concat("split(color ", color, ", key ", key, ") #", ++sequence_);
+std::shared_ptr<Communicator> NcclCommunicator::run_split(const Collective& call, int color, int key) {
+  const std::string& description = call.description;
   barrier_async()->wait();  // earlier collectives done, and every rank is here
-  c10::cuda::CUDAGuard guard(device_);
+  c10::cuda::CUDAGuard guard(device());
   ncclComm_t child = nullptr;
   ncclResult_t rc;
   {
@@ -304,12 +241,12 @@ std::shared_ptr<Communicator> NcclCommunicator::split(int color, int key) {
   // the previous operation returned ncclSuccess"), and only then is `child` set.
   state_->settle(rc, state_->deadline_from_now(), description);
   if (child == nullptr) return nullptr;
-  auto stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device_.index());
+  auto stream = c10::cuda::getStreamFromPool(/*isHighPriority=*/true, device().index());
   auto state = std::make_shared<State>(child, stream, detail::concat(who(), " (split, color ", color, ")"), timeout());
   ncclResult_t child_state = ncclSuccess;
   ncclCommGetAsyncError(child, &child_state);
   state->settle(child_state, state->deadline_from_now(), description);  // the child inherits the non-blocking config
-  return std::shared_ptr<NcclCommunicator>(new NcclCommunicator(std::move(state), local_rank_, device_));
+  return std::shared_ptr<NcclCommunicator>(new NcclCommunicator(std::move(state), local_rank(), device()));
 }
 
 }  // namespace dpt

@@ -17,7 +17,7 @@
 #include <mutex>
 #include <string>
 
-#include "dptrain/parallel/nccl_communicator.h"
+#include "dptrain/parallel/nccl/nccl_communicator.h"
 
 namespace c10d {
 class Store;

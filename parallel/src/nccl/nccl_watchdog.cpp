@@ -52,17 +52,20 @@ bool NcclWatchdog::drain(std::chrono::steady_clock::time_point deadline) {
   return pending_.empty() && !state_->broken();
 }
 
-std::string NcclWatchdog::inspect() {
+std::optional<std::string> NcclWatchdog::gone_peer() {
   const ncclResult_t error = state_->async_error();
-  if (error != ncclSuccess && error != ncclInProgress) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    std::string what = pending_.empty() ? std::string("the communicator") : pending_.front().description;
-    const char* detail = ncclGetLastError(nullptr);
-    const bool peer_or_network = error == ncclRemoteError || error == ncclSystemError;
-    return concat(state_->who, ": ", what, " failed: ", ncclGetErrorString(error),
-                  detail && *detail ? concat(" (", detail, ")") : std::string(),
-                  peer_or_network ? " (a peer rank died or the network failed)" : "", "; NCCL communicator aborted");
-  }
+  if (error == ncclSuccess || error == ncclInProgress) return std::nullopt;
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::string what = pending_.empty() ? std::string("the communicator") : pending_.front().description;
+  const char* detail = ncclGetLastError(nullptr);
+  const bool peer_or_network = error == ncclRemoteError || error == ncclSystemError;
+  return concat(state_->who, ": ", what, " failed: ", ncclGetErrorString(error),
+                detail && *detail ? concat(" (", detail, ")") : std::string(),
+                peer_or_network ? " (a peer rank died or the network failed)" : "", "; NCCL communicator aborted");
+}
+
+std::string NcclWatchdog::inspect() {
+  if (auto gone = gone_peer()) return *gone;
   std::lock_guard<std::mutex> lock(mutex_);
   while (!pending_.empty() && pending_.front().done->query()) {
     recorder_.finished(pending_.front().flight_index, true);

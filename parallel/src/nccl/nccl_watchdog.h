@@ -1,5 +1,6 @@
 // The watchdog of one NcclCommunicator (private): a thread that follows the collectives in flight,
-// so that waiting for them never blocks the caller's thread.
+// so that waiting for them never blocks the caller's thread. It is NCCL's late detector and its
+// PeerLiveness at once (Note [From a stuck rank to every rank's error] in liveness/peer_liveness.h).
 //
 // Each collective's end event is handed to watch(). The thread polls the oldest one (collectives
 // on the communicator's stream finish in issue order) and ncclCommGetAsyncError. When a collective
@@ -18,18 +19,20 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
-#include "../flight_recorder.h"
+#include "liveness/flight_recorder.h"
+#include "liveness/peer_liveness.h"
 #include "nccl_state.h"
 
 namespace dpt::detail {
 
-class NcclWatchdog {
+class NcclWatchdog final : public PeerLiveness {
  public:
   explicit NcclWatchdog(std::shared_ptr<NcclCommunicator::State> state);
-  ~NcclWatchdog();  // stops and joins the thread
+  ~NcclWatchdog() override;  // stops and joins the thread
   NcclWatchdog(const NcclWatchdog&) = delete;
   NcclWatchdog& operator=(const NcclWatchdog&) = delete;
 
@@ -40,6 +43,8 @@ class NcclWatchdog {
   bool drain(std::chrono::steady_clock::time_point deadline);
   // The last collectives of this communicator (logged when the watchdog aborts it).
   const FlightRecorder& recorder() const { return recorder_; }
+  // NCCL's asynchronous error (a peer died, the network failed), as the reason to abort.
+  std::optional<std::string> gone_peer() override;
 
  private:
   struct Pending {

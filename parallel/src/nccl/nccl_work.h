@@ -14,7 +14,7 @@
 
 #include <torch/torch.h>
 
-#include "dptrain/parallel/work.h"
+#include "dptrain/parallel/comm/work.h"
 #include "nccl_state.h"
 
 namespace dpt::detail {

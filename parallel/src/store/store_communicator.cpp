@@ -1,4 +1,4 @@
-#include "dptrain/parallel/store_communicator.h"
+#include "dptrain/parallel/store/store_communicator.h"
 
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -7,23 +7,19 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <cstring>
 #include <optional>
 #include <thread>
 
-#include "../fingerprint.h"
-#include "../progress_thread.h"
-#include "../tcp_store.h"
-#include "../tensor_checks.h"
-#include "peer_monitor.h"
+#include "comm/fingerprint.h"
+#include "liveness/progress_thread.h"
+#include "runtime/rendezvous.h"
+#include "store/store_check.h"
+#include "store/store_watchdog.h"
 #include "dptrain/core/env.h"
 #include "dptrain/core/error.h"
 
 namespace dpt {
-
-using detail::CollectiveKind;
-using detail::describe;
 
 struct StoreCommunicator::Store {
   c10::intrusive_ptr<c10d::Store> store;
@@ -31,16 +27,17 @@ struct StoreCommunicator::Store {
   // of its own, so one communicator's blocking read never holds up another's writes.
   std::optional<LaunchInfo> tcp;
   std::string prefix;  // the keys' prefix on the TCPStore ("dptrain/world", then "/split..." per split)
-  bool check_collectives = true;
   std::atomic<bool> failed{false};
   // The world's heartbeats, shared with the communicators split from it (declared last: it says
   // goodbye through rank 0's store, so it must go before `store`).
-  std::shared_ptr<detail::PeerMonitor> peers;
+  std::shared_ptr<detail::StoreWatchdog> peers;
 };
 
 namespace {
 
-std::string key(uint64_t id, const char* what, int rank) { return detail::concat("c", id, "/", what, rank); }
+std::string key(const Collective& call, const char* what, int rank) {
+  return detail::concat("c", call.sequence, "/", what, rank);
+}
 
 std::vector<uint8_t> tensor_bytes(const torch::Tensor& tensor) {
   std::vector<uint8_t> bytes(static_cast<size_t>(tensor.numel()) * tensor.element_size());
@@ -84,32 +81,31 @@ std::shared_ptr<StoreCommunicator> StoreCommunicator::create_world(const LaunchI
     const auto deadline = std::chrono::seconds(env::get_int_or("DPTRAIN_PEER_TIMEOUT", 20));
     DPT_CHECK(deadline.count() > 0, InvalidArgumentError, "DPTRAIN_PEER_TIMEOUT=", deadline.count(),
               " must be > 0 (seconds)");
-    store->peers = std::make_shared<detail::PeerMonitor>(
+    store->peers = std::make_shared<detail::StoreWatchdog>(
         c10::make_intrusive<c10d::PrefixStore>("dptrain/peers", detail::connect_tcp_store_client(launch, timeout)),
         launch.rank, launch.world_size, std::chrono::seconds(1), deadline);
   }
   store->prefix = "dptrain/world";
   store->store = c10::make_intrusive<c10d::PrefixStore>(store->prefix, store->store);
-  store->check_collectives = detail::call_check_enabled();
   auto world = std::shared_ptr<StoreCommunicator>(
-      new StoreCommunicator(std::move(store), launch.rank, launch.world_size, launch.local_rank, timeout),
+      new StoreCommunicator(std::move(store), {launch.rank, launch.world_size, launch.local_rank}, timeout),
       &StoreCommunicator::destroy);
   world->is_world_ = true;
   return world;
 }
 
-StoreCommunicator::StoreCommunicator(std::shared_ptr<Store> store, int rank, int size, int local_rank,
+StoreCommunicator::StoreCommunicator(std::shared_ptr<Store> store, const Identity& identity,
                                      std::chrono::milliseconds timeout)
-    : store_(std::move(store)), rank_(rank), size_(size), local_rank_(local_rank) {
+    : Communicator("store", identity), store_(std::move(store)) {
   store_->store->setTimeout(timeout);
   thread_ = detail::ProgressThread::create(who(), timeout);
-  if (store_->peers) thread_->set_peer_check([peers = store_->peers] { return peers->dead_peer(); });
+  if (store_->peers) thread_->set_liveness(store_->peers);
 }
 
 void StoreCommunicator::destroy(StoreCommunicator* communicator) {
   // A broken communicator's progress thread may still sit in a store read that refers to this
   // object and to the store (rank 0: the server): leave both alone, the process is going down
-  // (see Note [Collective timeouts] in progress_thread.cpp).
+  // (see Note [Collective timeouts] in liveness/progress_thread.cpp).
   if (communicator->is_broken()) return;
   delete communicator;
 }
@@ -118,15 +114,15 @@ StoreCommunicator::~StoreCommunicator() {
   const bool healthy = !is_broken();
   const auto limit = std::min<std::chrono::milliseconds>(timeout(), std::chrono::seconds(60));
   thread_.reset();
-  if (!is_world_ || !healthy || size_ == 1) return;
+  if (!is_world_ || !healthy || size() == 1) return;
   // Rank 0 serves the store: it may only go once every rank has finished its last collective
   // (others may still be reading their results from it). Bounded, so a dead peer cannot hold it.
   try {
     auto& store = *store_->store;
     store.add("exit", 1);
-    if (rank_ != 0) return;
+    if (rank() != 0) return;
     const auto deadline = std::chrono::steady_clock::now() + limit;
-    while (store.add("exit", 0) < size_ && std::chrono::steady_clock::now() < deadline) {
+    while (store.add("exit", 0) < size() && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   } catch (...) {
@@ -134,10 +130,7 @@ StoreCommunicator::~StoreCommunicator() {
   }
 }
 
-std::string StoreCommunicator::who() const { return detail::concat("store rank ", rank_, "/", size_); }
-
-void StoreCommunicator::set_timeout(std::chrono::milliseconds timeout) {
-  DPT_CHECK(timeout.count() > 0, InvalidArgumentError, who(), ": timeout must be > 0 ms, got ", timeout.count());
+void StoreCommunicator::apply_timeout(std::chrono::milliseconds timeout) {
   thread_->set_timeout(timeout);
   store_->store->setTimeout(timeout);
 }
@@ -146,182 +139,136 @@ std::chrono::milliseconds StoreCommunicator::timeout() const { return thread_->t
 
 bool StoreCommunicator::is_broken() const { return store_->failed || thread_->broken(); }
 
-WorkPtr StoreCommunicator::submit(const std::string& description, std::function<void(uint64_t id)> body) {
-  DPT_CHECK(!store_->failed, CommunicationError, who(), ": cannot run ", description,
-            ": the store connection failed earlier (a peer died or timed out)");
-  const uint64_t id = sequence_;
-  return thread_->submit(description, [id, body = std::move(body)] { body(id); });
+std::string StoreCommunicator::broken_reason() const {
+  return "the store connection failed earlier (a peer died or timed out)";
 }
 
-std::vector<std::vector<uint8_t>> StoreCommunicator::exchange(uint64_t id, const std::string& description,
-                                                              const std::vector<int64_t>& fingerprint,
-                                                              const torch::Tensor& payload,
+WorkPtr StoreCommunicator::submit(const Collective& call, std::function<void()> body) {
+  return thread_->submit(call.description, std::move(body));
+}
+
+void StoreCommunicator::release_keys(const Collective& call) {
+  auto& store = *store_->store;
+  if (store.add(key(call, "done", 0), 1) != size()) return;
+  for (int r = 0; r < size(); ++r) {
+    if (call.check_across_ranks) store.deleteKey(key(call, "f", r));
+    store.deleteKey(key(call, "r", r));
+  }
+  store.deleteKey(key(call, "done", 0));
+}
+
+std::vector<std::vector<uint8_t>> StoreCommunicator::exchange(const Collective& call, const torch::Tensor& payload,
                                                               const std::vector<int>& sources) {
   auto& store = *store_->store;
   try {
-    if (store_->check_collectives) {
+    const auto& fingerprint = call.fingerprint;
+    if (call.check_across_ranks) {
       std::vector<uint8_t> mine(fingerprint.size() * sizeof(int64_t));
       std::memcpy(mine.data(), fingerprint.data(), mine.size());
-      store.set(key(id, "f", rank_), mine);
+      store.set(key(call, "f", rank()), mine);
     }
-    if (payload.defined()) store.set(key(id, "r", rank_), tensor_bytes(payload));
-    if (store_->check_collectives) {
+    if (payload.defined()) store.set(key(call, "r", rank()), tensor_bytes(payload));
+    if (call.check_across_ranks) {
       auto reduced = detail::fingerprint_payload(fingerprint);  // running max of (v, -v)
-      for (int r = 0; r < size_; ++r) {
-        auto bytes = store.get(key(id, "f", r));
+      for (int r = 0; r < size(); ++r) {
+        auto bytes = store.get(key(call, "f", r));
         std::vector<int64_t> theirs(fingerprint.size());
         std::memcpy(theirs.data(), bytes.data(), std::min(bytes.size(), theirs.size() * sizeof(int64_t)));
         auto as_payload = detail::fingerprint_payload(theirs);
         for (size_t i = 0; i < reduced.size(); ++i) reduced[i] = std::max(reduced[i], as_payload[i]);
       }
       try {
-        detail::check_fingerprint(reduced, who(), description);
+        detail::check_fingerprint(reduced, who(), call.description);
       } catch (...) {
-        if (store.add(key(id, "done", 0), 1) == size_) {
-          for (int r = 0; r < size_; ++r) {
-            store.deleteKey(key(id, "f", r));
-            store.deleteKey(key(id, "r", r));
-          }
-          store.deleteKey(key(id, "done", 0));
-        }
+        release_keys(call);
         throw;
       }
     }
     std::vector<std::vector<uint8_t>> result;
     result.reserve(sources.size());
-    for (int r : sources) result.push_back(store.get(key(id, "r", r)));
-    // The last rank to finish reading removes the collective's keys.
-    if (store.add(key(id, "done", 0), 1) == size_) {
-      for (int r = 0; r < size_; ++r) {
-        if (store_->check_collectives) store.deleteKey(key(id, "f", r));
-        store.deleteKey(key(id, "r", r));
-      }
-      store.deleteKey(key(id, "done", 0));
-    }
+    for (int r : sources) result.push_back(store.get(key(call, "r", r)));
+    release_keys(call);
     return result;
   } catch (const dpt::Error&) {
     throw;
-  } catch (const std::exception& e) {
+  } catch (const std::exception&) {
     store_->failed = true;
-    std::string message = e.what();
-    message = message.substr(0, message.find('\n'));
-    std::string lower = message;
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (lower.find("timeout") != std::string::npos || lower.find("timed out") != std::string::npos) {
-      DPT_THROW(TimeoutError, who(), ": ", description, " did not complete within ",
-                std::chrono::duration<double>(timeout()).count(), " s (a peer rank died or hangs): ", message);
-    }
-    DPT_THROW(CommunicationError, who(), ": ", description, " failed (a peer rank died?): ", message);
+    detail::rethrow_store_failure(std::current_exception(), who(), call.description, timeout());
   }
 }
 
-WorkPtr StoreCommunicator::allreduce_async(torch::Tensor& tensor, ReduceOp op) {
-  std::string what = detail::concat("allreduce(", to_string(op), ")");
-  detail::check_tensor(tensor, who(), what + ": tensor", *this);
-  detail::check_reduce_op(op, tensor.scalar_type(), who(), what);
-  std::string description = detail::concat(what, " #", ++sequence_, " of ", describe(tensor));
-  auto fingerprint = detail::make_fingerprint(CollectiveKind::Allreduce, static_cast<int64_t>(tensor.scalar_type()),
-                                              tensor.numel(), static_cast<int64_t>(op));
-  return submit(description, [this, tensor, op, description, fingerprint](uint64_t id) mutable {
-    std::vector<int> all(static_cast<size_t>(size_));
-    for (int r = 0; r < size_; ++r) all[static_cast<size_t>(r)] = r;
-    auto parts = exchange(id, description, fingerprint, tensor, all);
+std::vector<std::vector<uint8_t>> StoreCommunicator::exchange_with_all(const Collective& call,
+                                                                       const torch::Tensor& payload) {
+  std::vector<int> all(static_cast<size_t>(size()));
+  for (int r = 0; r < size(); ++r) all[static_cast<size_t>(r)] = r;
+  return exchange(call, payload, all);
+}
+
+WorkPtr StoreCommunicator::run_allreduce(const Collective& call, torch::Tensor& tensor, ReduceOp op) {
+  return submit(call, [this, call, tensor, op]() mutable {
+    auto parts = exchange_with_all(call, tensor);
     const auto dtype = tensor.scalar_type();
     torch::Tensor acc;
     for (auto& part : parts) {
       auto x = bytes_tensor(part, dtype, tensor.numel()).to(accumulate_type(dtype));
       acc = acc.defined() ? combine(acc, x, op) : x;
     }
-    if (op == ReduceOp::Avg) acc = acc / size_;
+    if (op == ReduceOp::Avg) acc = acc / size();
     tensor.view(-1).copy_(acc);
   });
 }
 
-WorkPtr StoreCommunicator::broadcast_async(torch::Tensor& tensor, int root) {
-  detail::check_tensor(tensor, who(), "broadcast: tensor", *this);
-  DPT_CHECK(root >= 0 && root < size_, InvalidArgumentError, who(), ": broadcast: root ", root, " is not in [0, ",
-            size_, ")");
-  std::string description = detail::concat("broadcast from rank ", root, " #", ++sequence_, " of ", describe(tensor));
-  auto fingerprint = detail::make_fingerprint(CollectiveKind::Broadcast, static_cast<int64_t>(tensor.scalar_type()),
-                                              tensor.numel(), -1, root);
-  return submit(description, [this, tensor, root, description, fingerprint](uint64_t id) mutable {
-    auto parts = exchange(id, description, fingerprint, rank_ == root ? tensor : torch::Tensor(), {root});
-    if (rank_ != root) tensor.view(-1).copy_(bytes_tensor(parts[0], tensor.scalar_type(), tensor.numel()));
+WorkPtr StoreCommunicator::run_broadcast(const Collective& call, torch::Tensor& tensor, int root) {
+  return submit(call, [this, call, tensor, root]() mutable {
+    auto parts = exchange(call, rank() == root ? tensor : torch::Tensor(), {root});
+    if (rank() != root) tensor.view(-1).copy_(bytes_tensor(parts[0], tensor.scalar_type(), tensor.numel()));
   });
 }
 
-WorkPtr StoreCommunicator::allgather_async(const torch::Tensor& input, torch::Tensor& output) {
-  detail::check_tensor(input, who(), "allgather: input", *this);
-  detail::check_tensor(output, who(), "allgather: output", *this);
-  detail::check_same_kind(input, output, who(), "allgather");
-  DPT_CHECK(output.numel() == input.numel() * size_, InvalidArgumentError, who(), ": allgather: output has ",
-            output.numel(), " elements but needs world size ", size_, " x input's ", input.numel());
-  std::string description = detail::concat("allgather #", ++sequence_, " of ", describe(input));
-  auto fingerprint = detail::make_fingerprint(CollectiveKind::Allgather, static_cast<int64_t>(input.scalar_type()),
-                                              input.numel());
-  return submit(description, [this, input, output, description, fingerprint](uint64_t id) mutable {
-    std::vector<int> all(static_cast<size_t>(size_));
-    for (int r = 0; r < size_; ++r) all[static_cast<size_t>(r)] = r;
-    auto parts = exchange(id, description, fingerprint, input, all);
+WorkPtr StoreCommunicator::run_allgather(const Collective& call, const torch::Tensor& input, torch::Tensor& output) {
+  return submit(call, [this, call, input, output]() mutable {
+    auto parts = exchange_with_all(call, input);
     auto flat = output.view(-1);
-    for (int r = 0; r < size_; ++r) {
+    for (int r = 0; r < size(); ++r) {
       flat.narrow(0, r * input.numel(), input.numel())
           .copy_(bytes_tensor(parts[static_cast<size_t>(r)], input.scalar_type(), input.numel()));
     }
   });
 }
 
-WorkPtr StoreCommunicator::reduce_scatter_async(const torch::Tensor& input, torch::Tensor& output, ReduceOp op) {
-  std::string what = detail::concat("reduce_scatter(", to_string(op), ")");
-  detail::check_tensor(input, who(), what + ": input", *this);
-  detail::check_tensor(output, who(), what + ": output", *this);
-  detail::check_same_kind(input, output, who(), what);
-  detail::check_reduce_op(op, input.scalar_type(), who(), what);
-  DPT_CHECK(input.numel() == output.numel() * size_, InvalidArgumentError, who(), ": ", what, ": input has ",
-            input.numel(), " elements but needs world size ", size_, " x output's ", output.numel());
-  std::string description = detail::concat(what, " #", ++sequence_, " of ", describe(input));
-  auto fingerprint = detail::make_fingerprint(CollectiveKind::ReduceScatter, static_cast<int64_t>(input.scalar_type()),
-                                              input.numel(), static_cast<int64_t>(op));
-  return submit(description, [this, input, output, op, description, fingerprint](uint64_t id) mutable {
-    std::vector<int> all(static_cast<size_t>(size_));
-    for (int r = 0; r < size_; ++r) all[static_cast<size_t>(r)] = r;
-    auto parts = exchange(id, description, fingerprint, input, all);
+WorkPtr StoreCommunicator::run_reduce_scatter(const Collective& call, const torch::Tensor& input,
+                                              torch::Tensor& output, ReduceOp op) {
+  return submit(call, [this, call, input, output, op]() mutable {
+    auto parts = exchange_with_all(call, input);
     const auto dtype = input.scalar_type();
     torch::Tensor acc;
     for (auto& part : parts) {
-      auto x = bytes_tensor(part, dtype, input.numel()).narrow(0, rank_ * output.numel(), output.numel())
+      auto x = bytes_tensor(part, dtype, input.numel()).narrow(0, rank() * output.numel(), output.numel())
                    .to(accumulate_type(dtype));
       acc = acc.defined() ? combine(acc, x, op) : x;
     }
-    if (op == ReduceOp::Avg) acc = acc / size_;
+    if (op == ReduceOp::Avg) acc = acc / size();
     output.view(-1).copy_(acc);
   });
 }
 
-WorkPtr StoreCommunicator::barrier_async() {
-  std::string description = detail::concat("barrier #", ++sequence_);
-  auto fingerprint = detail::make_fingerprint(CollectiveKind::Barrier);
-  return submit(description, [this, description, fingerprint](uint64_t id) {
-    std::vector<int> all(static_cast<size_t>(size_));
-    for (int r = 0; r < size_; ++r) all[static_cast<size_t>(r)] = r;
-    exchange(id, description, fingerprint, torch::empty({0}, torch::kUInt8), all);
-  });
+WorkPtr StoreCommunicator::run_barrier(const Collective& call) {
+  return submit(call, [this, call] { exchange_with_all(call, torch::empty({0}, torch::kUInt8)); });
 }
 
-std::shared_ptr<Communicator> StoreCommunicator::split(int color, int key) {
-  std::string description = detail::concat("split(color ", color, ", key ", key, ") #", ++sequence_);
+std::shared_ptr<Communicator> StoreCommunicator::run_split(const Collective& call, int color, int key) {
   auto mine = torch::tensor({static_cast<int64_t>(color), static_cast<int64_t>(key)}, torch::kInt64);
-  auto table = torch::empty({2 * size_}, torch::kInt64);
+  auto table = torch::empty({2 * size()}, torch::kInt64);
   allgather_async(mine, table)->wait();
   if (color < 0) return nullptr;
   std::vector<std::pair<int64_t, int>> members;  // (key, world rank), as MPI_Comm_split orders
-  for (int r = 0; r < size_; ++r) {
+  for (int r = 0; r < size(); ++r) {
     if (table[2 * r].item<int64_t>() == color) members.emplace_back(table[2 * r + 1].item<int64_t>(), r);
   }
   std::sort(members.begin(), members.end());
   int new_rank = 0;
   for (size_t i = 0; i < members.size(); ++i) {
-    if (members[i].second == rank_) new_rank = static_cast<int>(i);
+    if (members[i].second == rank()) new_rank = static_cast<int>(i);
   }
   auto store = std::make_shared<Store>();
   // Its own connection to rank 0's store (see Store::tcp), under the same key prefixes.
@@ -330,15 +277,14 @@ std::shared_ptr<Communicator> StoreCommunicator::split(int color, int key) {
     base = c10::make_intrusive<c10d::PrefixStore>(store_->prefix,
                                                   detail::connect_tcp_store_client(*store_->tcp, timeout()));
   }
+  const std::string name = detail::concat("split", call.sequence, "/color", color);
   store->tcp = store_->tcp;
-  store->prefix = store_->prefix + "/" + detail::concat("split", sequence_, "/color", color);
-  store->store = c10::make_intrusive<c10d::PrefixStore>(detail::concat("split", sequence_, "/color", color), base);
-  store->check_collectives = detail::call_check_enabled();
+  store->prefix = store_->prefix + "/" + name;
+  store->store = c10::make_intrusive<c10d::PrefixStore>(name, base);
   store->peers = store_->peers;
-  return std::shared_ptr<StoreCommunicator>(new StoreCommunicator(
-      std::move(store), new_rank, static_cast<int>(members.size()), local_rank_, timeout()), &StoreCommunicator::destroy);
+  return std::shared_ptr<StoreCommunicator>(
+      new StoreCommunicator(std::move(store), {new_rank, static_cast<int>(members.size()), local_rank()}, timeout()),
+      &StoreCommunicator::destroy);
 }
-
-bool StoreCommunicator::checks_calls() const { return store_->check_collectives; }
 
 }  // namespace dpt

@@ -1,7 +1,7 @@
 #include "gradient_shards.h"
 
 #include "dptrain/core/error.h"
-#include "dptrain/parallel/ddp_stats.h"
+#include "dptrain/parallel/ddp/ddp_stats.h"
 
 namespace dpt::zero {
 

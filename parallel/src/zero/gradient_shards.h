@@ -31,8 +31,8 @@
 #include <mutex>
 #include <vector>
 
-#include "dptrain/parallel/autograd_hooks.h"
-#include "dptrain/parallel/communicator.h"
+#include "dptrain/parallel/ddp/autograd_hooks.h"
+#include "dptrain/parallel/comm/communicator.h"
 #include "shard_layout.h"
 
 namespace dpt::zero {

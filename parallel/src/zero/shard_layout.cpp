@@ -2,7 +2,7 @@
 
 #include <numeric>
 
-#include "dptrain/parallel/bucket.h"
+#include "dptrain/parallel/ddp/bucket.h"
 
 namespace dpt::zero {
 

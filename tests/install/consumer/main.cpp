@@ -1,6 +1,6 @@
 // Sums every rank's number with the installed dptrain, and checks the answer.
 #include <dptrain/core/run_main.h>
-#include <dptrain/parallel/runtime.h>
+#include <dptrain/parallel/runtime/runtime.h>
 
 #include <iostream>
 

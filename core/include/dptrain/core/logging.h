@@ -36,6 +36,8 @@ void flush();
 // Elsewhere set_status_line does nothing and the log stays plain lines.
 bool status_line_supported();
 void set_status_line(const std::string& text);  // "" removes it
+// Leaves the status line where it is as a plain line (a finished bar) and starts none below it.
+void keep_status_line();
 
 template <typename... Args>
 void emit(Level level, fmt::format_string<Args...> format, Args&&... args) {

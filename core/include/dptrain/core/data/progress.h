@@ -9,6 +9,7 @@
 //
 // Only rank 0 reports (other ranks' reporters are silent). In Auto mode the bar is drawn on
 // `stream` (stderr by default) when it is a terminal (isatty), redrawn at most 10 times a second;
+// on stderr it is the log's status line (dptrain/core/logging.h), so log lines print above it;
 // when it is not (a log file, CI, mpirun's pipes) a plain DPT_LOG_INFO line is written every
 // `log_interval_s` seconds and at finish(). Lines show samples/s and the ETA.
 #pragma once
@@ -57,6 +58,7 @@ class ProgressReporter {
   using Clock = std::chrono::steady_clock;
   double elapsed_s() const;
   std::string line(const std::string& postfix, int bar_width) const;
+  void draw_bar(const std::string& text, bool final);
 
   int64_t total_steps_;
   ProgressOptions options_;

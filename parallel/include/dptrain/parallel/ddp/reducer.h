@@ -1,0 +1,139 @@
+// The gradient reducer of DistributedDataParallel: buckets, their reductions, and the per-iteration
+// state machine. It knows nothing about autograd: the wrapper calls mark_grad_ready(i) from its
+// autograd hooks and finalize_backward() from the end-of-backward callback, so the reducer can be
+// driven (and tested) by hand.
+//
+// Note [Iteration state machine]: one Phase, changed only by the calls below (reducer.cpp holds
+// every transition):
+//
+//   Idle --prepare(sync=false)--> Accumulating   no_sync forward: gradients stay in .grad
+//   Idle --prepare(sync=true)---> Expecting      synchronized forward: waiting for backward
+//   Expecting --backward_started() or the first mark_grad_ready()--> Reducing
+//                                 the caller queues finalize_backward() on the backward pass
+//   Reducing --mark_grad_ready(i)--> Reducing    gradient i copied into its bucket (pre-divided
+//                                                by the divisor); a full bucket, and every full
+//                                                bucket before it, goes to the comm hook (async)
+//   Reducing --finalize_backward()--> Reduced    parameters without a gradient handled (zeros /
+//                                                find_unused_parameters), every bucket waited for,
+//                                                averaged gradients written to .grad
+//   Reduced --backward_started()--> error        a second backward through the same forward
+//                                                (it would not be averaged over ranks)
+//   Accumulating, Reduced --prepare()--> ...     the next forward
+//   Idle, Reduced --run_shadow_backward()--> Reduced   join(): zero buckets for the other ranks
+//   Expecting --finish_pending()--> Reduced      a backward that reached no parameter: its
+//                                                collectives still run, so peers never wait
+//
+// Buckets are launched strictly in bucket order, so every rank issues the same collectives in the
+// same order whatever order its gradients arrive in.
+//
+// Note [Bucket rebuild]: the first synchronized backward records the order in which gradients
+// became ready. Before the next forward, rebuild_buckets(root) broadcasts root's order and every
+// rank regroups the parameters in it - the same assignment everywhere - once per training run.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "dptrain/parallel/ddp/bucket.h"
+#include "dptrain/parallel/comm_hooks/comm_hooks.h"
+#include "dptrain/parallel/comm/communicator.h"
+#include "dptrain/parallel/ddp/ddp_stats.h"
+
+namespace dpt {
+
+struct ReducerOptions {
+  size_t bucket_cap_bytes = 25u << 20;
+  size_t first_bucket_cap_bytes = 1u << 20;
+  bool find_unused_parameters = false;
+  bool gradient_as_bucket_view = false;
+  CommHook comm_hook;  // empty: sum of gradients pre-divided by the divisor (PyTorch's default)
+  DebugLevel debug = DebugLevel::Off;
+};
+
+class Reducer {
+ public:
+  enum class Phase { Idle, Accumulating, Expecting, Reducing, Reduced };
+
+  Reducer(std::vector<torch::Tensor> params, std::vector<std::string> names, CommunicatorPtr comm,
+          ReducerOptions options);
+
+  // Starts an iteration. sync=false (no_sync): gradients only accumulate locally in .grad.
+  void prepare_for_backward(bool sync, double divisor);
+  // A backward pass reached the forward's output. Returns true when the caller must queue
+  // finalize_backward() on this backward pass; throws ModelError on a second backward through
+  // an already reduced forward.
+  bool backward_started();
+  // Gradient of parameter `index` has been accumulated. Returns true when the caller must queue
+  // finalize_backward() (the backward's first gradient, when backward_started() was not seen).
+  bool mark_grad_ready(size_t index);
+  // End of backward; throws ModelError naming parameters without gradient when
+  // find_unused_parameters is off (after matching the other ranks' collectives).
+  void finalize_backward();
+  // After a backward: when it reached no parameter of this rank (phase still Expecting), runs the
+  // reduction now, so the other ranks are not left waiting for this rank's buckets.
+  void finish_pending();
+  // join(): this rank has no batch; runs the same collectives as a synchronized backward with
+  // zero gradients, so the ranks still training do not wait forever. Leaves .grad untouched.
+  void run_shadow_backward(double divisor);
+
+  Phase phase() const { return phase_; }
+  bool rebuild_pending() const { return layout_ == Layout::RebuildPending; }
+  void rebuild_buckets(int root);  // collective; see Note [Bucket rebuild]
+
+  void set_comm_hook(CommHook hook);
+  void set_trace_recorder(TraceRecorder recorder) { trace_ = std::move(recorder); }
+
+  const std::vector<Bucket>& buckets() const { return buckets_; }
+  const std::vector<torch::Tensor>& parameters() const { return params_; }
+  std::string bucket_layout() const;  // one line per bucket (for INFO logs and errors)
+  int64_t synced_iterations() const { return synced_iterations_; }
+  // Timings of the last finalize_backward (seconds): when the end-of-backward callback started,
+  // and how long it waited for the buckets.
+  double last_backward_end_us() const { return last_backward_end_us_; }
+  double last_exposed_comm_s() const { return last_exposed_comm_s_; }
+
+ private:
+  // Where the bucket assignment is: recording the first backward's gradient order, waiting for
+  // the rebuild before the next forward, or final.
+  enum class Layout { Recording, RebuildPending, Final };
+
+  void build_buckets(const std::vector<size_t>& order);
+  void allocate_buckets();  // the contents of buckets that have none yet (see Bucket::contents)
+  void copy_grad_to_bucket(size_t index);
+  void mark_ready_locked(size_t index);
+  void launch_ready_buckets();
+  BucketFuture run_hook(size_t bucket_index, torch::Tensor contents);
+  torch::Tensor used_map_reduction_start();
+  void wait_and_write_back(const torch::Tensor& global_used);
+  void finalize_locked();
+  void reset_buckets();
+  bool predivides() const { return !options_.comm_hook; }
+
+  std::vector<torch::Tensor> params_;
+  std::vector<std::string> names_;
+  CommunicatorPtr comm_;
+  ReducerOptions options_;
+  TraceRecorder trace_;
+
+  std::vector<Bucket> buckets_;
+  std::vector<std::pair<size_t, size_t>> locate_;  // parameter -> (bucket, position in bucket)
+
+  std::mutex mutex_;
+  Phase phase_ = Phase::Idle;
+  Layout layout_ = Layout::Recording;
+  double divisor_ = 1;
+  size_t next_bucket_ = 0;
+  std::vector<char> ready_;          // this backward
+  std::vector<char> locally_used_;   // since the last synchronized backward (no_sync included)
+  WorkPtr used_map_work_;
+
+  std::vector<size_t> ready_order_;  // of the first synchronized backward
+  int64_t synced_iterations_ = 0;
+  double last_backward_end_us_ = 0;
+  double last_exposed_comm_s_ = 0;
+};
+
+}  // namespace dpt

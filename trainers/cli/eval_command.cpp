@@ -1,0 +1,42 @@
+#include "eval_command.h"
+
+#include <chrono>
+#include <iomanip>
+#include <iostream>
+
+#include "dptrain/core/data/dataset.h"
+#include "dptrain/core/error.h"
+#include "model_files.h"
+
+namespace dpt::cli {
+
+void add_eval_command(CLI::App& app, CommonArgs& common, EvalCommand& eval) {
+  eval.app = app.add_subcommand("eval", "loss and accuracy of a model on the test split");
+  add_common_options(*eval.app, common, eval.options, /*model_required=*/true);
+}
+
+int run_eval(const CommonArgs& common, EvalCommand& eval) {
+  TrainerOptions& options = eval.options;
+  options.eval_batch_size(options.batch_size());
+  check_common(common, options);
+  auto start = std::chrono::steady_clock::now();
+  Runtime runtime(runtime_options(common));
+  auto world = runtime.world();
+  auto test_split = open_split(data_options(common), "test", world);
+  const auto& test = *test_split;
+  options.device(pick_device(common, runtime));
+  Model model = open_model(common, world, test.get(0).input, largest_label(test), declared_classes(test), 0, options);
+  if (model.is_exported()) options.loss(package_loss(model, "cross_entropy", /*evaluates=*/true));
+  Trainer trainer(model, world, options);
+  trainer.check_model_fits(test);
+  auto result = trainer.evaluate(test);
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (world->rank() == 0) {
+    std::cout << "dptrain eval: " << result.samples << " test samples on " << world->size()
+              << " rank(s): " << describe(result) << " (" << std::fixed << std::setprecision(1) << seconds << " s)"
+              << std::endl;
+  }
+  return 0;
+}
+
+}  // namespace dpt::cli

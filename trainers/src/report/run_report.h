@@ -1,0 +1,51 @@
+// What a training run tells the user (private to the Trainer): log lines, the JSON-lines metrics
+// file, TensorBoard event files and the progress bar (all but the log lines on rank 0 only).
+#pragma once
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <string>
+
+#include "dptrain/trainers/report/tensorboard.h"
+#include "dptrain/trainers/loop/trainer.h"
+#include "report/progress_bar.h"
+#include "checkpoint/run_checkpoint.h"
+
+namespace dpt {
+
+class RunReport {
+ public:
+  // `append`: a resumed run continues the metrics file. `global_batch`: samples per optimizer
+  // step over all ranks; `planned_steps`: the run's last step (for the progress bar's ETA).
+  RunReport(const TrainerOptions& options, int rank, bool append, int64_t global_batch, int64_t planned_steps);
+
+  double elapsed_s() const;
+  // After every optimizer step (cheap: no device sync but the progress bar's few per second).
+  void after_step(const StepInfo& info, const Position& position, int64_t epoch_steps);
+  // A logged step (info.loss is the global loss, NaN when the step was skipped): log line,
+  // metrics, TensorBoard, with samples/s, step time and exposed communication since the last one.
+  void step(const StepInfo& info, const Position& position, int64_t epoch_steps);
+  void epoch(const EpochInfo& info);
+  // The evaluation after a run that did not end with an evaluated epoch.
+  void final_evaluation(const Position& position, const EvalResult& eval);
+  void finish();
+
+ private:
+  void write(const std::string& json_line);
+
+  const TrainerOptions& options_;
+  int rank_;
+  int64_t global_batch_;
+  std::chrono::steady_clock::time_point start_;
+  std::ofstream metrics_;
+  std::unique_ptr<TensorBoardWriter> tensorboard_;
+  ProgressBar progress_;
+  // Since the last logged step: when it was, which step, the exposed communication summed.
+  double last_log_s_ = 0;
+  int64_t last_log_step_ = -1;
+  double exposed_comm_s_ = 0;
+  int64_t exposed_comm_steps_ = 0;
+};
+
+}  // namespace dpt
