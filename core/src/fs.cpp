@@ -92,4 +92,13 @@ bool parent_is_writable(const std::string& path) {
   return is_directory(parent) && ::access(parent.c_str(), W_OK) == 0;
 }
 
+bool can_be_created(const std::string& path) {
+  std::string existing = path.empty() ? "." : path;
+  while (!exists(existing)) {
+    existing = parent_path(existing);
+    if (existing.empty()) existing = ".";
+  }
+  return is_directory(existing) && ::access(existing.c_str(), W_OK) == 0;
+}
+
 }  // namespace dpt::fs

@@ -42,8 +42,8 @@ worst = max(abs(tb_loss[r["step"]] - r["loss"]) / abs(r["loss"]) for r in steps)
 check(worst < 1e-6, f"train/loss equals the metrics file's loss (float32; max relative difference {worst:.1e})")
 tb_accuracy = {e.step: e.value for e in reader.Scalars("test/accuracy")}
 check(sorted(tb_accuracy) == [r["step"] for r in epochs], "test/accuracy once per epoch, at its last step")
-check(all(abs(tb_accuracy[r["step"]] - 100 * r["test_accuracy"]) < 1e-4 for r in epochs),
-      "test/accuracy (%) equals the metrics file's")
+check(all(abs(tb_accuracy[r["step"]] - r["test_accuracy"]) < 1e-6 and 0 <= r["test_accuracy"] <= 1 for r in epochs),
+      "test/accuracy equals the metrics file's, a fraction in both (issue 33: one unit in every file)")
 throughput = [e.value for e in reader.Scalars("perf/samples_per_s")]
 check(all(v > 0 for v in throughput), f"samples/s logged and positive (median {sorted(throughput)[len(throughput) // 2]:.0f})")
 exposed = [e.value for e in reader.Scalars("perf/exposed_comm_ms")]
@@ -76,6 +76,11 @@ else:
     check(tty.returncode == 0 and "samples/s  ETA" in tty.stdout and "\x1b[K" in tty.stdout
           and "epoch 1/1 [" in tty.stdout,
           "on a terminal: a progress bar (epoch, steps, loss, samples/s, ETA), redrawn below the log lines")
+    evaluating = " ".join(shlex.quote(a) for a in [MPIRUN, "-np", "2", DPTRAIN] + TRAIN[:-4] +
+                          ["--epochs", "1", "--metrics", "", "--batch-size", "8"])
+    tty = subprocess.run(["script", "-qec", evaluating, "/dev/null"], **terminal)
+    check(tty.returncode == 0 and "evaluating [" in tty.stdout,
+          "on a terminal: the bar shows the evaluation as it runs (issue 33)")
     tty = subprocess.run(["script", "-qec", command + " --no-progress", "/dev/null"], **terminal)
     check(tty.returncode == 0 and "ETA" not in tty.stdout, "--no-progress: no bar on a terminal either")
 

@@ -9,6 +9,7 @@
 #include "dptrain/parallel/runtime/launch_info.h"
 #include "dptrain/trainers/models/model_zoo.h"
 #include "model_files.h"
+#include "preprocessing.h"
 
 namespace dpt::cli {
 
@@ -16,7 +17,9 @@ void add_common_options(CLI::App& command, CommonArgs& args, TrainerOptions& opt
   // An option given twice takes the last value, so scripts can append overrides.
   command.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   auto model = command.add_option(
-      "--model", args.model, "built-in model (mlp, cnn, resnet18) or a TorchScript file (torch.jit.script(...).save)");
+      "--model", args.model,
+      "built-in model (mlp, cnn, resnet18), a TorchScript file (torch.jit.script(...).save) or a compiled "
+      "package (.pt2, python/dptrain_export)");
   if (model_required)
     model->required();
   else
@@ -92,13 +95,15 @@ void check_common(const CommonArgs& args, const TrainerOptions& options) {
 }
 
 void check_output(const std::string& flag, const std::string& path, bool stream) {
+  // A stream (--metrics) is created with its directories, as SummaryWriter and Lightning do; a
+  // file written whole (--out) needs its directory, as torch.save does.
   if (path.empty()) return;
   DPT_CHECK(!fs::is_directory(path), InvalidArgumentError, flag, " ", path, " is a directory, expected a file path");
   // Written to a temporary file renamed over it: a device node or FIFO there would be replaced.
   DPT_CHECK(stream || !fs::exists(path) || fs::is_regular_file(path), InvalidArgumentError, flag, " ", path,
             " exists and is not a regular file");
-  DPT_CHECK(fs::parent_is_writable(path), InvalidArgumentError, flag, " ", path,
-            ": its directory does not exist or is not writable");
+  DPT_CHECK(stream ? fs::can_be_created(fs::parent_path(path)) : fs::parent_is_writable(path), InvalidArgumentError,
+            flag, " ", path, ": its directory does not exist or is not writable");
 }
 
 RuntimeOptions runtime_options(const CommonArgs& args) {
@@ -138,6 +143,23 @@ Model open_model(const CommonArgs& common, const CommunicatorPtr& world, const T
   if (model.is_exported() && common.device.empty()) options.device(model.exported().device());
   if (!common.weights.empty()) load_weights(model, common.weights, world);
   return model;
+}
+
+ModelOnSplit open_model_on_split(const CommonArgs& common, const CommunicatorPtr& world, const std::string& split,
+                                 TrainerOptions& options) {
+  DataOptions data = data_options(common);
+  std::optional<Model> model;
+  if (!is_builtin_model(common.model)) {
+    // A file: its samples' shape is its own, so it needs none of the split to be read.
+    model = open_model(common, world, Tensors(), std::nullopt, std::nullopt, 0, options);
+    apply_saved_preprocessing(*model, common, data);
+  }
+  auto dataset = open_split(data, split, world);
+  if (!model) {
+    model = open_model(common, world, dataset->get(0).input, largest_label(*dataset), declared_classes(*dataset), 0,
+                       options);
+  }
+  return {std::move(*model), std::move(dataset), std::move(data)};
 }
 
 }  // namespace dpt::cli

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -56,5 +57,16 @@ DataOptions data_options(const CommonArgs& args);
 Model open_model(const CommonArgs& common, const CommunicatorPtr& world, const Tensors& sample,
                  std::optional<int64_t> max_label, std::optional<int64_t> declared_classes, int64_t seed,
                  TrainerOptions& options);
+
+// eval and infer: the model and the split it is applied to. A model file is read first, so that
+// the preprocessing saved with it (preprocessing.h) decodes the split; a built-in model is made
+// for the split's samples.
+struct ModelOnSplit {
+  Model model;
+  std::shared_ptr<Dataset> split;
+  DataOptions data;  // as the split was opened (with the model's preprocessing)
+};
+ModelOnSplit open_model_on_split(const CommonArgs& common, const CommunicatorPtr& world, const std::string& split,
+                                 TrainerOptions& options);
 
 }  // namespace dpt::cli

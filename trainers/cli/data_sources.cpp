@@ -103,6 +103,28 @@ std::vector<std::string> class_names(const DataOptions& options) {
   return scan_image_folder(options.directory, "train").class_names;
 }
 
+namespace {
+
+// The index of an image folder's split ("test" falls back to "val"), as open_split reads it.
+ImageFolderIndex image_split(const DataOptions& options, const std::string& split) {
+  const auto& dir = options.directory;
+  if (split == "train") return limited(scan_image_folder(dir, "train"), options.limit_samples);
+  const std::string name = fs::is_directory(dir + "/test") ? "test" : "val";
+  return limited(scan_image_folder(dir, name, scan_image_folder(dir, "train").class_names), options.limit_samples);
+}
+
+}  // namespace
+
+std::vector<std::string> sample_files(const DataOptions& options, const std::string& split) {
+  if (detect_data(options.directory) != DataKind::ImageFolder) return {};
+  std::vector<std::string> files = image_split(options, split).paths;
+  const std::string prefix = options.directory + "/";
+  for (auto& file : files) {
+    if (file.rfind(prefix, 0) == 0) file = file.substr(prefix.size());
+  }
+  return files;
+}
+
 std::shared_ptr<Dataset> open_split(const DataOptions& options, const std::string& split,
                                     const CommunicatorPtr& /*world*/) {
   const auto& dir = options.directory;
@@ -116,14 +138,13 @@ std::shared_ptr<Dataset> open_split(const DataOptions& options, const std::strin
       data = open_tensor_split(dir, split);
       break;
     case DataKind::ImageFolder: {
-      auto train = scan_image_folder(dir, "train");
-      if (split == "train") return std::make_shared<ImageFolderDataset>(limited(train, options.limit_samples), options.images);
+      if (split == "train") return std::make_shared<ImageFolderDataset>(image_split(options, "train"), options.images);
       // The evaluation split is decoded like the training split: same classes, same channels.
-      const std::string name = fs::is_directory(dir + "/test") ? "test" : "val";
       ImageFolderOptions images = options.images;
-      if (images.channels == 0) images.channels = image_channels(train.paths.front(), images.max_pixels);
-      return std::make_shared<ImageFolderDataset>(
-          limited(scan_image_folder(dir, name, train.class_names), options.limit_samples), images);
+      if (images.channels == 0) {
+        images.channels = image_channels(scan_image_folder(dir, "train").paths.front(), images.max_pixels);
+      }
+      return std::make_shared<ImageFolderDataset>(image_split(options, split), images);
     }
   }
   return limited(std::move(data), options.limit_samples);

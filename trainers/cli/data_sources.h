@@ -42,6 +42,10 @@ std::shared_ptr<Dataset> open_split(const DataOptions& options, const std::strin
 std::unique_ptr<TrainSource> open_train_source(const DataOptions& options, SourceOptions source,
                                                const CommunicatorPtr& world);
 
+// Which file each sample of open_split(options, split) is, relative to the data directory, in the
+// split's order: image folders only (empty for the other kinds, whose samples are rows).
+std::vector<std::string> sample_files(const DataOptions& options, const std::string& split);
+
 // The class names of an image folder's training split (empty for the other kinds).
 std::vector<std::string> class_names(const DataOptions& options);
 

@@ -13,6 +13,7 @@ namespace dpt::cli {
 void add_eval_command(CLI::App& app, CommonArgs& common, EvalCommand& eval) {
   eval.app = app.add_subcommand("eval", "loss and accuracy of a model on the test split");
   add_common_options(*eval.app, common, eval.options, /*model_required=*/true);
+  eval.app->add_option("--top-k", eval.options.top_k(), "also report the top-k accuracy (e.g. 5; 0: off)");
 }
 
 int run_eval(const CommonArgs& common, EvalCommand& eval) {
@@ -22,10 +23,10 @@ int run_eval(const CommonArgs& common, EvalCommand& eval) {
   auto start = std::chrono::steady_clock::now();
   Runtime runtime(runtime_options(common));
   auto world = runtime.world();
-  auto test_split = open_split(data_options(common), "test", world);
-  const auto& test = *test_split;
   options.device(pick_device(common, runtime));
-  Model model = open_model(common, world, test.get(0).input, largest_label(test), declared_classes(test), 0, options);
+  ModelOnSplit opened = open_model_on_split(common, world, "test", options);
+  Model& model = opened.model;
+  const Dataset& test = *opened.split;
   if (model.is_exported()) options.loss(package_loss(model, "cross_entropy", /*evaluates=*/true));
   Trainer trainer(model, world, options);
   trainer.check_model_fits(test);

@@ -8,6 +8,17 @@
 #include "model_files.h"
 
 namespace dpt::cli {
+namespace {
+
+// logits.pt -> logits.files.txt (beside the outputs).
+std::string files_list_path(const std::string& out) {
+  const auto slash = out.rfind('/');
+  const auto dot = out.rfind('.');
+  const bool extension = dot != std::string::npos && (slash == std::string::npos || dot > slash) && dot > 0;
+  return (extension ? out.substr(0, dot) : out) + ".files.txt";
+}
+
+}  // namespace
 
 void add_infer_command(CLI::App& app, CommonArgs& common, InferCommand& infer) {
   infer.app = app.add_subcommand("infer", "outputs of a model for every sample, in order, as a tensor file");
@@ -25,16 +36,23 @@ int run_infer(const CommonArgs& common, InferCommand& infer) {
   check_output("--out", infer.out);
   Runtime runtime(runtime_options(common));
   auto world = runtime.world();
-  auto split = open_split(data_options(common), infer.split, world);
-  const auto& data = *split;
   options.device(pick_device(common, runtime));
-  Model model = open_model(common, world, data.get(0).input, largest_label(data), declared_classes(data), 0, options);
+  ModelOnSplit opened = open_model_on_split(common, world, infer.split, options);
+  Model& model = opened.model;
   Trainer trainer(model, world, options);
-  auto outputs = trainer.predict(data);
+  auto outputs = trainer.predict(*opened.split);
   if (world->rank() == 0) {
     write_file_atomic(infer.out, torch::pickle_save(outputs));
     std::cout << "dptrain infer: outputs of shape " << outputs.sizes() << " for the " << infer.split
               << " split written to " << infer.out << " (python: torch.load(\"" << infer.out << "\"))" << std::endl;
+    // Image folders: which file each row is.
+    if (auto files = sample_files(opened.data, infer.split); !files.empty()) {
+      const std::string list = files_list_path(infer.out);
+      std::string text;
+      for (const auto& file : files) text += file + "\n";
+      write_file_atomic(list, Bytes(text.begin(), text.end()));
+      std::cout << "row i is the i-th file of " << list << std::endl;
+    }
     if (model.is_torchscript() && model.torchscript().hasattr("class_names")) {
       std::cout << "classes (column i is class i):";
       for (const auto& name : model.torchscript().attr("class_names").toListRef())

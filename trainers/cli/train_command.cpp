@@ -14,6 +14,7 @@
 #include "dptrain/core/serialize.h"
 #include "dptrain/core/stop_request.h"
 #include "model_files.h"
+#include "preprocessing.h"
 
 namespace dpt::cli {
 namespace {
@@ -67,6 +68,7 @@ void save_model(Model& model, const std::string& out, const DataOptions& data) {
       else
         saved.register_attribute("class_names", c10::ListType::ofStrings(), names);
     }
+    save_preprocessing(saved, data);                  // --image-size, --mean, --std: eval and infer apply them
     write_file_atomic(out, serialize_module(saved));  // the old file stays if this fails
     DPT_LOG_INFO("model saved to {} (TorchScript: torch.jit.load)", out);
   }
@@ -93,9 +95,65 @@ void check_train(const CommonArgs& common, TrainCommand& train) {
   if (!options.checkpoint_dir().empty()) {
     DPT_CHECK(!fs::exists(options.checkpoint_dir()) || fs::is_directory(options.checkpoint_dir()), InvalidArgumentError,
               "--checkpoint-dir ", options.checkpoint_dir(), " exists and is not a directory");
-    DPT_CHECK(fs::exists(options.checkpoint_dir()) || fs::parent_is_writable(options.checkpoint_dir()),
+    DPT_CHECK(fs::exists(options.checkpoint_dir()) || fs::can_be_created(options.checkpoint_dir()),
               InvalidArgumentError, "--checkpoint-dir ", options.checkpoint_dir(), " cannot be created");
   }
+}
+
+// How the ranks exchange gradients.
+void add_communication_options(CLI::App& command, TrainerOptions& o) {
+  CLI::App* cmd = &command;
+  cmd->add_option("--allreduce", o.allreduce(),
+                  "gradient all-reduce across machines: auto (hierarchical when the job spans several hosts with "
+                  "several ranks each, placed round-robin), flat or hierarchical")
+      ->check(CLI::IsMember({"auto", "flat", "hierarchical"}))
+      ->capture_default_str();
+  cmd->add_option("--comm-hook", o.comm_hook(),
+                  "what DDP sends for the gradients: none, fp16 or bf16 (cast to 16 bits), powersgd (low-rank "
+                  "approximations with error feedback; for slow links)")
+      ->check(CLI::IsMember({"none", "fp16", "bf16", "powersgd"}))
+      ->capture_default_str();
+  cmd->add_option("--powersgd-rank", o.powersgd_rank(),
+                  "--comm-hook powersgd: rank of each gradient's approximation (1-4 typical)")
+      ->capture_default_str();
+  cmd->add_option("--powersgd-start", o.powersgd_start(),
+                  "--comm-hook powersgd: steps all-reduced exactly before compression starts")
+      ->capture_default_str();
+  cmd->add_option("--zero", o.zero_stage(),
+                  "ZeRO stage: 1 shards the optimizer state over the ranks (1/world of Adam's moments each), 2 the "
+                  "gradients too (reduce-scattered in every backward); 0 off")
+      ->check(CLI::Range(0, 2))
+      ->capture_default_str();
+}
+
+// What the run writes and when it evaluates.
+void add_output_options(CLI::App& command, TrainCommand& train) {
+  CLI::App* cmd = &command;
+  TrainerOptions& o = train.options;
+  cmd->add_option("--out", train.out, "write the trained model here (TorchScript; torch.jit.load reads it)");
+  cmd->add_option("--checkpoint-dir", o.checkpoint_dir(), "write checkpoints here (rank 0, atomic)");
+  cmd->add_option("--checkpoint-every", o.checkpoint_every_steps(), "also checkpoint every N steps (0: per epoch)");
+  cmd->add_option("--keep-checkpoints", o.keep_checkpoints(), "keep the newest K checkpoints")->capture_default_str();
+  cmd->add_option("--resume", o.resume(),
+                  "continue from a checkpoint file, or (no value / 'latest') the newest in --checkpoint-dir")
+      ->expected(0, 1);
+  cmd->add_option("--metrics", o.metrics_file(), "JSON-lines metrics file ('' to disable)")->capture_default_str();
+  cmd->add_option("--tensorboard", o.tensorboard_dir(),
+                  "write TensorBoard event files here (rank 0): tensorboard --logdir DIR");
+  cmd->add_flag_callback(
+      "--no-progress", [&o] { o.progress_bar(false); }, "no progress bar on an interactive terminal");
+  cmd->add_option("--plot", train.plot)->group("");  // removed; see the error it gives
+  cmd->add_option("--log-every", o.log_every_steps(), "log the loss every N steps")->capture_default_str();
+  cmd->add_flag_callback(
+      "--no-eval", [&o] { o.eval_each_epoch(false); }, "skip evaluation on the test split");
+  cmd->add_option("--eval-every", o.eval_every_steps(),
+                  "also evaluate every N optimizer steps (0: at epoch ends only)");
+  cmd->add_option("--early-stopping-patience", o.early_stopping_patience(),
+                  "end the run once --early-stopping-metric has not improved for N evaluations (0: off)");
+  cmd->add_option("--early-stopping-metric", o.early_stopping_metric(),
+                  "test_loss (lower is better), test_accuracy or val_<name> of validation_step (higher is better "
+                  "unless the name has 'loss')")
+      ->capture_default_str();
 }
 
 }  // namespace
@@ -133,49 +191,18 @@ void add_train_command(CLI::App& app, CommonArgs& common, TrainCommand& train) {
                   "cross_entropy or nll (class targets), mse, l1, smooth_l1, bce_with_logits (targets shaped like "
                   "the outputs); ignored when the model defines training_step")
       ->capture_default_str();
+  cmd->add_option("--label-smoothing", o.label_smoothing(),
+                  "cross_entropy: label smoothing in [0, 1) (PyTorch's label_smoothing)")
+      ->capture_default_str();
+  cmd->add_option("--top-k", o.top_k(), "evaluation also reports the top-k accuracy (e.g. 5; 0: off)");
   cmd->add_option("--accumulation-steps", o.accumulation_steps(),
                   "micro-batches per optimizer step (gradients synchronised on the last only)");
   cmd->add_option("--clip-grad-norm", o.grad_clip_norm(), "clip the global gradient norm (0: off)");
-  cmd->add_option("--allreduce", o.allreduce(),
-                  "gradient all-reduce across machines: auto (hierarchical when the job spans several hosts with "
-                  "several ranks each, placed round-robin), flat or hierarchical")
-      ->check(CLI::IsMember({"auto", "flat", "hierarchical"}))
-      ->capture_default_str();
-  cmd->add_option("--comm-hook", o.comm_hook(),
-                  "what DDP sends for the gradients: none, fp16 or bf16 (cast to 16 bits), powersgd (low-rank "
-                  "approximations with error feedback; for slow links)")
-      ->check(CLI::IsMember({"none", "fp16", "bf16", "powersgd"}))
-      ->capture_default_str();
-  cmd->add_option("--powersgd-rank", o.powersgd_rank(),
-                  "--comm-hook powersgd: rank of each gradient's approximation (1-4 typical)")
-      ->capture_default_str();
-  cmd->add_option("--powersgd-start", o.powersgd_start(),
-                  "--comm-hook powersgd: steps all-reduced exactly before compression starts")
-      ->capture_default_str();
-  cmd->add_option("--zero", o.zero_stage(),
-                  "ZeRO stage: 1 shards the optimizer state over the ranks (1/world of Adam's moments each), 2 the "
-                  "gradients too (reduce-scattered in every backward); 0 off")
-      ->check(CLI::Range(0, 2))
-      ->capture_default_str();
   cmd->add_flag("--amp", o.mixed_precision(), "mixed precision (CUDA): fp16 autocast + dynamic loss scaling");
   cmd->add_flag("--skip-nonfinite-loss", o.skip_nonfinite_loss(),
                 "skip steps whose loss is NaN/Inf instead of stopping with an error");
-  cmd->add_option("--out", train.out, "write the trained model here (TorchScript; torch.jit.load reads it)");
-  cmd->add_option("--checkpoint-dir", o.checkpoint_dir(), "write checkpoints here (rank 0, atomic)");
-  cmd->add_option("--checkpoint-every", o.checkpoint_every_steps(), "also checkpoint every N steps (0: per epoch)");
-  cmd->add_option("--keep-checkpoints", o.keep_checkpoints(), "keep the newest K checkpoints")->capture_default_str();
-  cmd->add_option("--resume", o.resume(),
-                  "continue from a checkpoint file, or (no value / 'latest') the newest in --checkpoint-dir")
-      ->expected(0, 1);
-  cmd->add_option("--metrics", o.metrics_file(), "JSON-lines metrics file ('' to disable)")->capture_default_str();
-  cmd->add_option("--tensorboard", o.tensorboard_dir(),
-                  "write TensorBoard event files here (rank 0): tensorboard --logdir DIR");
-  cmd->add_flag_callback(
-      "--no-progress", [&o] { o.progress_bar(false); }, "no progress bar on an interactive terminal");
-  cmd->add_option("--plot", train.plot)->group("");  // removed; see the error it gives
-  cmd->add_option("--log-every", o.log_every_steps(), "log the loss every N steps")->capture_default_str();
-  cmd->add_flag_callback(
-      "--no-eval", [&o] { o.eval_each_epoch(false); }, "skip evaluation on the test split");
+  add_communication_options(*cmd, o);
+  add_output_options(*cmd, train);
 }
 
 int run_train(const CommonArgs& common, TrainCommand& train) {
@@ -213,6 +240,7 @@ int run_train(const CommonArgs& common, TrainCommand& train) {
     std::cout << "dptrain train: " << result.steps << " steps, " << result.epochs_completed << " epoch(s) on "
               << world->size() << " rank(s) in " << std::fixed << std::setprecision(1) << seconds << " s";
     if (result.final_eval) std::cout << "; " << describe(*result.final_eval);
+    if (result.stopped_by_early_stopping) std::cout << " (early stopping)";
     std::cout << (result.stopped_early ? " (stopped early; continue with --resume)" : "") << std::endl;
   }
   world->barrier();

@@ -77,6 +77,13 @@ void check_fields(const Checkpoint& c, const std::string& origin) {
 
 }  // namespace
 
+std::string describe(const Position& position) {
+  if (position.batch_in_epoch == 0 && position.epoch > 0) {
+    return detail::concat("end of epoch ", position.epoch, ", step ", position.step);
+  }
+  return detail::concat("epoch ", position.epoch + 1, ", step ", position.step);
+}
+
 Position restore_run(const RunParts& run, std::string& origin) {
   const auto& o = run.options;
   std::string chosen;
@@ -130,7 +137,7 @@ Position restore_run(const RunParts& run, std::string& origin) {
     position.epoch_offset = old_offset;
     position.batch_in_epoch = checkpoint.batch_in_epoch;
   }
-  DPT_LOG_INFO("resumed from {}: epoch {}, step {}", origin, position.epoch + 1, position.step);
+  DPT_LOG_INFO("resumed from {}: {}", origin, describe(position));
   return position;
 }
 
@@ -173,7 +180,7 @@ void save_run(const RunParts& run, const Position& position, const CheckpointDir
     checkpoint.loss_scale_growth_interval = run.scaler.growth_interval;
   }
   std::string path = directory.write(checkpoint);
-  DPT_LOG_INFO("checkpoint {} written (epoch {}, step {})", path, position.epoch + 1, position.step);
+  DPT_LOG_INFO("checkpoint {} written ({})", path, describe(position));
 }
 
 }  // namespace dpt

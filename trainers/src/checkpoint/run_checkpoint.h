@@ -27,6 +27,10 @@ struct Position {
   int64_t epoch_offset = 0;
 };
 
+// As users count, epochs from 1: "epoch 2, step 700" inside an epoch, "end of epoch 3, step 1404"
+// at a boundary (where `epoch` already names the next, 0-based).
+std::string describe(const Position& position);
+
 // What a run needs to checkpoint and resume: the pieces the Trainer owns.
 struct RunParts {
   Model& model;

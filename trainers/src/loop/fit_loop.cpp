@@ -91,7 +91,8 @@ FitLoop::FitLoop(Trainer& trainer, const TrainSource& train, const Dataset* test
       schedule_(options_.schedule(), options_.optimizer().lr(), planned_steps_),
       report_(options_, trainer.rank(), /*append=*/!options_.resume().empty(), layout_.global_batch(), planned_steps_),
       losses_(trainer.world_, options_.device()),
-      stop_requests_(trainer.world_) {}
+      stop_requests_(trainer.world_),
+      early_stopping_(options_.early_stopping_patience(), options_.early_stopping_metric()) {}
 
 std::unique_ptr<CheckpointDirectory> FitLoop::open_checkpoints() {
   if (options_.checkpoint_dir().empty()) return nullptr;
@@ -107,6 +108,19 @@ std::unique_ptr<CheckpointDirectory> FitLoop::open_checkpoints() {
 
 Position FitLoop::restored_position() {
   if (options_.resume().empty()) return Position();
+  if (options_.resume() == "latest") {
+    // A job script passes --resume on every launch, the first included: with nothing to resume
+    // from, the run starts from the beginning (rank 0 looks; every rank gets its answer).
+    const Bytes none = bytes_from_rank0(trainer_.world_, [&] {
+      return Bytes(1, checkpoints_ && checkpoints_->list().empty() ? 1 : 0);
+    });
+    if (none.at(0) != 0) {
+      if (trainer_.rank() == 0) {
+        DPT_LOG_INFO("--resume latest: no checkpoint in {} yet: starting from the beginning", options_.checkpoint_dir());
+      }
+      return Position();
+    }
+  }
   std::string origin;
   Position position = restore_run(run_, origin);
   check_position(position, train_, options_, layout_, origin);
@@ -142,7 +156,7 @@ TrainResult FitLoop::run() {
   }
   check_finite();
   trainer_.internals_->sync->sync_buffers();
-  if (test_ && !result_.stopped_early &&
+  if (test_ && !result_.stopped_early && last_evaluated_step_ != position_.step &&
       (!result_.final_eval || !options_.eval_each_epoch() || position_.batch_in_epoch != 0)) {
     // Stopped mid-epoch by --max-steps (or no per-epoch evaluation): evaluate the final model.
     result_.final_eval = trainer_.evaluate(*test_);
@@ -191,7 +205,19 @@ FitLoop::EpochEnd FitLoop::run_epoch() {
     }
   }
   end_epoch(epoch_start);
-  return EpochEnd::Completed;
+  return stop_early_ ? EpochEnd::CompletedAndStop : EpochEnd::Completed;
+}
+
+EvalResult FitLoop::evaluate(const std::string& what) {
+  EvalResult eval = trainer_.evaluate(*test_);
+  result_.final_eval = eval;
+  last_evaluated_step_ = position_.step;
+  if (early_stopping_.observe(eval) && !stop_early_) {
+    stop_early_ = true;
+    result_.stopped_by_early_stopping = true;
+    DPT_LOG_INFO("early stopping after {} at step {}: {}", what, position_.step, early_stopping_.reason());
+  }
+  return eval;
 }
 
 bool FitLoop::after_step(StepInfo& info, int64_t epoch_steps) {
@@ -206,12 +232,19 @@ bool FitLoop::after_step(StepInfo& info, int64_t epoch_steps) {
     info.loss = NAN;  // reported only at log steps (see StepInfo)
   }
   for (auto& callback : trainer_.callbacks_) callback->on_step_end(info);
+  // The epoch's end evaluates and checkpoints this step itself (end_epoch): never twice.
+  const bool ends_epoch = position_.batch_in_epoch + 1 == epoch_steps;
+  if (test_ && o.eval_every_steps() > 0 && position_.step % o.eval_every_steps() == 0 &&
+      !(ends_epoch && o.eval_each_epoch())) {
+    const EvalResult eval = evaluate("the evaluation of step " + std::to_string(position_.step));
+    report_.evaluation(position_, eval, "evaluation at step " + std::to_string(position_.step));
+  }
   const bool reached_max = position_.step >= planned_steps_;
   const bool asked_to_stop = stop_requests_.stop_now() && !reached_max;  // every rank the same answer
   const bool stop_now =
       (o.stop_after_steps() > 0 && steps_this_run_ >= o.stop_after_steps() && !reached_max) || asked_to_stop;
   const bool periodic = o.checkpoint_every_steps() > 0 && position_.step % o.checkpoint_every_steps() == 0;
-  if (reached_max || stop_now || periodic) {
+  if ((reached_max || stop_now || periodic || stop_early_) && !ends_epoch) {
     ++position_.batch_in_epoch;  // the checkpoint points after this step
     save_checkpoint();
     --position_.batch_in_epoch;
@@ -234,7 +267,7 @@ bool FitLoop::after_step(StepInfo& info, int64_t epoch_steps) {
     DPT_LOG_INFO("stopping after {} step(s) of this run (--stop-after-steps); continue with --resume",
                  steps_this_run_);
   }
-  return reached_max || stop_now;
+  return reached_max || stop_now || stop_early_;
 }
 
 void FitLoop::end_epoch(double epoch_start) {
@@ -243,10 +276,7 @@ void FitLoop::end_epoch(double epoch_start) {
   info.epoch = position_.epoch;
   info.step = position_.step;
   info.train_loss = losses_.epoch_mean();
-  if (test_ && options_.eval_each_epoch()) {
-    info.eval = trainer_.evaluate(*test_);
-    result_.final_eval = info.eval;
-  }
+  if (test_ && options_.eval_each_epoch()) info.eval = evaluate("epoch " + std::to_string(position_.epoch + 1));
   info.elapsed_seconds = report_.elapsed_s() - epoch_start;
   report_.epoch(info);
   for (auto& callback : trainer_.callbacks_) callback->on_epoch_end(info);

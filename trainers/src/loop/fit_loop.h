@@ -17,6 +17,7 @@
 #include "dptrain/trainers/optim/optim.h"
 #include "dptrain/trainers/data/train_source.h"
 #include "dptrain/trainers/loop/trainer.h"
+#include "loop/early_stopping.h"
 #include "loop/loss_tracker.h"
 #include "report/run_report.h"
 #include "checkpoint/run_checkpoint.h"
@@ -36,6 +37,9 @@ class FitLoop {
   // After optimizer step `info`: report, checkpoint, decide whether to stop. True to stop.
   bool after_step(StepInfo& info, int64_t epoch_steps);
   void end_epoch(double epoch_start);  // epoch_start: report_.elapsed_s() when the epoch began
+  // Evaluates the model on the test split now (--eval-every, an epoch's end): reported, kept as
+  // the latest evaluation, and watched by early stopping. `what` names it in the log.
+  EvalResult evaluate(const std::string& what);
   void check_finite();
   // A checkpoint pointing at position_ (rank 0 writes; every rank takes part).
   void save_checkpoint();
@@ -61,6 +65,9 @@ class FitLoop {
   TrainResult result_;
   int64_t steps_this_run_ = 0;
   StopAgreement stop_requests_;
+  EarlyStopping early_stopping_;
+  bool stop_early_ = false;          // early stopping asked to end the run
+  int64_t last_evaluated_step_ = -1;
 };
 
 }  // namespace dpt

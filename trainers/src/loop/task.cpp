@@ -40,6 +40,8 @@ Task Task::of(const Model& model, const TrainerOptions& options) {
             options.validation_step() || model.has_method("validation_step"));
   task.training_fn_ = options.training_step();
   task.validation_fn_ = options.validation_step();
+  task.label_smoothing_ = options.label_smoothing();
+  task.top_k_ = options.top_k();
   return task;
 }
 
@@ -49,7 +51,9 @@ torch::Tensor Task::loss_of(const torch::Tensor& outputs_in, const Tensors& targ
       "--loss " + loss_ + "'s targets (a tuple of targets needs the model's own training_step and validation_step)");
   auto outputs = outputs_in.to(torch::kFloat);  // the loss in float32 (autocast-safe)
   const auto reduction = [sum](auto options) { return sum ? options.reduction(torch::kSum) : options; };
-  if (loss_ == "cross_entropy") return F::cross_entropy(outputs, targets, reduction(F::CrossEntropyFuncOptions()));
+  if (loss_ == "cross_entropy") {
+    return F::cross_entropy(outputs, targets, reduction(F::CrossEntropyFuncOptions().label_smoothing(label_smoothing_)));
+  }
   if (loss_ == "nll") return F::nll_loss(outputs, targets, reduction(F::NLLLossFuncOptions()));
   auto expected = targets.to(torch::kFloat);
   if (loss_ == "mse") return F::mse_loss(outputs, expected, reduction(F::MSELossFuncOptions()));
@@ -131,7 +135,13 @@ std::vector<std::pair<std::string, torch::Tensor>> Task::evaluation_sums(Model& 
   auto outputs = Task::outputs(model, inputs);
   sums.emplace_back("loss", loss_of(outputs, targets, /*sum=*/true).to(torch::kDouble));
   if (is_class_loss(loss_)) {
-    sums.emplace_back("correct", outputs.argmax(1).eq(targets.parts().front()).sum().to(torch::kDouble));
+    const torch::Tensor& labels = targets.parts().front();
+    sums.emplace_back("correct", outputs.argmax(1).eq(labels).sum().to(torch::kDouble));
+    if (top_k_ > 1) {
+      const int64_t k = std::min(top_k_, outputs.size(1));
+      const auto top = std::get<1>(outputs.topk(k, /*dim=*/1));
+      sums.emplace_back("correct_top_k", top.eq(labels.unsqueeze(1)).any(1).sum().to(torch::kDouble));
+    }
   }
   return sums;
 }

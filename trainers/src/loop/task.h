@@ -44,7 +44,8 @@ class Task {
   // training_step does not return a scalar). `max_label`: the largest class label when known.
   void check(Model& model, const Tensors& inputs, const Tensors& targets, std::optional<int64_t> max_label) const;
   // One evaluation batch as named sums over its samples (averaged later by the sample count):
-  // "loss" and "correct" (class losses), or validation_step's metrics times the batch size.
+  // "loss" and "correct" (class losses; with top_k > 1 also "correct_top_k"), or validation_step's
+  // metrics times the batch size.
   std::vector<std::pair<std::string, torch::Tensor>> evaluation_sums(Model& model, const Tensors& inputs,
                                                                      const Tensors& targets) const;
   // The model's outputs for a batch (inference).
@@ -58,6 +59,8 @@ class Task {
   bool validation_step_;  // the model's method or validation_fn_
   TrainingStepFn training_fn_;
   ValidationStepFn validation_fn_;
+  double label_smoothing_ = 0.0;  // cross_entropy's
+  int64_t top_k_ = 0;             // > 1: evaluation counts "correct_top_k" too
 };
 
 }  // namespace dpt

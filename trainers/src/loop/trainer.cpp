@@ -21,6 +21,7 @@
 #include "loop/gradient_sync.h"
 #include "loop/loss_scaler.h"
 #include "loop/fit_loop.h"
+#include "report/progress_bar.h"
 #include "loop/loss_tracker.h"
 #include "checkpoint/run_checkpoint.h"
 #include "loop/trainer_internals.h"
@@ -105,12 +106,25 @@ void validate(const TrainerOptions& o, bool reads_rank0_files) {
             "--resume latest needs --checkpoint-dir");
   DPT_CHECK(!o.mixed_precision() || o.device().is_cuda(), InvalidArgumentError,
             "--amp (mixed precision) needs a CUDA device; this run is on ", o.device().str());
-  DPT_CHECK(o.metrics_file().empty() || fs::parent_is_writable(o.metrics_file()), InvalidArgumentError,
-            "--metrics ", o.metrics_file(), ": the directory does not exist or is not writable");
+  // Output directories are created, as SummaryWriter and Lightning do.
+  DPT_CHECK(o.metrics_file().empty() || fs::can_be_created(fs::parent_path(o.metrics_file())), InvalidArgumentError,
+            "--metrics ", o.metrics_file(), ": its directory cannot be created (not writable)");
   const auto& tensorboard = o.tensorboard_dir();
-  DPT_CHECK(tensorboard.empty() || fs::is_directory(tensorboard) || (!fs::exists(tensorboard) && fs::parent_is_writable(tensorboard)),
+  DPT_CHECK(tensorboard.empty() || fs::is_directory(tensorboard) || (!fs::exists(tensorboard) && fs::can_be_created(tensorboard)),
             InvalidArgumentError, "--tensorboard ", tensorboard, ": ",
-            fs::exists(tensorboard) ? "exists and is not a directory" : "cannot be created (its parent is missing or not writable)");
+            fs::exists(tensorboard) ? "exists and is not a directory" : "cannot be created (not writable)");
+  DPT_CHECK(o.label_smoothing() >= 0.0 && o.label_smoothing() < 1.0, InvalidArgumentError,
+            "--label-smoothing must be in [0, 1), got ", o.label_smoothing());
+  DPT_CHECK(o.label_smoothing() == 0.0 || o.loss() == "cross_entropy", InvalidArgumentError,
+            "--label-smoothing applies to --loss cross_entropy, not ", o.loss());
+  DPT_CHECK(o.top_k() >= 0, InvalidArgumentError, "--top-k must be >= 0, got ", o.top_k());
+  DPT_CHECK(o.eval_every_steps() >= 0, InvalidArgumentError, "--eval-every must be >= 0, got ", o.eval_every_steps());
+  DPT_CHECK(o.early_stopping_patience() >= 0, InvalidArgumentError, "--early-stopping-patience must be >= 0, got ",
+            o.early_stopping_patience());
+  const auto& monitored = o.early_stopping_metric();
+  DPT_CHECK(monitored == "test_loss" || monitored == "test_accuracy" || monitored.rfind("val_", 0) == 0,
+            InvalidArgumentError, "--early-stopping-metric ", monitored,
+            " is not test_loss, test_accuracy or val_<name> (a metric of validation_step)");
   validate(o.optimizer());
   validate(o.schedule());
   DPT_CHECK(o.allreduce() == "auto" || o.allreduce() == "flat" || o.allreduce() == "hierarchical",
@@ -222,6 +236,8 @@ EvalResult Trainer::evaluate(const Dataset& data) {
   std::vector<std::string> names;
   std::vector<torch::Tensor> sums;
   int64_t count = 0;
+  const int64_t batches = (indices.size(0) + options_.eval_batch_size() - 1) / options_.eval_batch_size();
+  EvaluationBar bar(options_.progress_bar() && rank() == 0, batches);
   for (int64_t begin = 0; begin < indices.size(0); begin += options_.eval_batch_size()) {
     auto [inputs, targets] = gather_batch(data, indices.slice(0, begin, begin + options_.eval_batch_size()));
     inputs = on_device(inputs, options_.device());
@@ -233,6 +249,7 @@ EvalResult Trainer::evaluate(const Dataset& data) {
       for (size_t k = 0; k < batch.size() && k < sums.size(); ++k) sums[k] = sums[k] + batch[k].second;
     }
     count += inputs.samples();
+    bar.step(begin / options_.eval_batch_size() + 1, count);
   }
   model_.train(was_training);
   auto reduced = reduce_evaluation(names, sums, count);
@@ -243,6 +260,9 @@ EvalResult Trainer::evaluate(const Dataset& data) {
     const double mean = reduced.sums[k] / reduced.count;
     if (reduced.names[k] == "correct") {
       result.accuracy = mean;
+    } else if (reduced.names[k] == "correct_top_k" && !internals_->task.uses_validation_step()) {
+      result.top_k_accuracy = mean;
+      result.top_k = options_.top_k();
     } else if (!internals_->task.uses_validation_step() && reduced.names[k] == "loss") {
       result.loss = mean;
     } else {

@@ -42,4 +42,25 @@ void ProgressBar::step(int64_t epoch, int64_t batch_in_epoch, int64_t epoch_step
                                        fmt::format("loss {:.4f}", loss_value), /*bar_width=*/28));
 }
 
+EvaluationBar::EvaluationBar(bool enabled, int64_t batches)
+    : active_(enabled && batches > 0 && log::status_line_supported()),
+      batches_(batches),
+      start_(std::chrono::steady_clock::now()),
+      last_draw_(start_) {}
+
+EvaluationBar::~EvaluationBar() {
+  if (active_) log::set_status_line("");
+}
+
+void EvaluationBar::step(int64_t done, int64_t samples) {
+  if (!active_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (done < batches_ && now - last_draw_ < std::chrono::milliseconds(200)) return;
+  last_draw_ = now;
+  const double elapsed = std::chrono::duration<double>(now - start_).count();
+  const double eta = done > 0 ? elapsed / static_cast<double>(done) * static_cast<double>(batches_ - done) : NAN;
+  log::set_status_line(format_progress("evaluating", done, batches_, elapsed > 0 ? samples / elapsed : 0.0, eta, "",
+                                       /*bar_width=*/28));
+}
+
 }  // namespace dpt

@@ -39,4 +39,23 @@ class ProgressBar {
   int64_t first_step_ = -1;  // the first step this run took (a resumed run starts later)
 };
 
+// The same bar while the model is evaluated, so a long evaluation does not look like a hang:
+//   evaluating [=========>                  ]  12/40  3120.0 samples/s  ETA 0:03
+// (rank 0 on a terminal; cleared when done: the training bar comes back at the next step).
+class EvaluationBar {
+ public:
+  EvaluationBar(bool enabled, int64_t batches);
+  ~EvaluationBar();
+  EvaluationBar(const EvaluationBar&) = delete;
+  EvaluationBar& operator=(const EvaluationBar&) = delete;
+  // `done` batches of this rank evaluated, `samples` samples in them.
+  void step(int64_t done, int64_t samples);
+
+ private:
+  bool active_;
+  int64_t batches_;
+  std::chrono::steady_clock::time_point start_;
+  std::chrono::steady_clock::time_point last_draw_;
+};
+
 }  // namespace dpt

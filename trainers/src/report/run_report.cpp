@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "dptrain/core/error.h"
+#include "dptrain/core/fs.h"
 #include "dptrain/core/logging.h"
 
 namespace dpt {
@@ -23,13 +24,19 @@ std::string fmt_number(const std::string& label, double value, int digits) {
 void add_evaluation(nlohmann::json& record, const EvalResult& eval) {
   if (!std::isnan(eval.loss)) record["test_loss"] = eval.loss;
   if (eval.accuracy) record["test_accuracy"] = *eval.accuracy;
+  if (eval.top_k_accuracy) record[detail::concat("test_top", eval.top_k, "_accuracy")] = *eval.top_k_accuracy;
   for (const auto& [name, value] : eval.metrics) record["val_" + name] = value;
 }
 
-// TensorBoard's tags for an evaluation: test/loss, test/accuracy (%), val/<name>.
+// TensorBoard's tags for an evaluation: test/loss, test/accuracy, val/<name>. Accuracy is a
+// fraction (0..1) in every file, as torchmetrics and Lightning log it; only the log line prints a
+// percentage, with its sign.
 void add_evaluation(std::vector<std::pair<std::string, double>>& scalars, const EvalResult& eval) {
   scalars.emplace_back("test/loss", eval.loss);
-  if (eval.accuracy) scalars.emplace_back("test/accuracy", 100.0 * *eval.accuracy);
+  if (eval.accuracy) scalars.emplace_back("test/accuracy", *eval.accuracy);
+  if (eval.top_k_accuracy) {
+    scalars.emplace_back(detail::concat("test/top", eval.top_k, "_accuracy"), *eval.top_k_accuracy);
+  }
   for (const auto& [name, value] : eval.metrics) scalars.emplace_back("val/" + name, value);
 }
 
@@ -40,6 +47,9 @@ std::string describe(const EvalResult& eval) {
   auto add = [&text](const std::string& part) { text += (text.empty() ? "" : ", ") + part; };
   if (!std::isnan(eval.loss)) add(fmt_number("test loss ", eval.loss, 4));
   if (eval.accuracy) add(fmt_number("test accuracy ", 100.0 * *eval.accuracy, 2) + "%");
+  if (eval.top_k_accuracy) {
+    add(fmt_number(detail::concat("top-", eval.top_k, " accuracy "), 100.0 * *eval.top_k_accuracy, 2) + "%");
+  }
   for (const auto& [name, value] : eval.metrics) {
     if (name != "loss") add(fmt_number("val " + name + " ", value, 4));
   }
@@ -55,6 +65,7 @@ RunReport::RunReport(const TrainerOptions& options, int rank, bool append, int64
       progress_(options.progress_bar() && rank == 0, options.epochs(), global_batch, planned_steps) {
   if (rank_ != 0) return;
   if (!options_.metrics_file().empty()) {
+    fs::create_directories(fs::parent_path(options_.metrics_file()));
     metrics_.open(options_.metrics_file(), append ? std::ios::app : std::ios::trunc);
     DPT_CHECK(metrics_.good(), IoError, "--metrics ", options_.metrics_file(), ": cannot open for writing (",
               std::strerror(errno), ")");
@@ -142,10 +153,19 @@ void RunReport::epoch(const EpochInfo& info) {
 }
 
 void RunReport::final_evaluation(const Position& position, const EvalResult& eval) {
+  record_evaluation(position, eval, "epoch", "final evaluation");
+}
+
+void RunReport::evaluation(const Position& position, const EvalResult& eval, const std::string& what) {
+  record_evaluation(position, eval, "eval", what);
+}
+
+void RunReport::record_evaluation(const Position& position, const EvalResult& eval, const std::string& type,
+                                  const std::string& what) {
   nlohmann::json record = {
-      {"type", "epoch"}, {"epoch", position.epoch + 1}, {"step", position.step}, {"elapsed_s", elapsed_s()}};
+      {"type", type}, {"epoch", position.epoch + 1}, {"step", position.step}, {"elapsed_s", elapsed_s()}};
   add_evaluation(record, eval);
-  DPT_LOG_INFO("final evaluation: {}", describe(eval));
+  DPT_LOG_INFO("{}: {}", what, describe(eval));
   write(record.dump());
   if (tensorboard_) {
     std::vector<std::pair<std::string, double>> scalars;

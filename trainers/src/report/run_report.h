@@ -29,9 +29,14 @@ class RunReport {
   void epoch(const EpochInfo& info);
   // The evaluation after a run that did not end with an evaluated epoch.
   void final_evaluation(const Position& position, const EvalResult& eval);
+  // An evaluation inside an epoch (--eval-every): a log line, a metrics record of type "eval",
+  // TensorBoard's test/* scalars at this step.
+  void evaluation(const Position& position, const EvalResult& eval, const std::string& what);
   void finish();
 
  private:
+  void record_evaluation(const Position& position, const EvalResult& eval, const std::string& type,
+                         const std::string& what);
   void write(const std::string& json_line);
 
   const TrainerOptions& options_;

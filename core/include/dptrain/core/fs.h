@@ -30,5 +30,8 @@ std::string make_temp_directory(const std::string& prefix);
 // Can a file be created at `path`? Checks the directory exists and is writable (used to find a
 // bad --out before training, not after).
 bool parent_is_writable(const std::string& path);
+// Whether `path` is a writable directory, or can be made one by create_directories (its nearest
+// existing ancestor is a writable directory).
+bool can_be_created(const std::string& path);
 
 }  // namespace dpt::fs

@@ -95,6 +95,11 @@ struct TrainerOptions {
   TORCH_ARG(int64_t, seed) = 0;
   // cross_entropy | nll (class targets) | mse | l1 | smooth_l1 | bce_with_logits; see task.h
   TORCH_ARG(std::string, loss) = "cross_entropy";
+  // cross_entropy: PyTorch's label_smoothing, in [0, 1) (0: off); training and evaluation loss alike.
+  TORCH_ARG(double, label_smoothing) = 0.0;
+  // > 1: evaluation also reports the top-k accuracy of class targets (a label among the k highest
+  // scores); 0: off.
+  TORCH_ARG(int64_t, top_k) = 0;
   // The C++ form of a TorchScript model's training_step / validation_step (they win over the
   // model's methods and over `loss`): called with the training forward (through DDP when
   // distributed) and a batch; return the loss / metrics averaged over the batch's samples.
@@ -102,6 +107,13 @@ struct TrainerOptions {
   TORCH_ARG(ValidationStepFn, validation_step);
   TORCH_ARG(bool, skip_nonfinite_loss) = false;
   TORCH_ARG(bool, eval_each_epoch) = true;
+  // > 0: also evaluate every N optimizer steps (--eval-every), as Lightning's val_check_interval.
+  TORCH_ARG(int64_t, eval_every_steps) = 0;
+  // Early stopping (Lightning's EarlyStopping): > 0 ends the run once `early_stopping_metric` has
+  // not improved for this many evaluations in a row; 0: off. The metric: test_loss, test_accuracy
+  // or val_<name>; lower is better for a name with "loss" in it, higher otherwise.
+  TORCH_ARG(int64_t, early_stopping_patience) = 0;
+  TORCH_ARG(std::string, early_stopping_metric) = "test_loss";
   TORCH_ARG(std::string, checkpoint_dir) = "";
   TORCH_ARG(int64_t, checkpoint_every_steps) = 0;  // 0: at the end of each epoch only
   TORCH_ARG(int, keep_checkpoints) = 3;
@@ -130,6 +142,8 @@ struct EvalResult {
   double loss = NAN;                      // mean loss per sample over the split (all ranks); NaN when
                                           // validation_step reports no "loss"
   std::optional<double> accuracy;         // fraction in [0, 1], for class targets (cross_entropy, nll)
+  std::optional<double> top_k_accuracy;   // the same with the label among the top_k highest scores
+  int64_t top_k = 0;
   int64_t samples = 0;
   std::map<std::string, double> metrics;  // validation_step's, each averaged over the samples
 };
@@ -169,6 +183,8 @@ struct TrainResult {
   bool stopped_early = false;  // stop_after_steps or a stop request ended this run before the plan
   // A signal asked the job to stop (dpt::StopRequest); the checkpoint was written at that step.
   bool stopped_on_request = false;
+  // Early stopping ended the run (the plan is not resumed: the run is done).
+  bool stopped_by_early_stopping = false;
 };
 
 // Hooks into the loop; called on every rank (log or write on rank 0 only if that matters).
