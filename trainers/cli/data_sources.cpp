@@ -105,19 +105,19 @@ std::vector<std::string> class_names(const DataOptions& options) {
 
 namespace {
 
-// The index of an image folder's split ("test" falls back to "val"), as open_split reads it.
-ImageFolderIndex image_split(const DataOptions& options, const std::string& split) {
-  const auto& dir = options.directory;
-  if (split == "train") return limited(scan_image_folder(dir, "train"), options.limit_samples);
-  const std::string name = fs::is_directory(dir + "/test") ? "test" : "val";
-  return limited(scan_image_folder(dir, name, scan_image_folder(dir, "train").class_names), options.limit_samples);
+// The index of an image folder's split ("test" falls back to "val"), as open_split reads it; the
+// evaluation split takes the training split's classes.
+ImageFolderIndex image_split(const DataOptions& options, const std::string& split, const ImageFolderIndex& train) {
+  if (split == "train") return limited(train, options.limit_samples);
+  const std::string name = fs::is_directory(options.directory + "/test") ? "test" : "val";
+  return limited(scan_image_folder(options.directory, name, train.class_names), options.limit_samples);
 }
 
 }  // namespace
 
 std::vector<std::string> sample_files(const DataOptions& options, const std::string& split) {
   if (detect_data(options.directory) != DataKind::ImageFolder) return {};
-  std::vector<std::string> files = image_split(options, split).paths;
+  std::vector<std::string> files = image_split(options, split, scan_image_folder(options.directory, "train")).paths;
   const std::string prefix = options.directory + "/";
   for (auto& file : files) {
     if (file.rfind(prefix, 0) == 0) file = file.substr(prefix.size());
@@ -138,13 +138,14 @@ std::shared_ptr<Dataset> open_split(const DataOptions& options, const std::strin
       data = open_tensor_split(dir, split);
       break;
     case DataKind::ImageFolder: {
-      if (split == "train") return std::make_shared<ImageFolderDataset>(image_split(options, "train"), options.images);
+      const auto train = scan_image_folder(dir, "train");  // read once: the split's classes and channels
+      if (split == "train") {
+        return std::make_shared<ImageFolderDataset>(image_split(options, split, train), options.images);
+      }
       // The evaluation split is decoded like the training split: same classes, same channels.
       ImageFolderOptions images = options.images;
-      if (images.channels == 0) {
-        images.channels = image_channels(scan_image_folder(dir, "train").paths.front(), images.max_pixels);
-      }
-      return std::make_shared<ImageFolderDataset>(image_split(options, split), images);
+      if (images.channels == 0) images.channels = image_channels(train.paths.front(), images.max_pixels);
+      return std::make_shared<ImageFolderDataset>(image_split(options, split, train), images);
     }
   }
   return limited(std::move(data), options.limit_samples);

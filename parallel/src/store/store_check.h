@@ -10,9 +10,9 @@
 
 namespace dpt::detail {
 
-// Throws the error for `failure`, caught while `who` ran `description` with `timeout` as the
-// limit; a dpt::Error is rethrown as it is.
-[[noreturn]] void rethrow_store_failure(const std::exception_ptr& failure, const std::string& who,
+// Throws the error for `failure` (what c10d threw, never a dpt::Error), caught while `who` ran
+// `description` with `timeout` as the limit.
+[[noreturn]] void rethrow_store_failure(const std::exception& failure, const std::string& who,
                                         const std::string& description, std::chrono::milliseconds timeout);
 
 }  // namespace dpt::detail

@@ -191,9 +191,9 @@ std::vector<std::vector<uint8_t>> StoreCommunicator::exchange(const Collective& 
     return result;
   } catch (const dpt::Error&) {
     throw;
-  } catch (const std::exception&) {
+  } catch (const std::exception& e) {
     store_->failed = true;
-    detail::rethrow_store_failure(std::current_exception(), who(), call.description, timeout());
+    detail::rethrow_store_failure(e, who(), call.description, timeout());
   }
 }
 
