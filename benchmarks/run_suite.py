@@ -300,6 +300,10 @@ def machine_lines(doc):
 
 def summary(suite, allreduce, ours, theirs, extra_rows, preprocess, dp, rel):
     lines = [f"# dptrain benchmarks ({'GPU' if suite.args.gpu else 'CPU'} suite)", ""]
+    if suite.args.quick:
+        lines += ["**A smoke run (`--quick`)**: a quarter of the steps, small messages, one run of each: it shows that",
+                  "every benchmark works, not how fast. Its ratios swing far more than the full suite's (a 3-step",
+                  "DDP run is mostly warm-up); quote only the full suite (`python benchmarks/run_suite.py`).", ""]
     any_doc = next(iter(allreduce.values()), None) or next((d for r in ours.values() for d in r.values()), None)
     if any_doc:
         lines += ["## Machine", ""] + machine_lines(any_doc) + [""]

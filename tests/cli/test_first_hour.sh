@@ -5,6 +5,8 @@
 #  (c) --resume latest on a checkpoint directory without checkpoints starts from the beginning,
 #      a missing checkpoint file stays an error;
 #  (d) output locations are created: --tensorboard, --checkpoint-dir, --metrics in new directories.
+#  (e) dpt-mpirun shows dptrain's line, not mpirun's banners; (f) label smoothing, top-k; (g) --eval-every,
+#      early stopping, the final checkpoint written once; (h) last.pt, --keep-best, early stopping resumed.
 source "$DPTRAIN_CLI_HELPERS/cli_common.sh"
 LIMIT=${DPTRAIN_CLI_TIMEOUT:-300}
 "$DPTRAIN_PYTHON" "$DPTRAIN_SOURCE_DIR/scripts/data/make_datasets.py" --idx "$DATA" --format imagefolder \
@@ -101,3 +103,41 @@ grep -q "early stopping after the evaluation of step 3 at step 3: test_accuracy 
 echo "ok: $(grep -m1 'early stopping after' early.log | sed 's/.*\] //')"
 expect_error early_metric 2 "--early-stopping-metric val_f1: the evaluation does not report it \(it reports test_loss, test_accuracy\)" \
   "$DPTRAIN" train --data images --model mlp --epochs 1 --eval-every 2 --early-stopping-patience 1 --early-stopping-metric val_f1
+
+# --- (h) last.pt, --keep-best, and early stopping's count carried over --resume -------------------
+expect_ok best "$MPIRUN" -np 2 "$DPTRAIN" train --data images --model mlp --epochs 3 --batch-size 8 --optimizer sgd --lr 0.05 \
+  --eval-every 4 --checkpoint-dir best_ck --keep-checkpoints 1 --keep-best test_accuracy --metrics best.jsonl
+accuracy=$("$DPTRAIN_PYTHON" -c "
+import json, os, torch
+records = [json.loads(l) for l in open('best.jsonl')]
+evaluated = [(r['test_accuracy'], -r['step']) for r in records if r.get('type') in ('eval', 'epoch') and 'test_accuracy' in r]
+accuracy, step = max(evaluated)[0], -max(evaluated)[1]  # the first evaluation reaching the best
+best = torch.load('best_ck/best.pt', weights_only=False)
+assert best['step'] == step, ('best.pt is of step', best['step'], 'the best evaluation was at step', step, evaluated)
+kept = best['callbacks']['keep_best']
+assert kept['monitor'] == 'test_accuracy' and abs(kept['best_score'] - accuracy) < 1e-12 and kept['best_step'] == step, kept
+numbered = [f for f in os.listdir('best_ck') if f.startswith('checkpoint-')]
+last = torch.load('best_ck/last.pt', weights_only=False)
+final = max(r['step'] for r in records)
+assert numbered == ['checkpoint-%010d.pt' % final] and last['step'] == final, (numbered, last['step'], final)
+assert open('best_ck/last.pt', 'rb').read() == open('best_ck/' + numbered[0], 'rb').read(), 'last.pt is the newest'
+print('%.2f%%' % (100 * accuracy), step, final)")
+read -r best_accuracy best_step final_step <<<"$accuracy"
+expect_ok best_eval "$MPIRUN" -np 2 "$DPTRAIN" eval --data images --model mlp --weights best_ck/best.pt
+grep -q "test accuracy $best_accuracy" best_eval.log || { cat best_eval.log; fail "best.pt evaluates to $best_accuracy"; }
+echo "ok: best.pt is step $best_step (test accuracy $best_accuracy, evaluated again: the same), last.pt step $final_step"
+expect_error best_no_dir 2 "--keep-best test_accuracy needs --checkpoint-dir" \
+  "$DPTRAIN" train --data images --model mlp --epochs 1 --keep-best test_accuracy
+expect_error best_no_eval 2 "--keep-best test_loss needs evaluations: this run has none" \
+  "$DPTRAIN" train --data images --model mlp --epochs 1 --keep-best test_loss --checkpoint-dir x --no-eval
+expect_error best_name 2 "--keep-best accuracy is not test_loss, test_accuracy" \
+  "$DPTRAIN" train --data images --model mlp --epochs 1 --keep-best accuracy --checkpoint-dir x
+
+# Early stopping stops a resumed run where the uninterrupted one stopped (its count is checkpointed).
+patience=(--data images --model mlp --epochs 5 --batch-size 32 --lr 1e-12 --eval-every 1 --metrics ""
+          --early-stopping-patience 3 --early-stopping-metric test_accuracy --checkpoint-dir patience)
+expect_ok patience_first "$DPTRAIN" train "${patience[@]}" --stop-after-steps 2
+expect_ok patience_resumed "$DPTRAIN" train "${patience[@]}" --resume latest
+grep -q "dptrain train: 4 steps, .* (early stopping)" patience_resumed.log ||
+  { cat patience_resumed.log; fail "the resumed run stops at step 4, as one run without the interruption"; }
+echo "ok: $(grep -m1 'early stopping after' patience_resumed.log | sed 's/.*\] //')"

@@ -35,11 +35,22 @@ check(expected <= tags, f"TensorBoard's reader finds the scalars {sorted(tags)}"
 
 records = [json.loads(line) for line in open("metrics.jsonl")]
 steps = [r for r in records if r["type"] == "step"]
+losses = [r for r in records if r["type"] in ("step", "loss")]
 epochs = [r for r in records if r["type"] == "epoch"]
+total_steps = 2 * (1024 // 64)
+check([r["step"] for r in steps] == [1] + list(range(4, total_steps + 1, 4)), "a step record at each logged step")
+check([r["step"] for r in losses] == list(range(1, total_steps + 1)),
+      "the metrics file has the loss of every step (a 'loss' record for each step not logged), in order")
 tb_loss = {e.step: e.value for e in reader.Scalars("train/loss")}
-check([r["step"] for r in steps] == sorted(tb_loss), f"train/loss at the logged steps {sorted(tb_loss)}")
-worst = max(abs(tb_loss[r["step"]] - r["loss"]) / abs(r["loss"]) for r in steps)
+check(sorted(tb_loss) == list(range(1, total_steps + 1)), "TensorBoard's train/loss at every step")
+worst = max(abs(tb_loss[r["step"]] - r["loss"]) / abs(r["loss"]) for r in losses)
 check(worst < 1e-6, f"train/loss equals the metrics file's loss (float32; max relative difference {worst:.1e})")
+# The losses of steps that were not logged equal those of the same run logging every step.
+run(TRAIN[:-1] + ["1", "--metrics", "every_step.jsonl"], np_=2)
+logged = {r["step"]: r["loss"] for r in map(json.loads, open("every_step.jsonl")) if r["type"] == "step"}
+worst = max(abs(logged[r["step"]] - r["loss"]) / abs(r["loss"]) for r in losses)
+check(sorted(logged) == list(range(1, total_steps + 1)) and worst < 1e-12,
+      f"each step's loss equals the loss --log-every 1 logs for it (max relative difference {worst:.1e})")
 tb_accuracy = {e.step: e.value for e in reader.Scalars("test/accuracy")}
 check(sorted(tb_accuracy) == [r["step"] for r in epochs], "test/accuracy once per epoch, at its last step")
 check(all(abs(tb_accuracy[r["step"]] - r["test_accuracy"]) < 1e-6 and 0 <= r["test_accuracy"] <= 1 for r in epochs),
@@ -53,8 +64,11 @@ check(all(v >= 0 for v in exposed), "exposed communication (ms) logged at 2 rank
 plot = os.path.join(os.environ["DPTRAIN_SOURCE_DIR"], "python", "dptrain_plot.py")
 subprocess.run([sys.executable, plot, "metrics.jsonl", "-o", "curves.png", "--title", "MLP, 2 ranks"], check=True)
 with open("curves.png", "rb") as f:
-    head = f.read(8)
-check(head == b"\x89PNG\r\n\x1a\n" and os.path.getsize("curves.png") > 20000, "dptrain_plot.py wrote a PNG")
+    head = f.read(24)
+check(head[:8] == b"\x89PNG\r\n\x1a\n" and os.path.getsize("curves.png") > 20000, "dptrain_plot.py wrote a PNG")
+width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+check(900 <= width <= 1400 and 0.6 <= height / width <= 0.9,
+      f"the picture fits a page: 2x2 panels, {width}x{height} pixels (issue 33: it was 2024x418)")
 with open("not_metrics.jsonl", "w") as f:
     f.write("epoch 1 done\n")
 bad = subprocess.run([sys.executable, plot, "not_metrics.jsonl"], capture_output=True, text=True)

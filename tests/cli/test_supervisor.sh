@@ -76,7 +76,7 @@ set +e; timeout -k 5 "$LIMIT" tail --pid="$job" -f /dev/null; wait "$job"; rc=$?
 grep -q "stopped on request (exit 75): not restarted" stop.log || { cat stop.log; fail "stop: no 'not restarted' line"; }
 ! grep -q "dpt-mpirun: restart " stop.log || { cat stop.log; fail "stop: restarted after a stop request"; }
 ls ckpt_stop/checkpoint-*.pt >/dev/null || fail "stop: no checkpoint"
-echo "ok: stop: SIGTERM to the supervisor -> exit 75, $(ls ckpt_stop | tail -n 1), not restarted"
+echo "ok: stop: SIGTERM to the supervisor -> exit 75, $(ls ckpt_stop/checkpoint-*.pt | tail -n 1), not restarted"
 
 # --- --max-restarts after other mpirun options would reach mpirun (its own process recovery) --------------
 expect_error misplaced 2 "--max-restarts must come first" "$MPIRUN" -np 2 --max-restarts 3 true

@@ -134,6 +134,9 @@ void add_output_options(CLI::App& command, TrainCommand& train) {
   cmd->add_option("--checkpoint-dir", o.checkpoint_dir(), "write checkpoints here (rank 0, atomic)");
   cmd->add_option("--checkpoint-every", o.checkpoint_every_steps(), "also checkpoint every N steps (0: per epoch)");
   cmd->add_option("--keep-checkpoints", o.keep_checkpoints(), "keep the newest K checkpoints")->capture_default_str();
+  cmd->add_option("--keep-best", o.keep_best(),
+                  "also keep the checkpoint of the best evaluation of METRIC as best.pt (test_loss, test_accuracy, "
+                  "val_<name>)");
   cmd->add_option("--resume", o.resume(),
                   "continue from a checkpoint file, or (no value / 'latest') the newest in --checkpoint-dir")
       ->expected(0, 1);

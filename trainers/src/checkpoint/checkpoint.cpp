@@ -85,6 +85,36 @@ void read_rng(const Reader& rng, NamedTensors& states) {
   }
 }
 
+// "callbacks": {"early_stopping": {"monitor", "best_score", "best_step", "wait_count"}, ...}.
+GenericDict callbacks_section(const std::map<std::string, MonitorState>& callbacks) {
+  GenericDict out = string_dict();
+  for (const auto& [name, state] : callbacks) {
+    GenericDict entry = string_dict();
+    entry.insert("monitor", state.metric);
+    entry.insert("best_score", state.best ? IValue(*state.best) : IValue());
+    entry.insert("best_step", state.best_step);
+    entry.insert("wait_count", state.evaluations_without_improvement);
+    out.insert(name, entry);
+  }
+  return out;
+}
+
+void read_callbacks(const Reader& callbacks, std::map<std::string, MonitorState>& states) {
+  for (const auto& entry : callbacks.dict) {
+    DPT_CHECK(entry.key().isString(), DataError, callbacks.where, " has a key that is not a string");
+    auto section = callbacks.section(entry.key().toStringRef());
+    if (!section) continue;
+    MonitorState state;
+    auto monitor = section->at("monitor");
+    DPT_CHECK(monitor.isString(), DataError, section->where, ": 'monitor' is not a string");
+    state.metric = monitor.toStringRef();
+    if (section->find("best_score")) state.best = section->number("best_score", 0.0);
+    state.best_step = section->integer("best_step", 0);
+    state.evaluations_without_improvement = section->integer("wait_count", 0);
+    states.emplace(entry.key().toStringRef(), state);
+  }
+}
+
 Checkpoint decode_v2(const Bytes& bytes, const std::string& origin) {
   const std::string where = "checkpoint " + origin;
   IValue value = load_torch_save(bytes, where);
@@ -109,6 +139,7 @@ Checkpoint decode_v2(const Bytes& bytes, const std::string& origin) {
   }
   if (auto rng = top.section("rng")) read_rng(*rng, checkpoint.generator_states);
   if (auto scheduler = top.find("scheduler")) checkpoint.scheduler = *scheduler;
+  if (auto callbacks = top.section("callbacks")) read_callbacks(*callbacks, checkpoint.callbacks);
   if (auto about = top.section("dptrain")) {
     const int64_t format = about->integer("format", kFormat);
     DPT_CHECK(format <= kFormat, DataError, where, " has format ", format, ", newer than this dptrain reads (",
@@ -148,6 +179,7 @@ Bytes encode_checkpoint(const Checkpoint& checkpoint) {
     out.insert("scaler", scaler);
   }
   out.insert("rng", rng_section(checkpoint.generator_states));
+  if (!checkpoint.callbacks.empty()) out.insert("callbacks", callbacks_section(checkpoint.callbacks));
   out.insert("dptrain", about);
   return save_for_pytorch(out);
 }

@@ -1,6 +1,9 @@
 // The checkpoint files of a directory: naming, writing with the last-K policy, and choosing the
 // newest intact one to resume from.
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "dptrain/core/error.h"
@@ -15,6 +18,8 @@ namespace {
 const char* kPrefix = "checkpoint-";
 const char* kSuffix = ".pt";
 const char* kSuffixV1 = ".dpt";  // dptrain's first format, still resumed from
+const char* kLast = "last.pt";
+const char* kBest = "best.pt";
 
 bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -28,6 +33,18 @@ bool parse_step(const std::string& name, int64_t& step) {
   if (digits.empty() || !std::all_of(digits.begin(), digits.end(), ::isdigit)) return false;
   step = std::stoll(digits);
   return true;
+}
+
+// Makes `alias` name the same file as `written` (whose contents are `bytes`), replacing it
+// atomically: a hard link costs no space and no time; a file system without links gets a copy.
+void alias_atomically(const std::string& written, const std::string& alias, const Bytes& bytes) {
+  const std::string temporary = alias + ".tmp." + std::to_string(::getpid());
+  ::unlink(temporary.c_str());
+  if (::link(written.c_str(), temporary.c_str()) == 0) {
+    if (std::rename(temporary.c_str(), alias.c_str()) == 0) return;
+    ::unlink(temporary.c_str());
+  }
+  write_file_atomic(alias, bytes);
 }
 
 }  // namespace
@@ -48,8 +65,11 @@ void CheckpointDirectory::prepare() const {
             directory_, " is not writable");
   // A run killed while writing a checkpoint leaves checkpoint-<step>.pt.tmp.<pid>; that step may
   // never be written again, so the directory is cleaned as a whole.
-  remove_stale_temporaries(directory_, kPrefix);
+  for (const char* prefix : {kPrefix, kLast, kBest}) remove_stale_temporaries(directory_, prefix);
 }
+
+std::string CheckpointDirectory::last_path() const { return fs::join(directory_, kLast); }
+std::string CheckpointDirectory::best_path() const { return fs::join(directory_, kBest); }
 
 std::string CheckpointDirectory::path_for_step(int64_t step) const {
   char name[64];
@@ -57,12 +77,20 @@ std::string CheckpointDirectory::path_for_step(int64_t step) const {
   return fs::join(directory_, name);
 }
 
-std::string CheckpointDirectory::write(const Checkpoint& checkpoint) const {
+std::string CheckpointDirectory::write(const Checkpoint& checkpoint, bool best) const {
   std::string path = path_for_step(checkpoint.step);
-  write_file_atomic(path, encode_checkpoint(checkpoint));
+  const Bytes bytes = encode_checkpoint(checkpoint);
+  write_file_atomic(path, bytes);
+  alias_atomically(path, last_path(), bytes);
+  if (best) alias_atomically(path, best_path(), bytes);
   auto files = list();
   for (size_t i = 0; i + static_cast<size_t>(keep_last_) < files.size(); ++i) fs::remove_file(files[i]);
   return path;
+}
+
+std::string CheckpointDirectory::write_best(const Checkpoint& checkpoint) const {
+  write_file_atomic(best_path(), encode_checkpoint(checkpoint));
+  return best_path();
 }
 
 std::vector<std::string> CheckpointDirectory::list() const {

@@ -84,13 +84,14 @@ std::string describe(const Position& position) {
   return detail::concat("epoch ", position.epoch + 1, ", step ", position.step);
 }
 
-Position restore_run(const RunParts& run, std::string& origin) {
+Position restore_run(const RunParts& run, std::string& origin, std::map<std::string, MonitorState>* callbacks) {
   const auto& o = run.options;
   std::string chosen;
   Bytes bytes = bytes_from_rank0(run.world, [&] { return read_checkpoint_file(o.resume(), o.checkpoint_dir(), chosen); });
   origin = rank_of(run.world) == 0 ? chosen : "checkpoint received from rank 0";
   Checkpoint checkpoint = decode_checkpoint(bytes, origin);
   check_fields(checkpoint, origin);
+  if (callbacks) *callbacks = checkpoint.callbacks;
   if (checkpoint.seed) {
     DPT_CHECK(*checkpoint.seed == o.seed(), InvalidArgumentError, "--seed ", o.seed(), " differs from the seed ",
               *checkpoint.seed, " of checkpoint ", origin, ": the data order would change; pass --seed ",
@@ -141,7 +142,8 @@ Position restore_run(const RunParts& run, std::string& origin) {
   return position;
 }
 
-void save_run(const RunParts& run, const Position& position, const CheckpointDirectory& directory) {
+void save_run(const RunParts& run, const Position& position, const CheckpointDirectory& directory,
+              const std::map<std::string, MonitorState>& callbacks, CheckpointTarget target) {
   // Every rank's generators travel to rank 0 (one small allgather).
   NamedTensors generators;
   const auto mine = my_generator_states(run.options.device());
@@ -179,8 +181,14 @@ void save_run(const RunParts& run, const Position& position, const CheckpointDir
     checkpoint.loss_scale_growth_tracker = run.scaler.clean_steps;
     checkpoint.loss_scale_growth_interval = run.scaler.growth_interval;
   }
-  std::string path = directory.write(checkpoint);
-  DPT_LOG_INFO("checkpoint {} written ({})", path, describe(position));
+  checkpoint.callbacks = callbacks;
+  if (target == CheckpointTarget::BestOnly) {
+    DPT_LOG_INFO("checkpoint {} written ({})", directory.write_best(checkpoint), describe(position));
+    return;
+  }
+  std::string path = directory.write(checkpoint, target == CheckpointTarget::NumberedAndBest);
+  DPT_LOG_INFO("checkpoint {} written ({}{})", path, describe(position),
+               target == CheckpointTarget::NumberedAndBest ? "; also best.pt" : "");
 }
 
 }  // namespace dpt

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "dptrain/core/model.h"
@@ -51,11 +52,19 @@ struct RunParts {
 // returns where to continue; re-shards the epoch when the global batch changed. A checkpoint
 // written by a PyTorch script needs only "model", "optimizer", "epoch" and "step"; what else it
 // lacks (sampler position, generators) is said in a warning.
-// `origin` is set to the checkpoint read (its path on rank 0) for later messages.
-Position restore_run(const RunParts& run, std::string& origin);
+// `origin` is set to the checkpoint read (its path on rank 0) for later messages; `callbacks`, when
+// given, to the watched metrics' states it holds (none for a file without them).
+Position restore_run(const RunParts& run, std::string& origin,
+                     std::map<std::string, MonitorState>* callbacks = nullptr);
+
+// The files a checkpoint goes to (checkpoint.h): the numbered one (and last.pt), that one and
+// best.pt, or best.pt alone (an improving evaluation between numbered checkpoints).
+enum class CheckpointTarget { Numbered, NumberedAndBest, BestOnly };
 
 // Writes a checkpoint of `position` into `directory` (rank 0 writes; every rank contributes its
-// generator states).
-void save_run(const RunParts& run, const Position& position, const CheckpointDirectory& directory);
+// generator states), with the watched metrics' `callbacks`.
+void save_run(const RunParts& run, const Position& position, const CheckpointDirectory& directory,
+              const std::map<std::string, MonitorState>& callbacks = {},
+              CheckpointTarget target = CheckpointTarget::Numbered);
 
 }  // namespace dpt

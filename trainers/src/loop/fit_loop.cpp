@@ -92,7 +92,15 @@ FitLoop::FitLoop(Trainer& trainer, const TrainSource& train, const Dataset* test
       report_(options_, trainer.rank(), /*append=*/!options_.resume().empty(), layout_.global_batch(), planned_steps_),
       losses_(trainer.world_, options_.device()),
       stop_requests_(trainer.world_),
-      early_stopping_(options_.early_stopping_patience(), options_.early_stopping_metric()) {}
+      early_stopping_(options_.early_stopping_patience(), options_.early_stopping_metric()) {
+  if (!options_.keep_best().empty()) {
+    DPT_CHECK(test_ && (options_.eval_each_epoch() || options_.eval_every_steps() > 0), InvalidArgumentError,
+              "--keep-best ", options_.keep_best(),
+              " needs evaluations: this run has none (no test split, or --no-eval without --eval-every N)");
+    keep_best_.emplace(options_.keep_best(), "--keep-best");
+  }
+  restore_monitors();
+}
 
 std::unique_ptr<CheckpointDirectory> FitLoop::open_checkpoints() {
   if (options_.checkpoint_dir().empty()) return nullptr;
@@ -122,7 +130,7 @@ Position FitLoop::restored_position() {
     }
   }
   std::string origin;
-  Position position = restore_run(run_, origin);
+  Position position = restore_run(run_, origin, &restored_monitors_);
   check_position(position, train_, options_, layout_, origin);
   return position;
 }
@@ -132,11 +140,33 @@ void FitLoop::check_finite() {
   if (!options_.skip_nonfinite_loss()) losses_.check_finite(kNonFiniteAdvice);
 }
 
-void FitLoop::save_checkpoint() {
+void FitLoop::restore_monitors() {
+  // The counts continue where the checkpoint left them: a resumed run stops, and keeps its best,
+  // as the uninterrupted run would have.
+  if (auto it = restored_monitors_.find("early_stopping"); it != restored_monitors_.end()) {
+    early_stopping_.monitor().restore(it->second);
+  }
+  if (auto it = restored_monitors_.find("keep_best"); keep_best_ && it != restored_monitors_.end()) {
+    keep_best_->restore(it->second);
+  }
+}
+
+std::map<std::string, MonitorState> FitLoop::monitor_states() const {
+  std::map<std::string, MonitorState> states;
+  if (early_stopping_.enabled()) states.emplace("early_stopping", early_stopping_.monitor().state());
+  if (keep_best_) states.emplace("keep_best", keep_best_->state());
+  return states;
+}
+
+void FitLoop::save_checkpoint(bool numbered) {
   if (!checkpoints_) return;
   check_finite();
   trainer_.internals_->sync->sync_buffers();
-  save_run(run_, position_, *checkpoints_);
+  const CheckpointTarget target = !numbered       ? CheckpointTarget::BestOnly
+                                  : best_pending_ ? CheckpointTarget::NumberedAndBest
+                                                  : CheckpointTarget::Numbered;
+  save_run(run_, position_, *checkpoints_, monitor_states(), target);
+  best_pending_ = false;
 }
 
 TrainResult FitLoop::run() {
@@ -155,6 +185,7 @@ TrainResult FitLoop::run() {
     finished = end == EpochEnd::CompletedAndStop;
   }
   check_finite();
+  report_.step_losses(losses_.take_step_losses(), position_.epoch);  // a run stopped inside an epoch
   trainer_.internals_->sync->sync_buffers();
   if (test_ && !result_.stopped_early && last_evaluated_step_ != position_.step &&
       (!result_.final_eval || !options_.eval_each_epoch() || position_.batch_in_epoch != 0)) {
@@ -212,10 +243,15 @@ EvalResult FitLoop::evaluate(const std::string& what) {
   EvalResult eval = trainer_.evaluate(*test_);
   result_.final_eval = eval;
   last_evaluated_step_ = position_.step;
-  if (early_stopping_.observe(eval) && !stop_early_) {
+  if (early_stopping_.observe(eval, position_.step) && !stop_early_) {
     stop_early_ = true;
     result_.stopped_by_early_stopping = true;
     DPT_LOG_INFO("early stopping after {} at step {}: {}", what, position_.step, early_stopping_.reason());
+  }
+  if (keep_best_ && keep_best_->observe(eval, position_.step)) {
+    best_pending_ = true;
+    DPT_LOG_INFO("{} {:.6g} at step {}: the best so far, kept as {}", keep_best_->metric(), *keep_best_->best(),
+                 position_.step, checkpoints_->best_path());
   }
   return eval;
 }
@@ -226,7 +262,10 @@ bool FitLoop::after_step(StepInfo& info, int64_t epoch_steps) {
   report_.after_step(info, position_, epoch_steps);
   if (log_now) {
     check_finite();
-    info.loss = std::isnan(info.loss) ? NAN : losses_.last_step_loss();
+    auto losses = losses_.take_step_losses();  // this step's is the last
+    info.loss = std::isnan(info.loss) || losses.empty() ? NAN : losses.back().second;
+    if (!losses.empty()) losses.pop_back();
+    report_.step_losses(losses, position_.epoch);
     report_.step(info, position_, epoch_steps);
   } else {
     info.loss = NAN;  // reported only at log steps (see StepInfo)
@@ -244,9 +283,10 @@ bool FitLoop::after_step(StepInfo& info, int64_t epoch_steps) {
   const bool stop_now =
       (o.stop_after_steps() > 0 && steps_this_run_ >= o.stop_after_steps() && !reached_max) || asked_to_stop;
   const bool periodic = o.checkpoint_every_steps() > 0 && position_.step % o.checkpoint_every_steps() == 0;
-  if ((reached_max || stop_now || periodic || stop_early_) && !ends_epoch) {
+  const bool numbered = (reached_max || stop_now || periodic || stop_early_) && !ends_epoch;
+  if (numbered || (best_pending_ && !ends_epoch)) {
     ++position_.batch_in_epoch;  // the checkpoint points after this step
-    save_checkpoint();
+    save_checkpoint(numbered);
     --position_.batch_in_epoch;
   }
   if (asked_to_stop) {
@@ -276,6 +316,7 @@ void FitLoop::end_epoch(double epoch_start) {
   info.epoch = position_.epoch;
   info.step = position_.step;
   info.train_loss = losses_.epoch_mean();
+  report_.step_losses(losses_.take_step_losses(), position_.epoch);  // those after the last log line
   if (test_ && options_.eval_each_epoch()) info.eval = evaluate("epoch " + std::to_string(position_.epoch + 1));
   info.elapsed_seconds = report_.elapsed_s() - epoch_start;
   report_.epoch(info);

@@ -10,7 +10,9 @@
 // report/run_report.h.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <optional>
 
 #include "dptrain/core/directory_lock.h"
 #include "dptrain/trainers/checkpoint/checkpoint.h"
@@ -18,6 +20,7 @@
 #include "dptrain/trainers/data/train_source.h"
 #include "dptrain/trainers/loop/trainer.h"
 #include "loop/early_stopping.h"
+#include "loop/metric_monitor.h"
 #include "loop/loss_tracker.h"
 #include "report/run_report.h"
 #include "checkpoint/run_checkpoint.h"
@@ -38,16 +41,21 @@ class FitLoop {
   bool after_step(StepInfo& info, int64_t epoch_steps);
   void end_epoch(double epoch_start);  // epoch_start: report_.elapsed_s() when the epoch began
   // Evaluates the model on the test split now (--eval-every, an epoch's end): reported, kept as
-  // the latest evaluation, and watched by early stopping. `what` names it in the log.
+  // the latest evaluation, and watched by early stopping and --keep-best. `what` names it in the log.
   EvalResult evaluate(const std::string& what);
   void check_finite();
-  // A checkpoint pointing at position_ (rank 0 writes; every rank takes part).
-  void save_checkpoint();
+  // A checkpoint pointing at position_ (rank 0 writes; every rank takes part), written to the
+  // numbered file, or to best.pt alone; best.pt also when an evaluation since the last one improved.
+  void save_checkpoint(bool numbered = true);
+  // The watched metrics' states, as checkpoints keep them.
+  std::map<std::string, MonitorState> monitor_states() const;
 
   // The --checkpoint-dir, created and locked by rank 0 (every rank gets its verdict); null without.
   std::unique_ptr<CheckpointDirectory> open_checkpoints();
   // Restores options_.resume() when set (a fresh Position otherwise), checked against the plan.
   Position restored_position();
+  // Early stopping's and --keep-best's states from the resumed checkpoint (none for a fresh run).
+  void restore_monitors();
 
   Trainer& trainer_;
   const TrainerOptions& options_;
@@ -57,6 +65,7 @@ class FitLoop {
   std::unique_ptr<DirectoryLock> checkpoint_lock_;  // rank 0's, while this run may write checkpoints
   std::unique_ptr<CheckpointDirectory> checkpoints_;
   RunParts run_;  // points at schedule_, built after the restored position is known
+  std::map<std::string, MonitorState> restored_monitors_;  // set by restored_position()
   Position position_;
   int64_t planned_steps_ = 0;
   LrSchedule schedule_;
@@ -67,6 +76,8 @@ class FitLoop {
   StopAgreement stop_requests_;
   EarlyStopping early_stopping_;
   bool stop_early_ = false;          // early stopping asked to end the run
+  std::optional<MetricMonitor> keep_best_;  // --keep-best
+  bool best_pending_ = false;        // an evaluation improved it since best.pt was written
   int64_t last_evaluated_step_ = -1;
 };
 

@@ -1,5 +1,6 @@
 #include "loop/loss_tracker.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -27,6 +28,26 @@ void LossTracker::record(const torch::Tensor& local_loss, int64_t step, bool cou
     epoch_sum_ += last_;
     ++epoch_count_;
   }
+  const int64_t slot = static_cast<int64_t>(unreported_steps_.size());
+  if (!unreported_.defined() || slot == unreported_.size(0)) {
+    auto grown = torch::empty({std::max<int64_t>(64, 2 * slot)}, last_.options());
+    if (slot > 0) grown.narrow(0, 0, slot).copy_(unreported_.narrow(0, 0, slot));
+    unreported_ = grown;
+  }
+  unreported_[slot].copy_(last_);  // a device copy: no host synchronisation
+  unreported_steps_.push_back(step);
+}
+
+std::vector<std::pair<int64_t, double>> LossTracker::take_step_losses() {
+  std::vector<std::pair<int64_t, double>> losses;
+  if (unreported_steps_.empty()) return losses;
+  const int64_t count = static_cast<int64_t>(unreported_steps_.size());
+  const int world = world_ ? world_->size() : 1;
+  auto summed = sum_over_ranks(unreported_.narrow(0, 0, count).clone());
+  const double* values = summed.data_ptr<double>();
+  for (int64_t i = 0; i < count; ++i) losses.emplace_back(unreported_steps_[i], values[i] / world);
+  unreported_steps_.clear();
+  return losses;
 }
 
 torch::Tensor LossTracker::sum_over_ranks(torch::Tensor local) {
@@ -55,12 +76,6 @@ void LossTracker::check_finite(const std::string& advice) {
   }
   const int64_t step = -negated.cpu().item<int64_t>();
   DPT_THROW(NumericalError, "the loss is NaN or Inf at step ", step, " on ", ranks, " rank(s); ", advice);
-}
-
-double LossTracker::last_step_loss() {
-  if (!last_.defined()) return NAN;
-  const int world = world_ ? world_->size() : 1;
-  return sum_over_ranks(last_.reshape({1})).item<double>() / world;
 }
 
 double LossTracker::epoch_mean() {

@@ -12,6 +12,8 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 #include "dptrain/parallel/comm/communicator.h"
 
@@ -31,8 +33,10 @@ class LossTracker {
   // Throws NumericalError naming the first step whose loss was NaN or Inf, and on how many ranks,
   // when there was one since the start (collective).
   void check_finite(const std::string& advice);
-  // Global mean loss of the last recorded step (collective).
-  double last_step_loss();
+  // The global mean loss of every step recorded since the last call, as (step, loss), oldest
+  // first (collective: one all-reduce of those few values, the one a log line pays anyway). So the
+  // metrics file gets each step's loss without a synchronisation per step.
+  std::vector<std::pair<int64_t, double>> take_step_losses();
   // Mean of the counted steps' global losses since start_epoch(); NaN when none (collective).
   double epoch_mean();
   void start_epoch();
@@ -46,6 +50,9 @@ class LossTracker {
   torch::Tensor epoch_sum_;    // sum of counted local losses this epoch
   int64_t epoch_count_ = 0;
   torch::Tensor first_bad_;    // first step with a non-finite local loss, or -1
+  // Local losses of the steps not yet taken (take_step_losses), on the device; grown by doubling.
+  torch::Tensor unreported_;
+  std::vector<int64_t> unreported_steps_;
 };
 
 }  // namespace dpt

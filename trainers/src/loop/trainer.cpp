@@ -121,10 +121,12 @@ void validate(const TrainerOptions& o, bool reads_rank0_files) {
   DPT_CHECK(o.eval_every_steps() >= 0, InvalidArgumentError, "--eval-every must be >= 0, got ", o.eval_every_steps());
   DPT_CHECK(o.early_stopping_patience() >= 0, InvalidArgumentError, "--early-stopping-patience must be >= 0, got ",
             o.early_stopping_patience());
-  const auto& monitored = o.early_stopping_metric();
-  DPT_CHECK(monitored == "test_loss" || monitored == "test_accuracy" || monitored.rfind("val_", 0) == 0,
-            InvalidArgumentError, "--early-stopping-metric ", monitored,
-            " is not test_loss, test_accuracy or val_<name> (a metric of validation_step)");
+  MetricMonitor::check_name(o.early_stopping_metric(), "--early-stopping-metric");
+  if (!o.keep_best().empty()) {
+    MetricMonitor::check_name(o.keep_best(), "--keep-best");
+    DPT_CHECK(!o.checkpoint_dir().empty(), InvalidArgumentError, "--keep-best ", o.keep_best(),
+              " needs --checkpoint-dir (best.pt is written there)");
+  }
   validate(o.optimizer());
   validate(o.schedule());
   DPT_CHECK(o.allreduce() == "auto" || o.allreduce() == "flat" || o.allreduce() == "hierarchical",

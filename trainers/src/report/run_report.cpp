@@ -127,6 +127,18 @@ void RunReport::step(const StepInfo& info, const Position& position, int64_t epo
   }
 }
 
+void RunReport::step_losses(const std::vector<std::pair<int64_t, double>>& losses, int64_t epoch) {
+  if (losses.empty() || rank_ != 0) return;
+  for (const auto& [step, loss] : losses) {
+    write(nlohmann::json{{"type", "loss"},
+                         {"epoch", epoch + 1},
+                         {"step", step},
+                         {"loss", std::isfinite(loss) ? nlohmann::json(loss) : nlohmann::json(nullptr)}}
+              .dump());
+    if (tensorboard_) tensorboard_->add_scalars(step, {{"train/loss", loss}});
+  }
+}
+
 void RunReport::epoch(const EpochInfo& info) {
   nlohmann::json record = {{"type", "epoch"},        {"epoch", info.epoch + 1},
                            {"step", info.step},      {"train_loss", info.train_loss},

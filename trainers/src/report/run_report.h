@@ -6,6 +6,8 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "dptrain/trainers/report/tensorboard.h"
 #include "dptrain/trainers/loop/trainer.h"
@@ -26,6 +28,10 @@ class RunReport {
   // A logged step (info.loss is the global loss, NaN when the step was skipped): log line,
   // metrics, TensorBoard, with samples/s, step time and exposed communication since the last one.
   void step(const StepInfo& info, const Position& position, int64_t epoch_steps);
+  // The global losses of steps that were not logged, (step, loss) in order, all in epoch `epoch`
+  // (0-based): one metrics record {"type": "loss", "epoch", "step", "loss"} each, and TensorBoard's
+  // train/loss, so curves have every step (logged steps have their "step" record).
+  void step_losses(const std::vector<std::pair<int64_t, double>>& losses, int64_t epoch);
   void epoch(const EpochInfo& info);
   // The evaluation after a run that did not end with an evaluated epoch.
   void final_evaluation(const Position& position, const EvalResult& eval);

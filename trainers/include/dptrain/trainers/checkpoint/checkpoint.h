@@ -18,10 +18,17 @@
 //   "scheduler"   the learning-rate schedule (optim.h; a function of "step")
 //   "scaler"      AMP loss scaling, torch.amp.GradScaler's state_dict keys (only with --amp)
 //   "rng"         {"cpu": [one generator state per rank], "cuda": [...]}
+//   "callbacks"   {"early_stopping": {...}, "keep_best": {...}}: each watched validation metric's
+//                 "monitor", "best_score", "best_step" and "wait_count" (evaluations since it
+//                 improved), as Lightning keeps its callbacks' state; absent when none is watched
 //   "dptrain"     {"format": 2, "version": "..."}
 // Integrity: the zip format stores a CRC-32 per record; every read checks them all (libtorch's
 // reader does not), so a flipped byte or a truncated file is an error naming the file. Files of
 // dptrain's first format (checkpoint-<step>.dpt, a checksummed container) are still read.
+//
+// Beside the numbered files: "last.pt", the newest checkpoint (a hard link to it, or a copy where
+// the file system has no links), and with --keep-best "best.pt", the checkpoint of the best
+// evaluation so far. Both are replaced atomically and are never pruned.
 //
 // Only rank 0 writes (dpt::write_file_atomic: temporary file, fsync, rename), and only rank 0
 // reads; the Trainer broadcasts the bytes to the other ranks, so no shared file system is needed.
@@ -30,6 +37,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -37,6 +45,14 @@
 #include "dptrain/core/serialize.h"
 
 namespace dpt {
+
+// A validation metric watched across evaluations (early stopping, --keep-best).
+struct MonitorState {
+  std::string metric;           // test_loss, test_accuracy, val_<name>
+  std::optional<double> best;   // absent before the first evaluation
+  int64_t best_step = 0;        // the optimizer step evaluated when `best` was seen
+  int64_t evaluations_without_improvement = 0;
+};
 
 struct Checkpoint {
   int64_t epoch = 0;           // the epoch in progress (0-based)
@@ -55,6 +71,7 @@ struct Checkpoint {
   double loss_scale = 0.0;
   int64_t loss_scale_growth_tracker = 0;
   int64_t loss_scale_growth_interval = 2000;
+  std::map<std::string, MonitorState> callbacks;  // "early_stopping", "keep_best"
 };
 
 // The torch.save bytes of a checkpoint.
@@ -79,9 +96,13 @@ class CheckpointDirectory {
   const std::string& directory() const { return directory_; }
   // Creates the directory if needed; InvalidArgumentError when it cannot be written.
   void prepare() const;
-  // Writes checkpoint-<step>.pt atomically and removes the oldest beyond keep_last.
-  // Returns the path written.
-  std::string write(const Checkpoint& checkpoint) const;
+  // Writes checkpoint-<step>.pt atomically, points last.pt at it (and best.pt when `best`), and
+  // removes the oldest numbered files beyond keep_last. Returns the path written.
+  std::string write(const Checkpoint& checkpoint, bool best = false) const;
+  // Writes best.pt alone (an evaluation between numbered checkpoints improved the metric).
+  std::string write_best(const Checkpoint& checkpoint) const;
+  std::string last_path() const;
+  std::string best_path() const;
   // Checkpoint files (.pt, and .dpt of the first format), oldest first (by step).
   std::vector<std::string> list() const;
   std::optional<std::string> latest() const;

@@ -114,6 +114,9 @@ struct TrainerOptions {
   // or val_<name>; lower is better for a name with "loss" in it, higher otherwise.
   TORCH_ARG(int64_t, early_stopping_patience) = 0;
   TORCH_ARG(std::string, early_stopping_metric) = "test_loss";
+  // Non-empty: also keep the checkpoint of the best evaluation of this metric (the names as for
+  // early stopping) as checkpoint_dir/best.pt, as Lightning's ModelCheckpoint(monitor=...).
+  TORCH_ARG(std::string, keep_best) = "";
   TORCH_ARG(std::string, checkpoint_dir) = "";
   TORCH_ARG(int64_t, checkpoint_every_steps) = 0;  // 0: at the end of each epoch only
   TORCH_ARG(int, keep_checkpoints) = 3;
