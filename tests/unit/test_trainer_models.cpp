@@ -5,6 +5,7 @@
 #include "dptrain/core/error.h"
 #include "dptrain/core/model.h"
 #include "dptrain/trainers/models/model_zoo.h"
+#include "models/gpt.h"
 #include "test_support.h"
 
 namespace {
@@ -64,8 +65,41 @@ TEST(TrainerModels, SavedBuiltinLoadsBackWithIdenticalOutputs) {
     net.save(dir.file(name + ".pt"));
     auto loaded = dpt::Model::load_torchscript(dir.file(name + ".pt"));
     loaded.eval();
-    auto x = torch::rand({2, 1, 28, 28});
+    auto x = dpt::is_builtin_language_model(name) ? torch::randint(0, 10, {2, 16}) : torch::rand({2, 1, 28, 28});
     EXPECT_TRUE(torch::equal(dpt::Model(net).forward(x), loaded.forward(x))) << name;
+  }
+}
+
+TEST(TrainerModels, GptIsCausalWithTiedHeadAndTheParametersCounted) {
+  torch::manual_seed(0);
+  dpt::ModelZooOptions options;
+  options.num_classes = 50, options.context = 12, options.gpt_layers = 2, options.gpt_dim = 32, options.gpt_heads = 4;
+  dpt::Model gpt(dpt::make_builtin_model("gpt", options));
+  gpt.eval();
+  auto tokens = torch::randint(0, 50, {3, 12});
+  auto logits = gpt.forward(tokens);
+  ASSERT_EQ(logits.sizes(), (std::vector<int64_t>{3, 12, 50}));
+  // A later token never changes an earlier position's logits.
+  auto changed = tokens.clone();
+  changed.select(1, 8).fill_(7);
+  auto again = gpt.forward(changed);
+  EXPECT_TRUE(torch::allclose(logits.narrow(1, 0, 8), again.narrow(1, 0, 8), 1e-6, 1e-6));
+  EXPECT_FALSE(torch::allclose(logits.narrow(1, 8, 4), again.narrow(1, 8, 4), 1e-6, 1e-6));
+  // The head is the token embedding: no separate output matrix.
+  int64_t counted = 0;
+  for (const auto& [name, p] : gpt.named_parameters()) {
+    if (name != "wpe_weight") counted += p.numel();
+    EXPECT_EQ(name.find("head"), std::string::npos) << name;
+  }
+  dpt::GptOptions sizes;
+  sizes.vocab_size = 50, sizes.positions = 12, sizes.layers = 2, sizes.dim = 32, sizes.heads = 4;
+  EXPECT_EQ(counted, dpt::gpt_parameters(sizes));
+  // Longer than its positions: one error saying so.
+  try {
+    gpt.forward(torch::randint(0, 50, {1, 13}));
+    FAIL() << "13 tokens accepted by a 12-position GPT";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("longer than the 12 positions"), std::string::npos) << e.what();
   }
 }
 

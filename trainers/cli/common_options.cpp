@@ -18,7 +18,7 @@ void add_common_options(CLI::App& command, CommonArgs& args, TrainerOptions& opt
   command.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   auto model = command.add_option(
       "--model", args.model,
-      "built-in model (mlp, cnn, resnet18), a TorchScript file (torch.jit.script(...).save) or a compiled "
+      "built-in model (mlp, cnn, resnet18; gpt, gpt2-small for token data), a TorchScript file (torch.jit.script(...).save) or a compiled "
       "package (.pt2, python/dptrain_export)");
   if (model_required)
     model->required();
@@ -26,8 +26,9 @@ void add_common_options(CLI::App& command, CommonArgs& args, TrainerOptions& opt
     model->capture_default_str();
   command
       .add_option("--data", args.data,
-                  "data directory: MNIST IDX files, train.pt/test.pt tensor files, train-00000.pt... shards, or "
-                  "an image folder train/<class>/*.png|jpg (detected; see docs/data.md)")
+                  "data directory: MNIST IDX files, train.pt/test.pt tensor files, train-00000.pt... shards, "
+                  "an image folder train/<class>/*.png|jpg, or token files train.bin/val.bin (detected; see "
+                  "docs/data.md)")
       ->capture_default_str();
   command.add_option("--image-size", args.image_size,
                      "image folders: resize the shorter side to N, then centre-crop N x N (0: keep the size)");
@@ -41,6 +42,11 @@ void add_common_options(CLI::App& command, CommonArgs& args, TrainerOptions& opt
   command.add_option("--mean", args.mean, "image folders: per-channel mean to subtract (one value or one per channel)")
       ->delimiter(',');
   command.add_option("--std", args.std, "image folders: per-channel std to divide by")->delimiter(',');
+  command.add_option("--context", args.context, "token data (train.bin): tokens per sample window")
+      ->capture_default_str();
+  command.add_option("--gpt-layers", args.gpt_layers, "--model gpt: transformer blocks")->capture_default_str();
+  command.add_option("--gpt-dim", args.gpt_dim, "--model gpt: embedding width")->capture_default_str();
+  command.add_option("--gpt-heads", args.gpt_heads, "--model gpt: attention heads")->capture_default_str();
   command.add_option("--batch-size", options.batch_size(), "samples per rank per step")->capture_default_str();
   command.add_option("--limit-samples", args.limit_samples, "use only the first N samples of each split (0: all)");
   command.add_option("--workers", options.workers(),
@@ -74,6 +80,7 @@ void check_common(const CommonArgs& args, const TrainerOptions& options) {
             "--device must be cpu or cuda, got '", args.device, "'");
   if (!args.log_level.empty()) log::parse_level(args.log_level);
   DPT_CHECK(args.image_size >= 0, InvalidArgumentError, "--image-size must be >= 0, got ", args.image_size);
+  DPT_CHECK(args.context >= 1, InvalidArgumentError, "--context must be >= 1, got ", args.context);
   DPT_CHECK(args.max_image_pixels > 0, InvalidArgumentError, "--max-image-pixels must be > 0, got ",
             args.max_image_pixels);
   DPT_CHECK(args.num_classes >= 0, InvalidArgumentError, "--num-classes must be >= 0, got ", args.num_classes);
@@ -131,6 +138,7 @@ DataOptions data_options(const CommonArgs& args) {
   options.images.max_pixels = args.max_image_pixels;
   options.images.mean = args.mean;
   options.images.std = args.std;
+  options.context = args.context;
   return options;
 }
 
@@ -138,8 +146,10 @@ Model open_model(const CommonArgs& common, const CommunicatorPtr& world, const T
                  std::optional<int64_t> max_label, std::optional<int64_t> declared_classes, int64_t seed,
                  TrainerOptions& options) {
   // A built-in model's outputs: --num-classes, else the classes the data declares, else the labels'.
-  const int64_t classes = common.num_classes > 0 ? common.num_classes : declared_classes.value_or(0);
-  Model model = load_model(common.model, world, sample, max_label, classes, seed, options.device());
+  ModelZooOptions shape;
+  shape.num_classes = common.num_classes > 0 ? common.num_classes : declared_classes.value_or(0);
+  shape.gpt_layers = common.gpt_layers, shape.gpt_dim = common.gpt_dim, shape.gpt_heads = common.gpt_heads;
+  Model model = load_model(common.model, world, sample, max_label, shape, seed, options.device());
   if (model.is_exported() && common.device.empty()) options.device(model.exported().device());
   if (!common.weights.empty()) load_weights(model, common.weights, world);
   return model;

@@ -30,6 +30,8 @@ struct CommonArgs {
   int64_t image_size = 0;
   int64_t max_image_pixels = kDefaultMaxImagePixels;
   int64_t num_classes = 0;
+  int64_t context = 256;  // token data: tokens per window
+  int64_t gpt_layers = 4, gpt_dim = 128, gpt_heads = 4;
   std::vector<double> mean, std;
   std::vector<std::string> load_ops;
   std::string weights;

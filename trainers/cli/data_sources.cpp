@@ -2,6 +2,7 @@
 
 #include "dptrain/core/data/idx_dataset.h"
 #include "dptrain/core/data/tensor_files.h"
+#include "dptrain/core/data/token_file.h"
 #include "dptrain/core/error.h"
 #include "dptrain/core/fs.h"
 #include "dptrain/core/logging.h"
@@ -74,6 +75,18 @@ std::shared_ptr<Dataset> open_tensor_split(const std::string& dir, const std::st
             "-00000.pt shards");
 }
 
+// "test" is val.bin (nanoGPT's name), else test.bin.
+std::shared_ptr<Dataset> open_token_split(const std::string& dir, const std::string& split, int64_t context) {
+  const auto meta = read_token_meta(dir);
+  for (const std::string& name : split == "test" ? std::vector<std::string>{"val", "test"}
+                                                 : std::vector<std::string>{split}) {
+    if (fs::exists(dir + "/" + name + ".bin")) {
+      return std::make_shared<TokenWindows>(dir + "/" + name + ".bin", context, meta);
+    }
+  }
+  DPT_THROW(IoError, "--data ", dir, ": no ", split == "test" ? "val.bin (or test.bin)" : split + ".bin");
+}
+
 }  // namespace
 
 DataKind detect_data(const std::string& dir) {
@@ -82,10 +95,12 @@ DataKind detect_data(const std::string& dir) {
   // exists, not is_regular_file: a FIFO named train.pt is reported when read, not skipped over.
   if (fs::exists(dir + "/train.pt")) return DataKind::TensorFile;
   if (!list_shards(dir, "train").empty()) return DataKind::TensorShards;
+  if (fs::exists(dir + "/train.bin")) return DataKind::TokenFile;
   if (fs::is_directory(dir + "/train")) return DataKind::ImageFolder;
   DPT_THROW(InvalidArgumentError, "--data ", dir,
             ": no training data found; expected MNIST IDX files (train-images-idx3-ubyte[.gz]), a tensor file "
-            "train.pt, shards train-00000.pt, ..., or an image folder train/<class>/*.png|jpg");
+            "train.pt, shards train-00000.pt, ..., an image folder train/<class>/*.png|jpg, or token files "
+            "train.bin (+ val.bin, meta.json)");
 }
 
 const char* describe(DataKind kind) {
@@ -94,6 +109,7 @@ const char* describe(DataKind kind) {
     case DataKind::TensorFile: return "tensor files";
     case DataKind::TensorShards: return "tensor-file shards";
     case DataKind::ImageFolder: return "image folder";
+    case DataKind::TokenFile: return "token files";
   }
   return "?";
 }
@@ -137,6 +153,10 @@ std::shared_ptr<Dataset> open_split(const DataOptions& options, const std::strin
     case DataKind::TensorShards:
       data = open_tensor_split(dir, split);
       break;
+    case DataKind::TokenFile: {
+      if (options.limit_samples > 0) DPT_LOG_WARN("--limit-samples does not apply to token files");
+      return open_token_split(dir, split, options.context);
+    }
     case DataKind::ImageFolder: {
       const auto train = scan_image_folder(dir, "train");  // read once: the split's classes and channels
       if (split == "train") {

@@ -6,6 +6,8 @@
 //   tensor shards      DIR/train-00000.pt, train-00001.pt, ... (+ DIR/shards.json); test as above
 //                      or as test-00000.pt, ... shards (read whole for evaluation)
 //   image folder       DIR/train/<class>/*.png|jpg, DIR/test/<class>/... or DIR/val/<class>/...
+//   token files        DIR/train.bin, DIR/val.bin (or test.bin), DIR/meta.json: windows of --context
+//                      tokens, memory-mapped (core/data/token_file.h)
 //
 // A directory matching none is one error naming what was looked for.
 #pragma once
@@ -21,12 +23,13 @@
 
 namespace dpt::cli {
 
-enum class DataKind { Idx, TensorFile, TensorShards, ImageFolder };
+enum class DataKind { Idx, TensorFile, TensorShards, ImageFolder, TokenFile };
 
 struct DataOptions {
   std::string directory;
   int64_t limit_samples = 0;  // 0: all
   ImageFolderOptions images;   // --image-size, --mean, --std
+  int64_t context = 256;       // token files: tokens per window (--context)
 };
 
 DataKind detect_data(const std::string& directory);

@@ -14,6 +14,9 @@ void add_eval_command(CLI::App& app, CommonArgs& common, EvalCommand& eval) {
   eval.app = app.add_subcommand("eval", "loss and accuracy of a model on the test split");
   add_common_options(*eval.app, common, eval.options, /*model_required=*/true);
   eval.app->add_option("--top-k", eval.options.top_k(), "also report the top-k accuracy (e.g. 5; 0: off)");
+  eval.app->add_option("--ignore-index", eval.options.ignore_index(),
+                       "cross_entropy / nll: targets equal to this are left out of the loss")
+      ->capture_default_str();
 }
 
 int run_eval(const CommonArgs& common, EvalCommand& eval) {

@@ -12,17 +12,27 @@
 namespace dpt::cli {
 
 Model load_model(const std::string& name, const CommunicatorPtr& world, const Tensors& sample_parts,
-                 std::optional<int64_t> max_label, int64_t num_classes, int64_t seed, const torch::Device& device) {
+                 std::optional<int64_t> max_label, ModelZooOptions shape, int64_t seed, const torch::Device& device) {
+  if (is_builtin_language_model(name)) {
+    torch::manual_seed(static_cast<uint64_t>(seed));
+    const torch::Tensor& sample = sample_parts.tensor("the built-in GPTs take token windows; the inputs");
+    DPT_CHECK(sample.dim() == 1 && !c10::isFloatingType(sample.scalar_type()), InvalidArgumentError, "--model ", name,
+              " takes windows of token ids (--data DIR with train.bin); the samples are ",
+              c10::toString(sample.scalar_type()), " of shape ", sample.sizes());
+    shape.context = sample.size(0);
+    // The vocabulary: the data's (meta.json's vocab_size, or the largest id + 1).
+    if (shape.num_classes <= 0) shape.num_classes = max_label.value_or(255) + 1;
+    return Model(make_builtin_model(name, shape));
+  }
   if (is_builtin_model(name)) {
     torch::manual_seed(static_cast<uint64_t>(seed));
     const torch::Tensor& sample = sample_parts.tensor("the built-in models take one image; the inputs");
     DPT_CHECK(sample.dim() == 3, InvalidArgumentError, "the built-in models take images [C, H, W]; the samples are ",
               sample.sizes(), " (use your own TorchScript model or compiled package with --model)");
-    ModelZooOptions shape;
     shape.in_channels = sample.size(0);
     shape.height = sample.size(1);
     shape.width = sample.size(2);
-    shape.num_classes = num_classes > 0 ? num_classes : std::max<int64_t>(10, max_label.value_or(9) + 1);
+    if (shape.num_classes <= 0) shape.num_classes = std::max<int64_t>(10, max_label.value_or(9) + 1);
     return Model(make_builtin_model(name, shape));
   }
   Bytes bytes = bytes_from_rank0(world, [&] { return read_file(name); });

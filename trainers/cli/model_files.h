@@ -8,14 +8,17 @@
 #include "dptrain/core/data/tensors.h"
 #include "dptrain/core/model.h"
 #include "dptrain/parallel/comm/communicator.h"
+#include "dptrain/trainers/models/model_zoo.h"
 
 namespace dpt::cli {
 
-// A built-in name (built from `seed` on every rank; `sample` is one input of the data; its class
-// count is `num_classes` when > 0, else the data's: `max_label` + 1, at least 10) or a file read by
-// rank 0 and broadcast: TorchScript or a compiled package (.pt2, loaded for `device`).
+// A built-in name (built from `seed` on every rank; `sample` is one input of the data, which sets
+// the image shape or the GPT's context; its class count, a GPT's vocabulary, is
+// `shape.num_classes` when > 0, else the data's: `max_label` + 1, at least 10 for images; the GPT's
+// size from `shape`) or a file read by rank 0 and broadcast: TorchScript or a compiled package
+// (.pt2, loaded for `device`).
 Model load_model(const std::string& name, const CommunicatorPtr& world, const Tensors& sample,
-                 std::optional<int64_t> max_label, int64_t num_classes, int64_t seed, const torch::Device& device);
+                 std::optional<int64_t> max_label, ModelZooOptions shape, int64_t seed, const torch::Device& device);
 
 // The loss a compiled package computes in its training step; InvalidArgumentError when `asked`
 // (--loss; "cross_entropy" is the default) names another, or when evaluation needs a loss dptrain

@@ -47,6 +47,9 @@ void finish_options(TrainCommand& train) {
   options.eval_batch_size(std::max<int64_t>(options.batch_size(), 512));
   if (train.augment) options.train_transform(augmentation());
   if (train.app->count("--resume") > 0 && options.resume().empty()) options.resume("latest");
+  // --amp is --precision fp16, and the other way round.
+  if (options.precision() == "fp16") options.mixed_precision(true);
+  if (options.mixed_precision() && options.precision() == "fp32") options.precision("fp16");
   options.metrics_optional(train.app->count("--metrics") == 0);
 }
 
@@ -198,9 +201,16 @@ void add_train_command(CLI::App& app, CommonArgs& common, TrainCommand& train) {
                   "cross_entropy: label smoothing in [0, 1) (PyTorch's label_smoothing)")
       ->capture_default_str();
   cmd->add_option("--top-k", o.top_k(), "evaluation also reports the top-k accuracy (e.g. 5; 0: off)");
+  cmd->add_option("--ignore-index", o.ignore_index(),
+                  "cross_entropy / nll: targets equal to this are left out of the loss (PyTorch's ignore_index)")
+      ->capture_default_str();
   cmd->add_option("--accumulation-steps", o.accumulation_steps(),
                   "micro-batches per optimizer step (gradients synchronised on the last only)");
   cmd->add_option("--clip-grad-norm", o.grad_clip_norm(), "clip the global gradient norm (0: off)");
+  cmd->add_option("--precision", o.precision(),
+                  "fp32; bf16: autocast on the CPU or GPU, fp32 weights and optimizer state, no loss scaling; fp16: "
+                  "--amp")
+      ->capture_default_str();
   cmd->add_flag("--amp", o.mixed_precision(), "mixed precision (CUDA): fp16 autocast + dynamic loss scaling");
   cmd->add_flag("--skip-nonfinite-loss", o.skip_nonfinite_loss(),
                 "skip steps whose loss is NaN/Inf instead of stopping with an error");

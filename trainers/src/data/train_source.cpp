@@ -5,6 +5,7 @@
 #include "dptrain/core/data/image_folder.h"
 #include "dptrain/core/data/sample_rng.h"
 #include "dptrain/core/data/tensor_dataset.h"
+#include "dptrain/core/data/token_file.h"
 #include "dptrain/core/error.h"
 
 namespace dpt {
@@ -34,6 +35,7 @@ Batch pinned(const Batch& batch) {
 }
 
 std::optional<int64_t> largest_label(const Dataset& data) {
+  if (auto tokens = dynamic_cast<const TokenWindows*>(&data)) return tokens->vocab_size() - 1;
   if (auto images = dynamic_cast<const ImageFolderDataset*>(&data)) {
     return static_cast<int64_t>(images->class_names().size()) - 1;
   }
@@ -66,6 +68,7 @@ void check_class_labels(const Dataset& data) {
 }
 
 std::optional<int64_t> declared_classes(const Dataset& data) {
+  if (auto tokens = dynamic_cast<const TokenWindows*>(&data)) return tokens->vocab_size();  // next-token classes
   if (auto images = dynamic_cast<const ImageFolderDataset*>(&data)) {
     return static_cast<int64_t>(images->class_names().size());
   }

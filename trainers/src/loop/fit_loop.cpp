@@ -76,7 +76,7 @@ void check_position(const Position& p, const TrainSource& train, const TrainerOp
 
 }  // namespace
 
-FitLoop::FitLoop(Trainer& trainer, const TrainSource& train, const Dataset* test)
+FitLoop::FitLoop(Trainer& trainer, const TrainSource& train, const Dataset* test, int64_t tokens_per_sample)
     : trainer_(trainer),
       options_(trainer.options_),
       train_(train),
@@ -89,7 +89,8 @@ FitLoop::FitLoop(Trainer& trainer, const TrainSource& train, const Dataset* test
       position_(restored_position()),
       planned_steps_(plan_steps(train, options_, layout_, position_)),
       schedule_(options_.schedule(), options_.optimizer().lr(), planned_steps_),
-      report_(options_, trainer.rank(), /*append=*/!options_.resume().empty(), layout_.global_batch(), planned_steps_),
+      report_(options_, trainer.rank(), /*append=*/!options_.resume().empty(), layout_.global_batch(), planned_steps_,
+              tokens_per_sample),
       losses_(trainer.world_, options_.device()),
       stop_requests_(trainer.world_),
       early_stopping_(options_.early_stopping_patience(), options_.early_stopping_metric()) {

@@ -30,7 +30,8 @@ namespace dpt {
 
 class FitLoop {
  public:
-  FitLoop(Trainer& trainer, const TrainSource& train, const Dataset* test);
+  // `tokens_per_sample` > 0: samples are windows of that many tokens (reported as tokens/s too).
+  FitLoop(Trainer& trainer, const TrainSource& train, const Dataset* test, int64_t tokens_per_sample = 0);
   TrainResult run();
 
  private:

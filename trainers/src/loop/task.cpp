@@ -22,6 +22,10 @@ const torch::Tensor& single(const Tensors& tensors, const char* what) {
 
 }  // namespace
 
+bool Task::is_sequence(const torch::Tensor& outputs, const torch::Tensor& targets) {
+  return outputs.dim() == 3 && targets.dim() == 2 && !c10::isFloatingType(targets.scalar_type());
+}
+
 torch::Tensor Task::outputs(Model& model, const Tensors& inputs) {
   if (!inputs.is_tuple()) return model.forward(inputs.parts().front());
   c10::IValue output = model.forward(inputs.arguments());
@@ -42,6 +46,7 @@ Task Task::of(const Model& model, const TrainerOptions& options) {
   task.validation_fn_ = options.validation_step();
   task.label_smoothing_ = options.label_smoothing();
   task.top_k_ = options.top_k();
+  task.ignore_index_ = options.ignore_index();
   return task;
 }
 
@@ -51,10 +56,20 @@ torch::Tensor Task::loss_of(const torch::Tensor& outputs_in, const Tensors& targ
       "--loss " + loss_ + "'s targets (a tuple of targets needs the model's own training_step and validation_step)");
   auto outputs = outputs_in.to(torch::kFloat);  // the loss in float32 (autocast-safe)
   const auto reduction = [sum](auto options) { return sum ? options.reduction(torch::kSum) : options; };
-  if (loss_ == "cross_entropy") {
-    return F::cross_entropy(outputs, targets, reduction(F::CrossEntropyFuncOptions().label_smoothing(label_smoothing_)));
+  if (is_class_loss(loss_) && is_sequence(outputs, targets)) {
+    // A language model: scores [B, T, V] (the class dimension last, as LM code writes it) for
+    // targets [B, T]. Training takes the mean over the tokens; evaluation sums each window's mean
+    // token loss, so that averaged over windows it is the mean loss per token.
+    const int64_t tokens = targets.size(1);
+    auto flat = loss_of(outputs.reshape({-1, outputs.size(2)}), Tensors(targets.reshape({-1})), sum);
+    return sum ? flat / static_cast<double>(tokens) : flat;
   }
-  if (loss_ == "nll") return F::nll_loss(outputs, targets, reduction(F::NLLLossFuncOptions()));
+  if (loss_ == "cross_entropy") {
+    return F::cross_entropy(outputs, targets, reduction(F::CrossEntropyFuncOptions()
+                                                            .label_smoothing(label_smoothing_)
+                                                            .ignore_index(ignore_index_)));
+  }
+  if (loss_ == "nll") return F::nll_loss(outputs, targets, reduction(F::NLLLossFuncOptions().ignore_index(ignore_index_)));
   auto expected = targets.to(torch::kFloat);
   if (loss_ == "mse") return F::mse_loss(outputs, expected, reduction(F::MSELossFuncOptions()));
   if (loss_ == "l1") return F::l1_loss(outputs, expected, reduction(F::L1LossFuncOptions()));
@@ -91,10 +106,18 @@ void Task::check(Model& model, const Tensors& input_parts, const Tensors& target
   const torch::Tensor& targets = target_parts.tensor(
       "--loss " + loss_ + "'s targets (a tuple of targets needs the model's own training_step and validation_step)");
   const std::string inputs = input_parts.shapes();
+  if (is_class_loss(loss_) && is_sequence(outputs, targets)) {
+    const int64_t largest = max_label.value_or(targets.numel() > 0 ? targets.max().item<int64_t>() : 0);
+    DPT_CHECK(outputs.size(0) == targets.size(0) && outputs.size(1) == targets.size(1) && outputs.size(2) > largest,
+              ModelError, "model output of shape ", outputs.sizes(), " for inputs of shape ", inputs,
+              " does not fit the targets ", targets.sizes(), ": ", loss_, " on sequences needs [B, T, V] scores for ",
+              "[B, T] targets with V > ", largest, " (the largest token id)");
+    return;
+  }
   if (is_class_loss(loss_)) {
     const int64_t largest = max_label.value_or(targets.numel() > 0 ? targets.max().item<int64_t>() : 0);
     DPT_CHECK(!c10::isFloatingType(targets.scalar_type()) && targets.dim() == 1, ModelError, "--loss ", loss_,
-              " needs integer class targets [N], got ", c10::toString(targets.scalar_type()), " targets of shape ",
+              " needs integer class targets [N] (or [B, T] for scores [B, T, V]), got ", c10::toString(targets.scalar_type()), " targets of shape ",
               targets.sizes(), " (for other targets choose mse, l1, smooth_l1 or bce_with_logits)");
     DPT_CHECK(outputs.dim() == 2 && outputs.size(0) == input_parts.samples() && outputs.size(1) > largest, ModelError,
               "model output of shape ", outputs.sizes(), " for inputs of shape ", inputs,
@@ -135,12 +158,20 @@ std::vector<std::pair<std::string, torch::Tensor>> Task::evaluation_sums(Model& 
   auto outputs = Task::outputs(model, inputs);
   sums.emplace_back("loss", loss_of(outputs, targets, /*sum=*/true).to(torch::kDouble));
   if (is_class_loss(loss_)) {
-    const torch::Tensor& labels = targets.parts().front();
-    sums.emplace_back("correct", outputs.argmax(1).eq(labels).sum().to(torch::kDouble));
+    torch::Tensor labels = targets.parts().front();
+    // Sequences: each token is a prediction; the sums are per window (a window's token fraction).
+    const bool sequence = is_sequence(outputs, labels);
+    const double per_sample = sequence ? static_cast<double>(labels.size(1)) : 1.0;
+    if (sequence) {
+      outputs = outputs.reshape({-1, outputs.size(2)});
+      labels = labels.reshape({-1});
+      saw_sequences_ = true;
+    }
+    sums.emplace_back("correct", outputs.argmax(1).eq(labels).sum().to(torch::kDouble) / per_sample);
     if (top_k_ > 1) {
       const int64_t k = std::min(top_k_, outputs.size(1));
       const auto top = std::get<1>(outputs.topk(k, /*dim=*/1));
-      sums.emplace_back("correct_top_k", top.eq(labels.unsqueeze(1)).any(1).sum().to(torch::kDouble));
+      sums.emplace_back("correct_top_k", top.eq(labels.unsqueeze(1)).any(1).sum().to(torch::kDouble) / per_sample);
     }
   }
   return sums;

@@ -3,7 +3,8 @@
 //    and `validation_step(inputs, targets) -> Dict[str, Tensor]` (metrics averaged over the
 //    evaluation split) when it defines them;
 //  - otherwise `forward(inputs)` and the named loss: cross_entropy or nll on class scores [N, C]
-//    with integer class targets (evaluation reports the loss and the accuracy), or mse, l1,
+//    with integer class targets, or on a language model's scores [B, T, V] with token targets
+//    [B, T] (evaluation reports the loss and the accuracy; per token for sequences), or mse, l1,
 //    smooth_l1, bce_with_logits on outputs shaped like the (float) targets (the loss only).
 #pragma once
 
@@ -29,6 +30,10 @@ class Task {
 
   static const std::vector<std::string>& loss_names();
   static bool is_class_loss(const std::string& loss) { return loss == "cross_entropy" || loss == "nll"; }
+  // Scores [B, T, V] for integer targets [B, T]: a language model's next-token predictions.
+  static bool is_sequence(const torch::Tensor& outputs, const torch::Tensor& targets);
+  // Whether an evaluation so far scored sequences (then the loss is per token: a perplexity).
+  bool saw_sequences() const { return saw_sequences_; }
 
   bool uses_training_step() const { return training_step_; }
   // Targets are class labels: a class loss (cross_entropy, nll) computed by dptrain.
@@ -61,6 +66,8 @@ class Task {
   ValidationStepFn validation_fn_;
   double label_smoothing_ = 0.0;  // cross_entropy's
   int64_t top_k_ = 0;             // > 1: evaluation counts "correct_top_k" too
+  int64_t ignore_index_ = -100;   // cross_entropy's and nll's (targets never counted in the loss)
+  mutable bool saw_sequences_ = false;
 };
 
 }  // namespace dpt

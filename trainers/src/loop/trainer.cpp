@@ -18,6 +18,7 @@
 #include "dptrain/core/fs.h"
 #include "dptrain/core/logging.h"
 #include "dptrain/trainers/checkpoint/checkpoint.h"
+#include "loop/autocast_scope.h"
 #include "loop/gradient_sync.h"
 #include "loop/loss_scaler.h"
 #include "loop/fit_loop.h"
@@ -106,6 +107,10 @@ void validate(const TrainerOptions& o, bool reads_rank0_files) {
             "--resume latest needs --checkpoint-dir");
   DPT_CHECK(!o.mixed_precision() || o.device().is_cuda(), InvalidArgumentError,
             "--amp (mixed precision) needs a CUDA device; this run is on ", o.device().str());
+  DPT_CHECK(o.precision() == "fp32" || o.precision() == "bf16" || o.precision() == "fp16", InvalidArgumentError,
+            "--precision must be fp32, bf16 or fp16, got '", o.precision(), "'");
+  DPT_CHECK(o.precision() != "fp16" || o.mixed_precision(), InvalidArgumentError,
+            "--precision fp16 is mixed_precision (--amp): set both or neither");
   // Output directories are created, as SummaryWriter and Lightning do.
   DPT_CHECK(o.metrics_file().empty() || fs::can_be_created(fs::parent_path(o.metrics_file())), InvalidArgumentError,
             "--metrics ", o.metrics_file(), ": its directory cannot be created (not writable)");
@@ -150,7 +155,8 @@ Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
               "the global batch (--batch-size x --accumulation-steps x ranks)");
   if (model_.is_exported()) {
     const std::string& origin = model_.exported().origin();
-    DPT_CHECK(!options_.mixed_precision(), UnsupportedError, "--amp: ", origin,
+    DPT_CHECK(!options_.mixed_precision() && options_.precision() == "fp32", UnsupportedError, "--precision ",
+              options_.precision(), ": ", origin,
               " computes in the precision it was exported with (export it under autocast instead)");
     DPT_CHECK(!options_.training_step() && !options_.validation_step(), UnsupportedError, origin,
               " is a compiled training step: C++ step functions cannot replace it");
@@ -244,6 +250,8 @@ EvalResult Trainer::evaluate(const Dataset& data) {
     auto [inputs, targets] = gather_batch(data, indices.slice(0, begin, begin + options_.eval_batch_size()));
     inputs = on_device(inputs, options_.device());
     targets = on_device(targets, options_.device());
+    // bf16 evaluates as it trains (as LM code wraps both in one autocast); fp16 evaluates in fp32.
+    AutocastScope autocast(options_, /*evaluation=*/true);
     auto batch = internals_->task.evaluation_sums(model_, inputs, targets);
     if (names.empty()) {
       for (auto& [name, value] : batch) names.push_back(name), sums.push_back(value);
@@ -272,6 +280,7 @@ EvalResult Trainer::evaluate(const Dataset& data) {
       if (reduced.names[k] == "loss") result.loss = mean;
     }
   }
+  if (internals_->task.saw_sequences() && !std::isnan(result.loss)) result.perplexity = std::exp(result.loss);
   return result;
 }
 
@@ -344,16 +353,8 @@ namespace {
 
 // The loss of one micro-batch, under fp16 autocast when `amp`; the loss itself in float32.
 torch::Tensor micro_batch_loss(GradientSync& sync, const Task& task, const Tensors& inputs, const Tensors& targets,
-                               bool amp) {
-  if (!amp) return task.training_loss(sync, inputs, targets);
-  at::autocast::set_autocast_enabled(at::kCUDA, true);
-  at::autocast::increment_nesting();
-  struct LeaveAutocast {
-    ~LeaveAutocast() {
-      if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-      at::autocast::set_autocast_enabled(at::kCUDA, false);
-    }
-  } leave;
+                               const TrainerOptions& options) {
+  AutocastScope autocast(options);
   return task.training_loss(sync, inputs, targets);
 }
 
@@ -388,7 +389,7 @@ StepInfo Trainer::train_step(const std::function<std::pair<Tensors, Tensors>()>&
       std::optional<ShardedOptimizer::NoSyncGuard> local_only;
       if (sharded && !sharded_sync) local_only.emplace(*sharded);
       GradientSync::Scope scope(*internals_->sync, /*synchronize=*/last);
-      loss = micro_batch_loss(*internals_->sync, internals_->task, inputs, targets, o.mixed_precision());
+      loss = micro_batch_loss(*internals_->sync, internals_->task, inputs, targets, o);
       auto scaled = loss / static_cast<double>(o.accumulation_steps());
       if (scaler.enabled) scaled = scaled * scaler.scale;
       scaled.backward();
@@ -449,11 +450,16 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset* test) {
 
 TrainResult Trainer::fit(const TrainSource& train, const Dataset* test) {
   if (internals_->task.uses_class_labels() && train.dataset()) check_class_labels(*train.dataset());
-  check_model_fits(train.first_samples(2), train.largest_label());
+  const Batch first = train.first_samples(2);
+  check_model_fits(first, train.largest_label());
   // The evaluation split too, before training rather than after it (another shape, a label the
   // model has no output for).
   if (test) check_model_fits(*test);
-  return FitLoop(*this, train, test).run();
+  // Windows of token ids [N, T]: a language model's samples, reported as tokens/s too.
+  const auto& inputs = first.first;
+  const bool tokens = !inputs.is_tuple() && inputs.parts().front().dim() == 2 &&
+                      !c10::isFloatingType(inputs.parts().front().scalar_type());
+  return FitLoop(*this, train, test, tokens ? inputs.parts().front().size(1) : 0).run();
 }
 
 }  // namespace dpt

@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "dptrain/core/error.h"
+#include "models/gpt.h"
 
 namespace dpt {
 namespace {
@@ -161,9 +162,11 @@ Module make_mlp(int64_t in_features, const std::vector<int64_t>& hidden, int64_t
 }
 
 const std::vector<std::string>& builtin_model_names() {
-  static const std::vector<std::string> names = {"mlp", "cnn", "resnet18"};
+  static const std::vector<std::string> names = {"mlp", "cnn", "resnet18", "gpt", "gpt2-small"};
   return names;
 }
+
+bool is_builtin_language_model(const std::string& name) { return name == "gpt" || name == "gpt2-small"; }
 
 bool is_builtin_model(const std::string& name) {
   for (const auto& known : builtin_model_names()) {
@@ -179,8 +182,20 @@ Module make_builtin_model(const std::string& name, const ModelZooOptions& option
   if (name == "mlp") return make_mlp(options.in_channels * options.height * options.width, {1024, 1024}, options.num_classes);
   if (name == "cnn") return make_cnn(options);
   if (name == "resnet18") return make_resnet18(options);
+  if (is_builtin_language_model(name)) {
+    GptOptions gpt;
+    gpt.vocab_size = options.num_classes;
+    gpt.positions = options.context;
+    gpt.layers = options.gpt_layers, gpt.dim = options.gpt_dim, gpt.heads = options.gpt_heads;
+    if (name == "gpt2-small") {
+      DPT_CHECK(options.context <= 1024, InvalidArgumentError, "--context ", options.context,
+                " is longer than gpt2-small's 1024 positions");
+      gpt.positions = 1024, gpt.layers = 12, gpt.dim = 768, gpt.heads = 12;
+    }
+    return make_gpt(gpt);
+  }
   DPT_THROW(InvalidArgumentError, "unknown built-in model '", name,
-            "' (built-ins: mlp, cnn, resnet18; anything else must be a TorchScript file)");
+            "' (built-ins: mlp, cnn, resnet18, gpt, gpt2-small; anything else must be a TorchScript file)");
 }
 
 }  // namespace dpt

@@ -24,6 +24,7 @@ std::string fmt_number(const std::string& label, double value, int digits) {
 void add_evaluation(nlohmann::json& record, const EvalResult& eval) {
   if (!std::isnan(eval.loss)) record["test_loss"] = eval.loss;
   if (eval.accuracy) record["test_accuracy"] = *eval.accuracy;
+  if (eval.perplexity) record["test_perplexity"] = *eval.perplexity;
   if (eval.top_k_accuracy) record[detail::concat("test_top", eval.top_k, "_accuracy")] = *eval.top_k_accuracy;
   for (const auto& [name, value] : eval.metrics) record["val_" + name] = value;
 }
@@ -34,6 +35,7 @@ void add_evaluation(nlohmann::json& record, const EvalResult& eval) {
 void add_evaluation(std::vector<std::pair<std::string, double>>& scalars, const EvalResult& eval) {
   scalars.emplace_back("test/loss", eval.loss);
   if (eval.accuracy) scalars.emplace_back("test/accuracy", *eval.accuracy);
+  if (eval.perplexity) scalars.emplace_back("test/perplexity", *eval.perplexity);
   if (eval.top_k_accuracy) {
     scalars.emplace_back(detail::concat("test/top", eval.top_k, "_accuracy"), *eval.top_k_accuracy);
   }
@@ -46,6 +48,7 @@ std::string describe(const EvalResult& eval) {
   std::string text;
   auto add = [&text](const std::string& part) { text += (text.empty() ? "" : ", ") + part; };
   if (!std::isnan(eval.loss)) add(fmt_number("test loss ", eval.loss, 4));
+  if (eval.perplexity) add(fmt_number("perplexity ", *eval.perplexity, 2));
   if (eval.accuracy) add(fmt_number("test accuracy ", 100.0 * *eval.accuracy, 2) + "%");
   if (eval.top_k_accuracy) {
     add(fmt_number(detail::concat("top-", eval.top_k, " accuracy "), 100.0 * *eval.top_k_accuracy, 2) + "%");
@@ -57,10 +60,11 @@ std::string describe(const EvalResult& eval) {
 }
 
 RunReport::RunReport(const TrainerOptions& options, int rank, bool append, int64_t global_batch,
-                     int64_t planned_steps)
+                     int64_t planned_steps, int64_t tokens_per_sample)
     : options_(options),
       rank_(rank),
       global_batch_(global_batch),
+      tokens_per_sample_(tokens_per_sample),
       start_(std::chrono::steady_clock::now()),
       progress_(options.progress_bar() && rank == 0, options.epochs(), global_batch, planned_steps) {
   if (rank_ != 0) return;
@@ -107,22 +111,31 @@ void RunReport::step(const StepInfo& info, const Position& position, int64_t epo
   const double exposed_ms = exposed_comm_steps_ > 0 ? 1e3 * exposed_comm_s_ / static_cast<double>(exposed_comm_steps_) : NAN;
   last_log_s_ = now, last_log_step_ = info.step, exposed_comm_s_ = 0, exposed_comm_steps_ = 0;
 
-  DPT_LOG_INFO("epoch {} step {} ({}/{}): loss {:.4f} lr {:.3g}, {:.0f} samples/s", info.epoch + 1, info.step,
-               position.batch_in_epoch + 1, epoch_steps, info.loss, info.lr, samples_per_s);
-  write(nlohmann::json{{"type", "step"},
-                       {"epoch", info.epoch + 1},
-                       {"step", info.step},
-                       {"loss", std::isnan(info.loss) ? nlohmann::json(nullptr) : nlohmann::json(info.loss)},
-                       {"lr", info.lr},
-                       {"samples_per_s", samples_per_s},
-                       {"elapsed_s", now}}
-            .dump());
+  const double tokens_per_s = samples_per_s * static_cast<double>(tokens_per_sample_);
+  if (tokens_per_sample_ > 0) {
+    DPT_LOG_INFO("epoch {} step {} ({}/{}): loss {:.4f} lr {:.3g}, {:.0f} samples/s, {:.0f} tokens/s", info.epoch + 1,
+                 info.step, position.batch_in_epoch + 1, epoch_steps, info.loss, info.lr, samples_per_s, tokens_per_s);
+  } else {
+    DPT_LOG_INFO("epoch {} step {} ({}/{}): loss {:.4f} lr {:.3g}, {:.0f} samples/s", info.epoch + 1, info.step,
+                 position.batch_in_epoch + 1, epoch_steps, info.loss, info.lr, samples_per_s);
+  }
+  nlohmann::json record{{"type", "step"},
+                        {"epoch", info.epoch + 1},
+                        {"step", info.step},
+                        {"loss", std::isnan(info.loss) ? nlohmann::json(nullptr) : nlohmann::json(info.loss)},
+                        {"lr", info.lr},
+                        {"samples_per_s", samples_per_s},
+                        {"elapsed_s", now}};
+  if (tokens_per_sample_ > 0) record["tokens_per_s"] = tokens_per_s;
+  write(record.dump());
   if (tensorboard_) {
-    tensorboard_->add_scalars(info.step, {{"train/loss", info.loss},
-                                          {"train/lr", info.lr},
-                                          {"perf/samples_per_s", samples_per_s},
-                                          {"perf/step_time_ms", 1e3 * step_s},
-                                          {"perf/exposed_comm_ms", exposed_ms}});
+    std::vector<std::pair<std::string, double>> scalars = {{"train/loss", info.loss},
+                                                           {"train/lr", info.lr},
+                                                           {"perf/samples_per_s", samples_per_s},
+                                                           {"perf/step_time_ms", 1e3 * step_s},
+                                                           {"perf/exposed_comm_ms", exposed_ms}};
+    if (tokens_per_sample_ > 0) scalars.emplace_back("perf/tokens_per_s", tokens_per_s);
+    tensorboard_->add_scalars(info.step, scalars);
     tensorboard_->flush();
   }
 }

@@ -20,7 +20,9 @@ class RunReport {
  public:
   // `append`: a resumed run continues the metrics file. `global_batch`: samples per optimizer
   // step over all ranks; `planned_steps`: the run's last step (for the progress bar's ETA).
-  RunReport(const TrainerOptions& options, int rank, bool append, int64_t global_batch, int64_t planned_steps);
+  // `tokens_per_sample` > 0 (windows of token ids): tokens/s beside samples/s.
+  RunReport(const TrainerOptions& options, int rank, bool append, int64_t global_batch, int64_t planned_steps,
+            int64_t tokens_per_sample = 0);
 
   double elapsed_s() const;
   // After every optimizer step (cheap: no device sync but the progress bar's few per second).
@@ -48,6 +50,7 @@ class RunReport {
   const TrainerOptions& options_;
   int rank_;
   int64_t global_batch_;
+  int64_t tokens_per_sample_;
   std::chrono::steady_clock::time_point start_;
   std::ofstream metrics_;
   std::unique_ptr<TensorBoardWriter> tensorboard_;

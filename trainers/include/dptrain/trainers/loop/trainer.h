@@ -91,6 +91,10 @@ struct TrainerOptions {
   TORCH_ARG(int64_t, powersgd_rank) = 1;
   TORCH_ARG(int64_t, powersgd_start) = 10;
   TORCH_ARG(bool, mixed_precision) = false;  // CUDA only: autocast(fp16) + dynamic loss scaling
+  // "fp32"; "bf16": forward and loss under bf16 autocast on the training device (CPU or CUDA),
+  // master weights, gradients and optimizer state in fp32, no loss scaling (bf16 has fp32's
+  // range); "fp16": mixed_precision (CUDA). Checkpoints and saved models stay fp32.
+  TORCH_ARG(std::string, precision) = "fp32";
   TORCH_ARG(bool, shuffle) = true;
   TORCH_ARG(int64_t, seed) = 0;
   // cross_entropy | nll (class targets) | mse | l1 | smooth_l1 | bce_with_logits; see task.h
@@ -100,6 +104,9 @@ struct TrainerOptions {
   // > 1: evaluation also reports the top-k accuracy of class targets (a label among the k highest
   // scores); 0: off.
   TORCH_ARG(int64_t, top_k) = 0;
+  // cross_entropy / nll: targets equal to this are left out of the loss (PyTorch's ignore_index),
+  // e.g. the padding of a language model's windows.
+  TORCH_ARG(int64_t, ignore_index) = -100;
   // The C++ form of a TorchScript model's training_step / validation_step (they win over the
   // model's methods and over `loss`): called with the training forward (through DDP when
   // distributed) and a batch; return the loss / metrics averaged over the batch's samples.
@@ -149,6 +156,8 @@ struct EvalResult {
   int64_t top_k = 0;
   int64_t samples = 0;
   std::map<std::string, double> metrics;  // validation_step's, each averaged over the samples
+  // A language model's (scores [B, T, V]): exp(loss), the loss being the mean per token.
+  std::optional<double> perplexity;
 };
 
 // "test loss 0.2214, test accuracy 91.86%, val mae 0.3512": an evaluation in one phrase.

@@ -1,4 +1,5 @@
-// The built-in models of dptrain: `mlp`, `cnn` and `resnet18`.
+// The built-in models of dptrain: `mlp`, `cnn` and `resnet18` for images, `gpt` and `gpt2-small`
+// for token sequences.
 //
 // Each is built directly as a TorchScript module (torch::jit::Module with registered parameters,
 // buffers and a scripted forward), not as a torch::nn C++ module. One representation then serves
@@ -27,7 +28,13 @@ struct ModelZooOptions {
   int64_t in_channels = 1;
   int64_t height = 28;
   int64_t width = 28;
-  int64_t num_classes = 10;
+  int64_t num_classes = 10;  // the vocabulary for the GPTs
+  // The GPTs: the context of the data (the positions of "gpt"; at most 1024 for "gpt2-small"), and
+  // the size of "gpt" (--gpt-layers, --gpt-dim, --gpt-heads).
+  int64_t context = 256;
+  int64_t gpt_layers = 4;
+  int64_t gpt_dim = 128;
+  int64_t gpt_heads = 4;
 };
 
 // "mlp": flatten -> 1024 -> ReLU -> 1024 -> ReLU -> classes (hidden sizes of the DDP benchmark).
@@ -36,10 +43,16 @@ struct ModelZooOptions {
 //        > 90% test accuracy on Fashion-MNIST after 2-3 epochs (docs/trainer.md has measurements).
 // "resnet18": the CIFAR variant of ResNet-18 (3x3 stem, no stem max-pool, BasicBlocks
 //        [2,2,2,2] x [64,128,256,512], global average pool), for 1x28x28 or 3x32x32 inputs.
+// "gpt": a decoder-only transformer (GPT-2's architecture, tied head) of gpt_layers x gpt_dim with
+//        gpt_heads heads and `context` positions, a few minutes of training on a laptop CPU at the
+//        defaults; "gpt2-small": GPT-2 small (12 layers, 768 wide, 12 heads, 1024 positions).
+//        Both take int64 token ids [B, T] and give logits [B, T, num_classes].
 // Throws InvalidArgumentError naming the accepted names for anything else.
 torch::jit::Module make_builtin_model(const std::string& name, const ModelZooOptions& options = {});
 
 bool is_builtin_model(const std::string& name);
+// The GPTs, which take token windows instead of images.
+bool is_builtin_language_model(const std::string& name);
 const std::vector<std::string>& builtin_model_names();
 
 // The MLP with explicit hidden sizes (make_builtin_model("mlp") uses {1024, 1024}).

@@ -1,0 +1,91 @@
+# A language model end to end (issue 34), on a text every Debian machine ships (GPL-3, 35 KB):
+#  (a) scripts/data/tokenize_text.py writes train.bin / val.bin / meta.json (byte level);
+#  (b) `dptrain train --model gpt` at 2 ranks learns: the validation loss ends below the unigram
+#      entropy of the validation text, which no model ignoring the context can beat (an untrained
+#      one starts near ln 256 = 5.55); the log reports tokens/s and perplexity = exp(loss);
+#  (c) the trained model is TorchScript that PyTorch runs, and its loss on val.bin there equals
+#      what dptrain eval reports;
+#  (d) --precision bf16 (autocast on the CPU) tracks fp32: the final validation loss within 0.05 of
+#      the fp32 run's and every epoch's within 0.25 (the trajectories part and meet again: 0.19 at
+#      most, 0.03 at the end when measured), not bitwise equal (bf16 did compute), weights saved fp32;
+#  (e) bad corpora and options: one line naming the file (exit 1) or the option (exit 2).
+source "$DPTRAIN_CLI_HELPERS/cli_common.sh"
+LIMIT=${DPTRAIN_CLI_TIMEOUT:-600}
+"$DPTRAIN_PYTHON" "$DPTRAIN_SOURCE_DIR/scripts/data/tokenize_text.py" /usr/share/common-licenses/GPL-3 --out gpl \
+  > tokenize.log || { cat tokenize.log; fail "tokenize_text.py"; }
+echo "ok: $(cat tokenize.log)"
+gpt=(--model gpt --data gpl --context 64 --gpt-layers 2 --gpt-dim 64 --gpt-heads 4 --batch-size 8
+     --optimizer adamw --lr 3e-3 --warmup-steps 10 --log-every 20)
+
+# --- (b) it learns ---------------------------------------------------------------------------------
+expect_ok train "$MPIRUN" -np 2 "$DPTRAIN" train "${gpt[@]}" --epochs 30 --out gpt.pt --metrics lm.jsonl
+grep -q "tokens/s" train.log || { cat train.log; fail "the log reports tokens/s"; }
+grep -q "dptrain train: .* (token files)" train.log || grep -q "in gpl (token files)" train.log ||
+  { cat train.log; fail "the log names the data kind"; }
+"$DPTRAIN_PYTHON" - <<'PY' || fail "the validation loss"
+import json, math
+from collections import Counter
+val = open("gpl/val.bin", "rb").read()[::2]  # uint16 little-endian byte ids: the low bytes
+counts = Counter(val)
+unigram = -sum(c / len(val) * math.log(c / len(val)) for c in counts.values())
+records = [json.loads(l) for l in open("lm.jsonl")]
+epochs = [r for r in records if r["type"] == "epoch"]
+first, last = epochs[0], epochs[-1]
+steps = [r for r in records if r["type"] == "step"]
+assert all(r["tokens_per_s"] == r["samples_per_s"] * 64 for r in steps), "tokens/s = samples/s x context"
+assert abs(last["test_perplexity"] - math.exp(last["test_loss"])) < 1e-9 * last["test_perplexity"]
+print(f"ok: validation loss {first['test_loss']:.3f} after epoch 1 -> {last['test_loss']:.3f} after epoch "
+      f"{last['epoch']} (perplexity {last['test_perplexity']:.2f}); the text's unigram entropy is {unigram:.3f}, "
+      f"ln 256 = {math.log(256):.3f}")
+assert last["test_loss"] < unigram - 0.2, "the model did not learn from the context"
+PY
+
+# --- (c) PyTorch runs the trained model and agrees on the validation loss ------------------------
+expect_ok eval "$MPIRUN" -np 2 "$DPTRAIN" eval --model gpt.pt --data gpl --context 64
+"$DPTRAIN_PYTHON" - "$(grep -o 'test loss [0-9.]*' eval.log | cut -d' ' -f3)" <<'PY' || fail "PyTorch's loss"
+import sys
+import numpy as np, torch, torch.nn.functional as F
+model = torch.jit.load("gpt.pt").eval()
+tokens = torch.from_numpy(np.fromfile("gpl/val.bin", dtype=np.uint16).astype(np.int64))
+n = (len(tokens) - 1) // 64
+x = torch.stack([tokens[i * 64:i * 64 + 64] for i in range(n)])
+y = torch.stack([tokens[i * 64 + 1:i * 64 + 65] for i in range(n)])
+with torch.no_grad():
+    loss = F.cross_entropy(model(x).reshape(-1, 256), y.reshape(-1)).item()
+ours = float(sys.argv[1])
+assert abs(loss - ours) < 1e-3, (loss, ours)
+print(f"ok: torch.jit.load('gpt.pt') scores val.bin at {loss:.4f}, dptrain eval said {ours:.4f}")
+PY
+
+# --- (d) bf16 ------------------------------------------------------------------------------------
+expect_ok bf16 "$MPIRUN" -np 2 "$DPTRAIN" train "${gpt[@]}" --epochs 30 --precision bf16 --out gpt-bf16.pt \
+  --metrics bf16.jsonl
+"$DPTRAIN_PYTHON" - <<'PY' || fail "bf16 against fp32"
+import json, torch
+def losses(path):
+    return [r["test_loss"] for r in map(json.loads, open(path)) if r["type"] == "epoch"]
+fp32, bf16 = losses("lm.jsonl"), losses("bf16.jsonl")
+worst = max(abs(a - b) for a, b in zip(fp32, bf16))
+final = abs(fp32[-1] - bf16[-1])
+assert len(fp32) == len(bf16) == 30 and worst < 0.25 and final < 0.05 and fp32 != bf16, (worst, fp32[-1], bf16[-1])
+dtypes = {t.dtype for t in torch.jit.load("gpt-bf16.pt").state_dict().values()}
+assert dtypes == {torch.float32}, dtypes
+print(f"ok: bf16 validation loss {bf16[-1]:.4f} vs fp32 {fp32[-1]:.4f} (largest gap over 30 epochs {worst:.4f}); "
+      "weights saved in fp32")
+PY
+
+# --- (e) bad input ----------------------------------------------------------------------------------
+mkdir -p odd short big
+head -c 1001 gpl/train.bin > odd/train.bin
+expect_error odd_size 1 "odd/train.bin: 1001 bytes is not a whole number of uint16 tokens" \
+  "$DPTRAIN" train --model gpt --data odd --context 16 --epochs 1
+head -c 40 gpl/train.bin > short/train.bin
+expect_error short 1 "short/train.bin: 20 tokens, fewer than one window of --context 64" \
+  "$DPTRAIN" train --model gpt --data short --context 64 --epochs 1
+cp gpl/train.bin gpl/val.bin big/ && echo '{"dtype": "uint16", "vocab_size": 100}' > big/meta.json
+expect_error beyond_vocab 1 "token id [0-9]+ at position [0-9]+ is outside \[0, 100\)" \
+  "$DPTRAIN" train --model gpt --data big --context 32 --epochs 1 --no-eval
+expect_error long_context 2 "--context 2048 is longer than gpt2-small's 1024 positions" \
+  "$DPTRAIN" train --model gpt2-small --data gpl --context 2048 --epochs 1
+expect_error gpt_on_images 2 "--model gpt takes windows of token ids" \
+  "$DPTRAIN" train --model gpt --epochs 1 --limit-samples 64
