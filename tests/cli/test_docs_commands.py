@@ -26,6 +26,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 
 ROOT = os.environ["DPTRAIN_SOURCE_DIR"]
 BIN = os.environ["DPTRAIN_BIN"]
@@ -129,6 +130,7 @@ def run_block(where, work, language, mode, text):
     env = dict(os.environ, PATH=os.path.join(work, ".bin") + os.pathsep + os.environ["PATH"])
     command = ["bash", "-euo", "pipefail", "-c", text] if language == "bash" else [os.environ["DPTRAIN_PYTHON"], "-c", text]
     print(f"--- {where} ({mode}) ---\n{text}", flush=True)
+    started = time.monotonic()
     try:
         proc = subprocess.run(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               timeout=1800 if mode == "long" else 300)
@@ -148,6 +150,7 @@ def run_block(where, work, language, mode, text):
     # What each program ended with (the lines a doc would quote), then the last lines.
     said = [line for line in proc.stdout.splitlines() if re.match(r"^[\w.-]+( \w+)?: ", line) and "[" not in line[:12]]
     print("\n".join(said + ["..."] + proc.stdout.splitlines()[-5:]), flush=True)
+    print(f"({where}: {time.monotonic() - started:.0f} s)", flush=True)
 
 
 def main():

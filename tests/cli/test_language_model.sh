@@ -8,7 +8,11 @@
 #  (d) --precision bf16 (autocast on the CPU) tracks fp32: the final validation loss within 0.05 of
 #      the fp32 run's and every epoch's within 0.25 (the trajectories part and meet again: 0.19 at
 #      most, 0.03 at the end when measured), not bitwise equal (bf16 did compute), weights saved fp32;
-#  (e) bad corpora and options: one line naming the file (exit 1) or the option (exit 2).
+#  (e) MFU: FLOPs per token as 6N + 12 L D T computed here from the saved model, and each step's
+#      "mfu" = tokens/s per rank x FLOPs per token / --peak-tflops;
+#  (f) `dptrain generate`: greedy decoding equals PyTorch's greedy loop on the saved model; sampling
+#      is reproducible per --seed and differs across seeds; a text prompt continues as text;
+#  (g) bad corpora and options: one line naming the file (exit 1) or the option (exit 2).
 source "$DPTRAIN_CLI_HELPERS/cli_common.sh"
 LIMIT=${DPTRAIN_CLI_TIMEOUT:-600}
 "$DPTRAIN_PYTHON" "$DPTRAIN_SOURCE_DIR/scripts/data/tokenize_text.py" /usr/share/common-licenses/GPL-3 --out gpl \
@@ -74,7 +78,49 @@ print(f"ok: bf16 validation loss {bf16[-1]:.4f} vs fp32 {fp32[-1]:.4f} (largest 
       "weights saved in fp32")
 PY
 
-# --- (e) bad input ----------------------------------------------------------------------------------
+# --- (e) MFU -------------------------------------------------------------------------------------
+expect_ok mfu "$MPIRUN" -np 2 "$DPTRAIN" train "${gpt[@]}" --epochs 2 --peak-tflops 1 --metrics mfu.jsonl --no-eval
+"$DPTRAIN_PYTHON" - "$(grep -o 'MFU: [0-9.e+]* FLOP per token' mfu.log | cut -d' ' -f2)" <<'PY' || fail "the MFU"
+import json, sys, torch
+state = torch.jit.load("gpt.pt").state_dict()
+n = sum(t.numel() for k, t in state.items() if k != "wpe_weight")
+flops = 6 * n + 12 * 2 * 64 * 64  # layers 2, width 64, context 64
+said = float(sys.argv[1])
+assert abs(said - flops) <= 1e-3 * flops, (said, flops)
+steps = [r for r in map(json.loads, open("mfu.jsonl")) if r["type"] == "step"]
+worst = max(abs(r["mfu"] - r["tokens_per_s"] / 2 * flops / 1e12) / r["mfu"] for r in steps)
+assert worst < 1e-6, worst
+print(f"ok: {flops} FLOP per token (6N + 12LDT, N = {n}); MFU per step = tokens/s per rank x that / 1 TFLOP/s "
+      f"(last {steps[-1]['mfu']:.2e})")
+PY
+
+# --- (f) generate ---------------------------------------------------------------------------------
+expect_ok greedy "$DPTRAIN" generate --model gpt.pt --prompt-tokens 84,104,105,115 --max-new-tokens 30 --temperature 0
+"$DPTRAIN_PYTHON" - "$(tail -n 1 greedy.log)" <<'PY' || fail "greedy decoding"
+import sys, torch
+model = torch.jit.load("gpt.pt").eval()
+ids = [84, 104, 105, 115]
+with torch.no_grad():
+    for _ in range(30):
+        ids.append(int(model(torch.tensor([ids[-64:]]))[0, -1].argmax()))
+ours = [int(t) for t in sys.argv[1].split(",")]
+assert ours == ids, (ours, ids)
+print("ok: dptrain generate --temperature 0 = PyTorch's greedy loop:", bytes(ids).decode(errors="replace"))
+PY
+sample() { "$DPTRAIN" generate --model gpt.pt --prompt "This License" --max-new-tokens 60 --temperature 0.8 \
+  --top-k 40 --seed "$1" > "$2" || fail "generate --seed $1"; }
+sample 1 a.txt; sample 1 b.txt; sample 2 c.txt
+cmp -s a.txt b.txt || fail "the same --seed gives the same text"
+! cmp -s a.txt c.txt || fail "another --seed gives another text"
+grep -q "^This License" a.txt || fail "the text continues the prompt"
+echo "ok: generate --seed 1 twice: the same text, --seed 2 another: $(head -c 80 a.txt | tr '\n' ' ')"
+"$DPTRAIN_PYTHON" -c "
+import torch
+torch.jit.trace(torch.nn.Embedding(300, 100), torch.zeros(1, 3, dtype=torch.long)).save('vocab100.pt')"
+expect_error prompt_vocab 2 "--prompt is byte-level text, and vocab100.pt has 100 token ids" \
+  "$DPTRAIN" generate --model vocab100.pt --prompt "hi"
+
+# --- (g) bad input ----------------------------------------------------------------------------------
 mkdir -p odd short big
 head -c 1001 gpl/train.bin > odd/train.bin
 expect_error odd_size 1 "odd/train.bin: 1001 bytes is not a whole number of uint16 tokens" \

@@ -5,6 +5,7 @@
 //   mpirun -np 2 dptrain train --model net.pt --out trained.pt  # a torch.jit.script'ed model
 //   mpirun -np 2 dptrain eval  --model trained.pt
 //   mpirun -np 2 dptrain infer --model trained.pt --out logits.pt   # torch.load("logits.pt")
+//   dptrain generate --model gpt.pt --prompt "Once upon"         # a language model's continuation
 //
 // One file per subcommand (train_command.cpp, eval_command.cpp, infer_command.cpp), the options
 // they share in common_options.cpp. Everything that can be checked without the other ranks
@@ -21,6 +22,7 @@
 #include "dptrain/core/run_main.h"
 #include "dptrain/parallel/runtime/launch_info.h"
 #include "eval_command.h"
+#include "generate_command.h"
 #include "infer_command.h"
 #include "train_command.h"
 
@@ -42,9 +44,11 @@ int main(int argc, char** argv) {
     TrainCommand train;
     EvalCommand eval;
     InferCommand infer;
+    GenerateCommand generate;
     add_train_command(app, common, train);
     add_eval_command(app, common, eval);
     add_infer_command(app, common, infer);
+    add_generate_command(app, generate);
     const std::vector<CLI::App*> commands = {train.app, eval.app, infer.app};
 
     // --config is read here (config_file.h), not by CLI11, whose reader lets unknown keys and
@@ -70,6 +74,7 @@ int main(int argc, char** argv) {
     }
     if (*train.app) return run_train(common, train);
     if (*eval.app) return run_eval(common, eval);
+    if (*generate.app) return run_generate(generate);
     return run_infer(common, infer);
   });
 }

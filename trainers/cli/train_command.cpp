@@ -13,6 +13,7 @@
 #include "dptrain/core/run_main.h"
 #include "dptrain/core/serialize.h"
 #include "dptrain/core/stop_request.h"
+#include "mfu.h"
 #include "model_files.h"
 #include "preprocessing.h"
 
@@ -211,6 +212,8 @@ void add_train_command(CLI::App& app, CommonArgs& common, TrainCommand& train) {
                   "fp32; bf16: autocast on the CPU or GPU, fp32 weights and optimizer state, no loss scaling; fp16: "
                   "--amp")
       ->capture_default_str();
+  cmd->add_option("--peak-tflops", train.peak_tflops,
+                  "token data: one device's peak TFLOP/s for the MFU (0: a matmul timed at the start)");
   cmd->add_flag("--amp", o.mixed_precision(), "mixed precision (CUDA): fp16 autocast + dynamic loss scaling");
   cmd->add_flag("--skip-nonfinite-loss", o.skip_nonfinite_loss(),
                 "skip steps whose loss is NaN/Inf instead of stopping with an error");
@@ -242,6 +245,16 @@ int run_train(const CommonArgs& common, TrainCommand& train) {
       open_model(common, world, sample, source->largest_label(),
                  source->dataset() ? declared_classes(*source->dataset()) : std::nullopt, options.seed(), options);
   if (model.is_exported()) options.loss(package_loss(model, options.loss(), options.eval_each_epoch()));
+  if (detect_data(common.data) == DataKind::TokenFile) {
+    ModelZooOptions shape;
+    shape.context = common.context, shape.gpt_layers = common.gpt_layers, shape.gpt_dim = common.gpt_dim;
+    options.flops_per_token(flops_per_token(common.model, shape, model));
+    const Peak peak = device_peak(train.peak_tflops, options.device(),
+                                  options.precision() == "bf16" ? torch::kBFloat16 : torch::kFloat);
+    options.peak_tflops(peak.tflops);
+    DPT_LOG_INFO("MFU: {:.3g} FLOP per token trained, against a peak of {:.3g} TFLOP/s per rank ({})",
+                 options.flops_per_token(), peak.tflops, peak.how);
+  }
   Trainer trainer(model, world, options);
   DPT_LOG_INFO("dptrain train: {} in {} ({}), model {}, {} rank(s) on {} ({})", source->describe(), common.data,
                describe(detect_data(common.data)), common.model, world->size(), options.device().str(),

@@ -19,6 +19,7 @@ struct TrainCommand {
   bool augment = false;
   std::string transform;
   std::string out;
+  double peak_tflops = 0;  // --peak-tflops: the MFU's peak (0: a timed matmul)
   std::string plot;  // removed option: '' is still accepted, a file gets the way to the curves
 };
 

@@ -90,7 +90,7 @@ FitLoop::FitLoop(Trainer& trainer, const TrainSource& train, const Dataset* test
       planned_steps_(plan_steps(train, options_, layout_, position_)),
       schedule_(options_.schedule(), options_.optimizer().lr(), planned_steps_),
       report_(options_, trainer.rank(), /*append=*/!options_.resume().empty(), layout_.global_batch(), planned_steps_,
-              tokens_per_sample),
+              tokens_per_sample, layout_.world),
       losses_(trainer.world_, options_.device()),
       stop_requests_(trainer.world_),
       early_stopping_(options_.early_stopping_patience(), options_.early_stopping_metric()) {

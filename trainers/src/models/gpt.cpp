@@ -71,6 +71,8 @@ Module make_gpt(const GptOptions& o) {
             o.heads);
   auto unit = std::make_shared<torch::jit::CompilationUnit>();
   Module net = gpt_module("GPT", unit);
+  // Read by `dptrain generate`: how many tokens the model can look at.
+  net.register_attribute("dptrain_context", c10::IntType::get(), o.positions);
   net.register_parameter("wte_weight", normal({o.vocab_size, o.dim}, 0.02), false);
   net.register_parameter("wpe_weight", normal({o.positions, o.dim}, 0.02), false);
   std::string source =

@@ -60,11 +60,12 @@ std::string describe(const EvalResult& eval) {
 }
 
 RunReport::RunReport(const TrainerOptions& options, int rank, bool append, int64_t global_batch,
-                     int64_t planned_steps, int64_t tokens_per_sample)
+                     int64_t planned_steps, int64_t tokens_per_sample, int world)
     : options_(options),
       rank_(rank),
       global_batch_(global_batch),
       tokens_per_sample_(tokens_per_sample),
+      world_(world),
       start_(std::chrono::steady_clock::now()),
       progress_(options.progress_bar() && rank == 0, options.epochs(), global_batch, planned_steps) {
   if (rank_ != 0) return;
@@ -112,9 +113,13 @@ void RunReport::step(const StepInfo& info, const Position& position, int64_t epo
   last_log_s_ = now, last_log_step_ = info.step, exposed_comm_s_ = 0, exposed_comm_steps_ = 0;
 
   const double tokens_per_s = samples_per_s * static_cast<double>(tokens_per_sample_);
+  // Achieved model FLOP/s of one rank over one device's peak.
+  const bool mfu_known = tokens_per_sample_ > 0 && options_.flops_per_token() > 0 && options_.peak_tflops() > 0;
+  const double mfu = mfu_known ? tokens_per_s / world_ * options_.flops_per_token() / (options_.peak_tflops() * 1e12) : NAN;
   if (tokens_per_sample_ > 0) {
-    DPT_LOG_INFO("epoch {} step {} ({}/{}): loss {:.4f} lr {:.3g}, {:.0f} samples/s, {:.0f} tokens/s", info.epoch + 1,
-                 info.step, position.batch_in_epoch + 1, epoch_steps, info.loss, info.lr, samples_per_s, tokens_per_s);
+    DPT_LOG_INFO("epoch {} step {} ({}/{}): loss {:.4f} lr {:.3g}, {:.0f} samples/s, {:.0f} tokens/s{}", info.epoch + 1,
+                 info.step, position.batch_in_epoch + 1, epoch_steps, info.loss, info.lr, samples_per_s, tokens_per_s,
+                 mfu_known ? fmt::format(", MFU {:.1f}%", 100 * mfu) : std::string());
   } else {
     DPT_LOG_INFO("epoch {} step {} ({}/{}): loss {:.4f} lr {:.3g}, {:.0f} samples/s", info.epoch + 1, info.step,
                  position.batch_in_epoch + 1, epoch_steps, info.loss, info.lr, samples_per_s);
@@ -127,6 +132,7 @@ void RunReport::step(const StepInfo& info, const Position& position, int64_t epo
                         {"samples_per_s", samples_per_s},
                         {"elapsed_s", now}};
   if (tokens_per_sample_ > 0) record["tokens_per_s"] = tokens_per_s;
+  if (mfu_known) record["mfu"] = mfu;
   write(record.dump());
   if (tensorboard_) {
     std::vector<std::pair<std::string, double>> scalars = {{"train/loss", info.loss},
@@ -135,6 +141,7 @@ void RunReport::step(const StepInfo& info, const Position& position, int64_t epo
                                                            {"perf/step_time_ms", 1e3 * step_s},
                                                            {"perf/exposed_comm_ms", exposed_ms}};
     if (tokens_per_sample_ > 0) scalars.emplace_back("perf/tokens_per_s", tokens_per_s);
+    if (mfu_known) scalars.emplace_back("perf/mfu", mfu);
     tensorboard_->add_scalars(info.step, scalars);
     tensorboard_->flush();
   }

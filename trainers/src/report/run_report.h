@@ -20,9 +20,10 @@ class RunReport {
  public:
   // `append`: a resumed run continues the metrics file. `global_batch`: samples per optimizer
   // step over all ranks; `planned_steps`: the run's last step (for the progress bar's ETA).
-  // `tokens_per_sample` > 0 (windows of token ids): tokens/s beside samples/s.
+  // `tokens_per_sample` > 0 (windows of token ids): tokens/s beside samples/s, and the MFU when
+  // the options give the FLOPs per token and the peak (`world` ranks share the tokens).
   RunReport(const TrainerOptions& options, int rank, bool append, int64_t global_batch, int64_t planned_steps,
-            int64_t tokens_per_sample = 0);
+            int64_t tokens_per_sample = 0, int world = 1);
 
   double elapsed_s() const;
   // After every optimizer step (cheap: no device sync but the progress bar's few per second).
@@ -51,6 +52,7 @@ class RunReport {
   int rank_;
   int64_t global_batch_;
   int64_t tokens_per_sample_;
+  int world_;
   std::chrono::steady_clock::time_point start_;
   std::ofstream metrics_;
   std::unique_ptr<TensorBoardWriter> tensorboard_;

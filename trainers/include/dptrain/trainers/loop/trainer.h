@@ -95,6 +95,11 @@ struct TrainerOptions {
   // master weights, gradients and optimizer state in fp32, no loss scaling (bf16 has fp32's
   // range); "fp16": mixed_precision (CUDA). Checkpoints and saved models stay fp32.
   TORCH_ARG(std::string, precision) = "fp32";
+  // Model FLOP utilisation for token data: the model's FLOPs per token trained (forward and
+  // backward: 6N plus attention for a transformer) and one device's peak in TFLOP/s; MFU =
+  // tokens/s per rank x flops_per_token / peak, reported beside tokens/s when both are > 0.
+  TORCH_ARG(double, flops_per_token) = 0.0;
+  TORCH_ARG(double, peak_tflops) = 0.0;
   TORCH_ARG(bool, shuffle) = true;
   TORCH_ARG(int64_t, seed) = 0;
   // cross_entropy | nll (class targets) | mse | l1 | smooth_l1 | bce_with_logits; see task.h
