@@ -7,4 +7,6 @@ source "$here/env.sh"
 bash "$here/install-deps.sh"
 bash "$here/build.sh"
 cd "$DPTRAIN_BUILD"
-ctest --output-on-failure --timeout 1500 "$@"
+# As many tests at once as there are cores (the multi-rank ones declare their ranks as PROCESSORS):
+# 153 tests in 619 s this way on the 2-core VM (2026-12-02).
+ctest --output-on-failure --timeout 1500 -j "$(nproc)" "$@"
