@@ -7,6 +7,9 @@ DPTRAIN_PYTHON=$DPTRAIN_VENV/bin/python
 DPTRAIN_CUDA_HOME=${CUDA_HOME:-/usr/local/cuda}
 DPTRAIN_ROOT=$(cd -P "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)  # -P: the checkout itself, reached through links too
 DPTRAIN_BUILD=${DPTRAIN_BUILD:-$DPTRAIN_ROOT/build}
+# An existing build directory by its real path: CMake's cache remembers the path it was made at,
+# and the same directory reached through a link would reconfigure (and rebuild) it there.
+if [ -d "$DPTRAIN_BUILD" ]; then DPTRAIN_BUILD=$(cd -P "$DPTRAIN_BUILD" && pwd); fi
 export DPTRAIN_TORCH_VERSION DPTRAIN_TORCHVISION_VERSION DPTRAIN_CACHE DPTRAIN_VENV DPTRAIN_PYTHON DPTRAIN_ROOT DPTRAIN_BUILD
 if [ -d "$DPTRAIN_CUDA_HOME/bin" ]; then
   export PATH="$PATH:$DPTRAIN_CUDA_HOME/bin"

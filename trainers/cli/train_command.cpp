@@ -48,6 +48,10 @@ void finish_options(TrainCommand& train) {
   options.eval_batch_size(std::max<int64_t>(options.batch_size(), 512));
   if (train.augment) options.train_transform(augmentation());
   if (train.app->count("--resume") > 0 && options.resume().empty()) options.resume("latest");
+  if (!train.adam_betas.empty()) {
+    options.optimizer().beta1(train.adam_betas[0]);
+    options.optimizer().beta2(train.adam_betas[1]);
+  }
   // --amp is --precision fp16, and the other way round.
   if (options.precision() == "fp16") options.mixed_precision(true);
   if (options.mixed_precision() && options.precision() == "fp32") options.precision("fp16");
@@ -186,6 +190,9 @@ void add_train_command(CLI::App& app, CommonArgs& common, TrainCommand& train) {
   cmd->add_option("--transform", train.transform,
                   "per-sample transform written in PyTorch: a TorchScript module, forward(x) or forward(x, seed: "
                   "int), run on the workers after --augment");
+  cmd->add_option("--adam-betas", train.adam_betas, "adam, adamw: beta1,beta2 (language models often take 0.9,0.95)")
+      ->delimiter(',')
+      ->expected(2);
   cmd->add_option("--lr-schedule", o.schedule().kind(), "constant, step or cosine")->capture_default_str();
   cmd->add_option("--warmup-steps", o.schedule().warmup_steps(), "linear warmup steps (any schedule)");
   cmd->add_option("--lr-step-size", o.schedule().step_size(), "step schedule: steps between decays");

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <string>
+#include <vector>
 
 #include "common_options.h"
 #include "dptrain/trainers/loop/trainer.h"
@@ -19,7 +20,8 @@ struct TrainCommand {
   bool augment = false;
   std::string transform;
   std::string out;
-  double peak_tflops = 0;  // --peak-tflops: the MFU's peak (0: a timed matmul)
+  double peak_tflops = 0;
+  std::vector<double> adam_betas;  // --adam-betas B1,B2 (empty: the optimizer's defaults)  // --peak-tflops: the MFU's peak (0: a timed matmul)
   std::string plot;  // removed option: '' is still accepted, a file gets the way to the curves
 };
 
