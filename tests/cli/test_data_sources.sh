@@ -44,19 +44,8 @@ a, b = torch.load('shards_logits.pt'), torch.load('dealt_logits.pt')
 sys.exit(0 if a.shape == (2000, 10) and torch.allclose(a, b, atol=1e-6) else f'FAIL: infer outputs differ {a.shape} {b.shape}')"
 
 # (c) a per-sample transform written in PyTorch, random and seeded per sample: 0, 1 and 3 workers.
-# (torch.jit.script reads the class's source, so it comes from a file.)
-cat > make_jitter.py <<'PY'
-import torch
-class Jitter(torch.nn.Module):
-    def forward(self, x: torch.Tensor, seed: int) -> torch.Tensor:
-        g = torch.Generator()
-        g.manual_seed(seed)
-        if torch.rand(1, generator=g).item() < 0.5:
-            x = x.flip(-1)
-        return x + 0.05 * torch.randn(x.shape, generator=g)
-torch.jit.script(Jitter()).save("jitter.pt")
-PY
-"$DPTRAIN_PYTHON" make_jitter.py
+# examples/augment.py (a flip and noise drawn from the sample's seed), the one docs/cli.md uses.
+"$DPTRAIN_PYTHON" "$DPTRAIN_SOURCE_DIR/examples/augment.py" --out jitter.pt >/dev/null
 for w in 0 1 3; do
   expect_ok "transform_w$w" "$MPIRUN" -np 2 "$DPTRAIN" train --data tensors "${small[@]}" --transform jitter.pt \
     --workers "$w" --out "transform_w$w.pt"

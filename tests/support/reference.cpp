@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <memory>
 
+#include "dptrain/core/error.h"
 #include "dptrain/core/fs.h"
 #include "dptrain/parallel/runtime/launch_info.h"
 #include "dptrain/parallel/runtime/runtime.h"
@@ -120,6 +121,15 @@ CommunicatorPtr checked_world() {
 }
 
 torch::Device test_device() { return world()->device(); }
+
+std::string error_of(const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const dpt::Error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 TempDir::TempDir(const std::string& prefix) : path_(dpt::fs::make_temp_directory(prefix)) {}
 

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 
 #include "dptrain/parallel/comm/communicator.h"
@@ -19,6 +20,9 @@ int run_all_tests();
 
 // Max |a - b| / max(1, |b|) over all elements; the tolerance measure used by equivalence tests.
 double max_relative_error(const torch::Tensor& actual, const torch::Tensor& expected);
+
+// The message of the dpt::Error that `body` throws; "" when it throws none.
+std::string error_of(const std::function<void()>& body);
 
 // A directory under /tmp removed when the object dies.
 class TempDir {

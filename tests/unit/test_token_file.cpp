@@ -4,7 +4,6 @@
 
 #include <cstdint>
 #include <fstream>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,14 +21,7 @@ void write_tokens(const std::string& path, const std::vector<T>& tokens) {
 
 void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
-std::string error_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const dpt::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using dpt::testing::error_of;
 
 TEST(TokenFile, WindowsAreTheArraySlicedAndShiftedByOne) {
   dpt::testing::TempDir dir;

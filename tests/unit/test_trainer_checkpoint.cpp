@@ -52,14 +52,7 @@ dpt::Checkpoint sample_checkpoint(int64_t step) {
   return checkpoint;
 }
 
-std::string error_of(const std::function<void()>& body) {
-  try {
-    body();
-  } catch (const dpt::Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using dpt::testing::error_of;
 
 void expect_same_parameters(dpt::Model& a, dpt::Model& b) {
   auto pa = a.parameters(), pb = b.parameters();
