@@ -88,7 +88,13 @@ Position restore_run(const RunParts& run, std::string& origin, std::map<std::str
   const auto& o = run.options;
   std::string chosen;
   Bytes bytes = bytes_from_rank0(run.world, [&] { return read_checkpoint_file(o.resume(), o.checkpoint_dir(), chosen); });
-  origin = rank_of(run.world) == 0 ? chosen : "checkpoint received from rank 0";
+  // Every rank names the file rank 0 chose: each rank decodes and checks the checkpoint, and the
+  // first rank to find it wrong takes the job down, so its message must name the file too.
+  if (size_of(run.world) > 1) {
+    const Bytes name = run.world->broadcast_bytes(Bytes(chosen.begin(), chosen.end()), 0);
+    chosen.assign(name.begin(), name.end());
+  }
+  origin = chosen;
   Checkpoint checkpoint = decode_checkpoint(bytes, origin);
   check_fields(checkpoint, origin);
   if (callbacks) *callbacks = checkpoint.callbacks;
