@@ -21,6 +21,7 @@ parameters' initial values are the model's at export time. The batch dimension i
 It runs wherever PyTorch is (and a C++ compiler, for AOTInductor), never on the cluster. Only torch
 is needed. See docs/export.md.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -30,9 +31,22 @@ import torch
 import torch.nn.functional as F
 
 FORMAT = 1
+
+
+def _class_loss(function):
+    """`function` as dptrain's --loss applies it: [B, T, V] scores of a language model for [B, T]
+    token targets (the class dimension last) are scored as B*T tokens, the mean over all of them."""
+    def loss(outputs, targets):
+        if outputs.dim() == 3 and targets.dim() == 2 and not targets.is_floating_point():
+            return function(outputs.flatten(0, 1), targets.flatten())
+        return function(outputs, targets)
+    loss.__name__ = function.__name__
+    return loss
+
+
 LOSSES = {
-    "cross_entropy": F.cross_entropy,
-    "nll": F.nll_loss,
+    "cross_entropy": _class_loss(F.cross_entropy),
+    "nll": _class_loss(F.nll_loss),
     "mse": F.mse_loss,
     "l1": F.l1_loss,
     "smooth_l1": F.smooth_l1_loss,
@@ -97,6 +111,23 @@ def _compile(program, metadata):
     return torch._inductor.aot_compile(module, args, kwargs, options=options)
 
 
+def _attention_backend(device):
+    """The scaled_dot_product_attention backend the training step is exported with.
+
+    On the CPU the default goes wrong in the joint graph: its forward takes torch's decomposition
+    of _scaled_dot_product_flash_attention_for_cpu (math attention, whose second output is the
+    attention matrix) while its backward stays the flash kernel's, which reads that output as the
+    logsumexp: the loss is right and every gradient below the first attention is not (PyTorch
+    2.11; found by tests/cli/test_lm_equivalence.py). The math backend, from torch.export on (so
+    the graph keeps the layout math attention returns), is exact; Inductor fuses it.
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    if device.type != "cpu":
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
+
+
 def export_training_step(model, example_inputs, example_targets, loss="cross_entropy", path="step.pt2",
                          dynamic_batch=True):
     """Exports `model` with `loss` as a training step and compiles it into the package `path`.
@@ -120,9 +151,10 @@ def export_training_step(model, example_inputs, example_targets, loss="cross_ent
 
     was_training = model.training
     step = _TrainingStep(model, loss_fn).train()
-    train_ep = torch.export.export(step, (example_inputs, example_targets),
-                                   dynamic_shapes=({0: batch}, {0: batch}) if batch else None)
-    joint = _export_forward_backward(train_ep)
+    with _attention_backend(example_inputs.device):
+        train_ep = torch.export.export(step, (example_inputs, example_targets),
+                                       dynamic_shapes=({0: batch}, {0: batch}) if batch else None)
+        joint = _export_forward_backward(train_ep)
     layout, mutated = _output_layout(joint)
     model.eval()
     eval_ep = torch.export.export(model, (example_inputs,), dynamic_shapes=({0: batch},) if batch else None)

@@ -18,6 +18,10 @@ expect_error unwritable_out 2 "--out /nonexistent/dir/model.pt: its directory do
 expect_error unwritable_infer_out 2 "--out /nonexistent/p.pt" "$DPTRAIN" infer --model cnn "${small[@]:0:4}" --out /nonexistent/p.pt
 expect_error missing_model 2 "--model nothere.pt: neither a built-in model" "$DPTRAIN" eval --model nothere.pt --data "$DATA"
 expect_error amp_on_cpu 2 "--amp .* needs a CUDA device" "$DPTRAIN" train "${small[@]}" --amp --device cpu
+expect_error decay_selects_nothing 2 "--weight-decay-exclude biases: selects no parameter" \
+  "$DPTRAIN" train "${small[@]}" --model mlp --weight-decay 0.1 --weight-decay-exclude bias,biases
+expect_error decay_groups_with_zero 2 "--weight-decay-exclude and --zero 1" \
+  "$DPTRAIN" train "${small[@]}" --model mlp --weight-decay-exclude bias --zero 1
 # The same under mpirun -np 2: every rank stops, the job exits non-zero, no hang.
 expect_error batch_zero_np2 2 "--batch-size must be > 0" "$MPIRUN" -np 2 "$DPTRAIN" train "${small[@]}" --batch-size 0
 

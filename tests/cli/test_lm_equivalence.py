@@ -4,7 +4,8 @@ ends equal to PyTorch's own training of the same module on the same batches (iss
 With --no-shuffle, step k of 2 ranks x batch 4 takes windows 8k .. 8k+7 of train.bin (rank r the
 positions r, r+2, ...), and DDP averages the two ranks' mean token losses: the mean over the 8
 windows' tokens, which a single PyTorch process computes with F.cross_entropy on [8*T, V]. SGD
-with momentum and weight decay, and AdamW with the LM recipe's betas (0.9, 0.95), at a constant
+with momentum and weight decay, AdamW with the LM recipe's betas (0.9, 0.95), and AdamW with
+biases, norms and embeddings left out of weight decay (two parameter groups), at a constant
 learning rate. A run over other windows is the control: the comparison must be able to fail.
 """
 import os
@@ -13,62 +14,35 @@ import sys
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from cli_helpers import check, run
 
 CONTEXT, STEPS, LR = 32, 10, 1e-3
 
-
-class Block(nn.Module):
-    def __init__(self, dim: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.ln_1 = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.ln_2 = nn.LayerNorm(dim)
-        self.fc = nn.Linear(dim, 4 * dim)
-        self.out = nn.Linear(4 * dim, dim)
-
-    def forward(self, x):
-        b, t, d = x.shape
-        q, k, v = self.qkv(self.ln_1(x)).split(d, 2)
-        q = q.view(b, t, self.heads, d // self.heads).transpose(1, 2)
-        k = k.view(b, t, self.heads, d // self.heads).transpose(1, 2)
-        v = v.view(b, t, self.heads, d // self.heads).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.proj(y.transpose(1, 2).contiguous().view(b, t, d))
-        return x + self.out(F.gelu(self.fc(self.ln_2(x))))
-
-
-class GPT(nn.Module):
-    def __init__(self, vocab: int = 256, context: int = CONTEXT, dim: int = 32, heads: int = 4, layers: int = 2):
-        super().__init__()
-        self.wte = nn.Embedding(vocab, dim)
-        self.wpe = nn.Embedding(context, dim)
-        self.blocks = nn.ModuleList([Block(dim, heads) for _ in range(layers)])
-        self.ln_f = nn.LayerNorm(dim)
-
-    def forward(self, idx):
-        pos = torch.arange(idx.size(1), device=idx.device)
-        x = self.wte(idx) + self.wpe(pos)
-        for block in self.blocks:
-            x = block(x)
-        return F.linear(self.ln_f(x), self.wte.weight)  # tied head
+sys.path.insert(0, os.path.join(os.environ["DPTRAIN_SOURCE_DIR"], "examples"))
+sys.path.insert(0, os.path.join(os.environ["DPTRAIN_SOURCE_DIR"], "python"))
+from gpt import GPT  # noqa: E402  (examples/gpt.py: the built-in GPT's architecture in PyTorch)
+from dptrain_export import export_training_step  # noqa: E402
 
 
 os.makedirs("gpl", exist_ok=True)
 subprocess.run([sys.executable, os.path.join(os.environ["DPTRAIN_SOURCE_DIR"], "scripts", "data", "tokenize_text.py"),
                 "/usr/share/common-licenses/GPL-3", "--out", "gpl"], check=True)
 torch.manual_seed(0)
-torch.jit.script(GPT()).save("lm.pt")
+gpt = GPT(context=CONTEXT, dim=32, heads=4, layers=2)
+torch.jit.script(gpt).save("lm.pt")
 tokens = torch.from_numpy(np.fromfile("gpl/train.bin", dtype=np.uint16).astype(np.int64))
+# The same module (the same initial weights) as a compiled training step: forward, the token
+# cross-entropy over [B, T, V] and backward in one AOTInductor program.
+window = tokens[:2 * CONTEXT + 1]
+export_training_step(gpt, window[:-1].view(2, CONTEXT), window[1:].view(2, CONTEXT), loss="cross_entropy",
+                     path="lm.pt2")
 
 def pytorch_training(make_optimizer):
     """PyTorch's own training of the saved module on the windows dptrain takes: (state, losses)."""
-    net = torch.jit.load("lm.pt")
+    global current_net
+    net = current_net = torch.jit.load("lm.pt")
     optimizer = make_optimizer(net.parameters())
     losses = []
     for step in range(STEPS):
@@ -107,21 +81,37 @@ def key_bias(key):
     return mask
 
 
-base = ["train", "--model", "lm.pt", "--data", "gpl", "--context", str(CONTEXT), "--batch-size", "4",
+base = ["train", "--data", "gpl", "--context", str(CONTEXT), "--batch-size", "4",
         "--lr-schedule", "constant", "--max-steps", str(STEPS), "--metrics", "", "--no-eval", "--log-every", "1",
         "--weight-decay", "0.1", "--lr", str(LR)]
 recipes = {
-    "sgd": (["--optimizer", "sgd", "--momentum", "0.9"],
+    "sgd": (["--model", "lm.pt", "--optimizer", "sgd", "--momentum", "0.9"],
             lambda p: torch.optim.SGD(p, lr=LR, momentum=0.9, weight_decay=0.1), lambda key: None),
-    "adamw": (["--optimizer", "adamw", "--adam-betas", "0.9,0.95"],
+    "adamw": (["--model", "lm.pt", "--optimizer", "adamw", "--adam-betas", "0.9,0.95"],
               lambda p: torch.optim.AdamW(p, lr=LR, betas=(0.9, 0.95), weight_decay=0.1), key_bias),
+    # The LM recipe: biases, LayerNorm gains and the embeddings undecayed, as a PyTorch user writes it.
+    "adamw-groups": (["--model", "lm.pt", "--optimizer", "adamw", "--adam-betas", "0.9,0.95", "--weight-decay-exclude",
+                      "bias,norm,embedding", "--checkpoint-dir", "groups-ckpt"],
+                     lambda p: torch.optim.AdamW(lm_param_groups(), lr=LR, betas=(0.9, 0.95)), key_bias),
+    "pt2": (["--model", "lm.pt2", "--optimizer", "sgd", "--momentum", "0.9"],
+            lambda p: torch.optim.SGD(p, lr=LR, momentum=0.9, weight_decay=0.1), lambda key: None),
 }
+
+
+def lm_param_groups():
+    """Decay every matrix of the Linear layers, nothing else (wte/wpe are the embedding tables)."""
+    named = list(current_net.named_parameters())
+    decay = [p for n, p in named if p.dim() == 2 and not n.startswith(("wte.", "wpe."))]
+    rest = [p for n, p in named if not (p.dim() == 2 and not n.startswith(("wte.", "wpe.")))]
+    return [{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}]
+
+
 for name, (options, make_optimizer, skip) in recipes.items():
     out = run(base + options + ["--no-shuffle", "--out", f"{name}.pt"], np_=2)
     run(base + options + ["--seed", "3", "--out", f"{name}-control.pt"], np_=2)
     theirs, losses = pytorch_training(make_optimizer)
-    ours = torch.jit.load(f"{name}.pt").state_dict()
-    control = torch.jit.load(f"{name}-control.pt").state_dict()
+    load = torch.load if name == "pt2" else (lambda path: torch.jit.load(path).state_dict())  # a state_dict
+    ours, control = load(f"{name}.pt"), load(f"{name}-control.pt")
     check(set(ours) == set(theirs), f"{name}: the trained file has the PyTorch module's names")
     logged = [float(line.split("loss ")[1].split()[0]) for line in out.splitlines() if "] epoch 1 step" in line]
     check(len(logged) == STEPS and all(abs(a - b) < 1e-4 * abs(b) for a, b in zip(logged, losses)),
@@ -130,3 +120,16 @@ for name, (options, make_optimizer, skip) in recipes.items():
     check(worst < 1e-5, f"{name}: after {STEPS} steps at 2 ranks the parameters equal PyTorch's (max relative "
                         f"difference {worst:.2e}{', the key bias aside' if name == 'adamw' else ''})")
     check(apart > 1e-3, f"{name}: the control run (shuffled: {apart:.2e}) differs, so the comparison can fail")
+    if name == "adamw-groups":
+        check("dptrain weight decay: 0.1 on all parameters but 20 tensor(s)" in out,
+              "the log says which parameters are left out of weight decay")
+        all_decayed = torch.jit.load("adamw.pt").state_dict()
+        check(difference(ours, all_decayed, skip) > 1e-4, "leaving them undecayed changes the training")
+        saved = torch.load(f"groups-ckpt/checkpoint-{STEPS:010d}.pt", weights_only=False)["optimizer"]
+        net = torch.jit.load("lm.pt")
+        current_net = net
+        resumed = torch.optim.AdamW(lm_param_groups(), lr=LR, betas=(0.9, 0.95))
+        resumed.load_state_dict(saved)
+        check([g["weight_decay"] for g in resumed.param_groups] == [0.1, 0.0] and
+              [len(g["params"]) for g in saved["param_groups"]] == [8, 20],
+              "the checkpoint's optimizer has PyTorch's two groups (8 decayed, 20 not) and loads into them")

@@ -2,10 +2,13 @@
 // closed forms computed here.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "dptrain/core/error.h"
+#include "dptrain/trainers/models/model_zoo.h"
 #include "dptrain/trainers/optim/optim.h"
+#include "dptrain/trainers/optim/weight_decay_groups.h"
 
 namespace {
 
@@ -99,6 +102,80 @@ TEST(TrainerOptim, SetLearningRateChangesEveryGroup) {
   auto optimizer = dpt::make_optimizer({w}, dpt::OptimizerOptions().lr(0.5));
   dpt::set_learning_rate(*optimizer, 0.25);
   EXPECT_DOUBLE_EQ(optimizer->param_groups()[0].options().get_lr(), 0.25);
+}
+
+// Two groups (decayed, exempt) step each parameter as an optimizer of its own with that group's
+// weight decay would.
+TEST(TrainerOptim, ExemptParametersStepWithoutWeightDecay) {
+  // A loss whose gradient is not proportional to w, so that Adam's update sees the decay too.
+  auto loss_of = [](const torch::Tensor& w) { return (w - 1.0).pow(2).sum(); };
+  auto step = [&](torch::optim::Optimizer& optimizer, const std::vector<torch::Tensor>& ws) {
+    optimizer.zero_grad();
+    torch::Tensor loss = torch::zeros({});
+    for (const auto& w : ws) loss = loss + loss_of(w);
+    loss.backward();
+    optimizer.step();
+  };
+  for (std::string name : {"sgd", "adam", "adamw"}) {
+    auto decayed = torch::tensor({3.0, -2.0}, torch::requires_grad());
+    auto exempt = torch::tensor({3.0, 0.5}, torch::requires_grad());
+    auto copy = [](const torch::Tensor& w) { return w.detach().clone().requires_grad_(); };
+    auto ref_decayed = copy(decayed), ref_exempt = copy(exempt), exempt_if_decayed = copy(exempt);
+    const auto options = dpt::OptimizerOptions().name(name).lr(0.1).momentum(name == "sgd" ? 0.9 : 0).weight_decay(0.5);
+    auto ours = dpt::make_optimizer({exempt, decayed}, options, {false, true});
+    ASSERT_EQ(ours->param_groups().size(), 2u);
+    auto with = dpt::make_optimizer({ref_decayed}, options);
+    auto without = dpt::make_optimizer({ref_exempt}, dpt::OptimizerOptions(options).weight_decay(0.0));
+    auto control = dpt::make_optimizer({exempt_if_decayed}, options);
+    for (int i = 0; i < 3; ++i) {
+      step(*ours, {exempt, decayed});
+      step(*with, {ref_decayed});
+      step(*without, {ref_exempt});
+      step(*control, {exempt_if_decayed});
+      EXPECT_TRUE(torch::allclose(decayed, ref_decayed)) << name;
+      EXPECT_TRUE(torch::allclose(exempt, ref_exempt)) << name;
+    }
+    EXPECT_FALSE(torch::allclose(exempt, exempt_if_decayed)) << name << ": the decay must matter for the test to mean anything";
+  }
+}
+
+std::vector<std::string> excluded_names(const dpt::Model& model, const std::vector<std::string>& words) {
+  const auto decays = dpt::weight_decay_mask(model, words);
+  std::vector<std::string> out;
+  const auto params = model.named_parameters();
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!decays.at(i)) out.push_back(params[i].first);
+  }
+  return out;
+}
+
+// The built-in GPT is TorchScript whose embeddings are plain parameters read by torch.embedding:
+// found from its graphs, not its names.
+TEST(TrainerOptim, WeightDecayExclusionFindsTheGptsBiasesNormsAndEmbeddings) {
+  dpt::ModelZooOptions options;
+  options.num_classes = 50, options.context = 8, options.gpt_layers = 1, options.gpt_dim = 16, options.gpt_heads = 2;
+  dpt::Model gpt(dpt::make_builtin_model("gpt", options));
+  EXPECT_EQ(excluded_names(gpt, {"embedding"}), (std::vector<std::string>{"wte_weight", "wpe_weight"}));
+  for (const auto& name : excluded_names(gpt, {"bias"})) EXPECT_NE(name.find("_bias"), std::string::npos) << name;
+  for (const auto& name : excluded_names(gpt, {"norm"})) EXPECT_NE(name.find("ln_"), std::string::npos) << name;
+  EXPECT_EQ(excluded_names(gpt, {"norm"}).size(), 3u);  // ln_1, ln_2 of the block, ln_f
+  for (const auto& [name, p] : gpt.named_parameters()) {
+    const auto all = excluded_names(gpt, {"bias", "norm", "embedding"});
+    const bool exempt = std::find(all.begin(), all.end(), name) != all.end();
+    EXPECT_EQ(exempt, p.dim() != 2 || name.rfind("wte", 0) == 0 || name.rfind("wpe", 0) == 0) << name;
+  }
+  EXPECT_TRUE(dpt::weight_decay_mask(gpt, {}).empty());
+}
+
+TEST(TrainerOptim, WeightDecayExclusionOfCppModulesAndPatterns) {
+  torch::nn::Sequential net(torch::nn::Embedding(10, 4), torch::nn::LayerNorm(torch::nn::LayerNormOptions({4})),
+                            torch::nn::Linear(4, 3));
+  dpt::Model model(net);
+  EXPECT_EQ(excluded_names(model, {"embedding"}), (std::vector<std::string>{"0.weight"}));
+  EXPECT_EQ(excluded_names(model, {"norm"}), (std::vector<std::string>{"1.weight"}));
+  EXPECT_EQ(excluded_names(model, {"bias"}), (std::vector<std::string>{"1.bias", "2.bias"}));
+  EXPECT_EQ(excluded_names(model, {"2.*"}), (std::vector<std::string>{"2.weight", "2.bias"}));
+  EXPECT_THROW(dpt::weight_decay_mask(model, {"biases"}), dpt::InvalidArgumentError);  // selects nothing
 }
 
 TEST(TrainerSchedule, ConstantStepAndCosineFollowTheirFormulas) {

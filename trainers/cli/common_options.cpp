@@ -94,8 +94,12 @@ void check_common(const CommonArgs& args, const TrainerOptions& options) {
   // Rank 0 alone reads the model and weights files and sends them to the others (no shared file
   // system needed), so only rank 0 looks for them.
   if (launch_rank() == 0) {
-    DPT_CHECK(is_builtin_model(args.model) || fs::is_regular_file(args.model), InvalidArgumentError, "--model ",
-              args.model, ": neither a built-in model (mlp, cnn, resnet18) nor an existing TorchScript file");
+    if (!is_builtin_model(args.model) && !fs::is_regular_file(args.model)) {
+      std::string names;
+      for (const auto& name : builtin_model_names()) names += (names.empty() ? "" : ", ") + name;
+      DPT_THROW(InvalidArgumentError, "--model ", args.model, ": neither a built-in model (", names,
+                ") nor an existing TorchScript file or .pt2 package");
+    }
     DPT_CHECK(args.weights.empty() || fs::is_regular_file(args.weights), InvalidArgumentError, "--weights ",
               args.weights, ": no such file");
   }

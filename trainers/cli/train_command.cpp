@@ -184,6 +184,10 @@ void add_train_command(CLI::App& app, CommonArgs& common, TrainCommand& train) {
   cmd->add_option("--lr", o.optimizer().lr(), "learning rate")->capture_default_str();
   cmd->add_option("--momentum", o.optimizer().momentum(), "SGD momentum")->capture_default_str();
   cmd->add_option("--weight-decay", o.optimizer().weight_decay(), "L2 (sgd, adam) or decoupled (adamw) weight decay");
+  cmd->add_option("--weight-decay-exclude", o.optimizer().weight_decay_exclude(),
+                  "parameters left out of weight decay (a second parameter group): bias, norm (1-D gains), "
+                  "embedding, or glob patterns of parameter names; comma-separated")
+      ->delimiter(',');
   cmd->add_flag("--nesterov", o.optimizer().nesterov(), "Nesterov momentum (sgd)");
   cmd->add_flag("--augment", train.augment,
                 "augment training images (random crop with 4 px padding, horizontal flip) on the workers");

@@ -18,6 +18,7 @@
 #include "dptrain/core/fs.h"
 #include "dptrain/core/logging.h"
 #include "dptrain/trainers/checkpoint/checkpoint.h"
+#include "dptrain/trainers/optim/weight_decay_groups.h"
 #include "loop/autocast_scope.h"
 #include "loop/gradient_sync.h"
 #include "loop/loss_scaler.h"
@@ -146,6 +147,10 @@ void validate(const TrainerOptions& o, bool reads_rank0_files) {
             " and --zero ", o.zero_stage(), ": the sharded optimizer reduce-scatters the gradients itself; pick one");
   DPT_CHECK(o.zero_stage() >= 0 && o.zero_stage() <= 2, InvalidArgumentError, "--zero ", o.zero_stage(),
             ": 0 (off), 1 (optimizer state sharded over the ranks) or 2 (gradients too)");
+  // The sharded optimizer steps flat pieces that cut across parameters, with one weight decay.
+  DPT_CHECK(o.optimizer().weight_decay_exclude().empty() || o.zero_stage() == 0, InvalidArgumentError,
+            "--weight-decay-exclude and --zero ", o.zero_stage(),
+            ": the sharded optimizer has one parameter group (one weight decay for all); drop one of them");
 }
 
 Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
@@ -187,7 +192,12 @@ Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
         [optimizer_options](std::vector<torch::Tensor> shard) { return make_optimizer(shard, optimizer_options); },
         ShardingOptions().stage(options_.zero_stage()));
   } else {
-    internals_->optimizer = make_optimizer(model_.parameters(), options_.optimizer());
+    const auto decays = weight_decay_mask(model_, options_.optimizer().weight_decay_exclude());
+    if (!decays.empty() && rank() == 0) {
+      DPT_LOG_INFO("dptrain weight decay: {} on all parameters but {}", options_.optimizer().weight_decay(),
+                   describe_excluded(model_, decays));
+    }
+    internals_->optimizer = make_optimizer(model_.parameters(), options_.optimizer(), decays);
   }
   internals_->scaler.enabled = options_.mixed_precision();
 }

@@ -16,6 +16,8 @@ class ForeachSGD final : public torch::optim::SGD {
  public:
   ForeachSGD(const std::vector<torch::Tensor>& params, torch::optim::SGDOptions defaults)
       : torch::optim::SGD(params, defaults) {}
+  ForeachSGD(const std::vector<torch::optim::OptimizerParamGroup>& groups, torch::optim::SGDOptions defaults)
+      : torch::optim::SGD(groups, defaults) {}
 
   torch::Tensor step(LossClosure closure = nullptr) override;
 };

@@ -46,24 +46,49 @@ void validate(const OptimizerOptions& o) {
   DPT_CHECK(!o.nesterov() || o.momentum() > 0, InvalidArgumentError, "--nesterov needs --momentum > 0");
 }
 
+namespace {
+
+// The groups of make_optimizer: all parameters with the options' weight decay, or (decays given)
+// the decayed ones first and the others with a weight decay of 0.
+template <typename Options>
+std::vector<torch::optim::OptimizerParamGroup> param_groups(const std::vector<torch::Tensor>& parameters,
+                                                             const std::vector<bool>& decays,
+                                                             const Options& options) {
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (decays.empty()) {
+    groups.emplace_back(parameters, std::make_unique<Options>(options));
+    return groups;
+  }
+  DPT_CHECK(decays.size() == parameters.size(), InternalError, "make_optimizer: ", decays.size(),
+            " weight decay flags for ", parameters.size(), " parameters");
+  std::vector<torch::Tensor> decayed, exempt;
+  for (size_t i = 0; i < parameters.size(); ++i) (decays[i] ? decayed : exempt).push_back(parameters[i]);
+  Options without = options;
+  without.weight_decay(0.0);
+  groups.emplace_back(decayed, std::make_unique<Options>(options));
+  groups.emplace_back(exempt, std::make_unique<Options>(without));
+  return groups;
+}
+
+}  // namespace
+
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch::Tensor>& parameters,
-                                                        const OptimizerOptions& o) {
+                                                        const OptimizerOptions& o, const std::vector<bool>& decays) {
   validate(o);
   DPT_CHECK(!parameters.empty(), InvalidArgumentError, "the model has no trainable parameters");
   if (o.name() == "sgd") {
-    return std::make_unique<ForeachSGD>(
-        parameters,
-        torch::optim::SGDOptions(o.lr()).momentum(o.momentum()).weight_decay(o.weight_decay()).nesterov(o.nesterov()));
+    const auto options =
+        torch::optim::SGDOptions(o.lr()).momentum(o.momentum()).weight_decay(o.weight_decay()).nesterov(o.nesterov());
+    return std::make_unique<ForeachSGD>(param_groups(parameters, decays, options), options);
   }
   if (o.name() == "adam") {
-    return std::make_unique<torch::optim::Adam>(parameters, torch::optim::AdamOptions(o.lr())
-                                                                .betas({o.beta1(), o.beta2()})
-                                                                .eps(o.eps())
-                                                                .weight_decay(o.weight_decay()));
+    const auto options =
+        torch::optim::AdamOptions(o.lr()).betas({o.beta1(), o.beta2()}).eps(o.eps()).weight_decay(o.weight_decay());
+    return std::make_unique<torch::optim::Adam>(param_groups(parameters, decays, options), options);
   }
-  return std::make_unique<torch::optim::AdamW>(
-      parameters,
-      torch::optim::AdamWOptions(o.lr()).betas({o.beta1(), o.beta2()}).eps(o.eps()).weight_decay(o.weight_decay()));
+  const auto options =
+      torch::optim::AdamWOptions(o.lr()).betas({o.beta1(), o.beta2()}).eps(o.eps()).weight_decay(o.weight_decay());
+  return std::make_unique<torch::optim::AdamW>(param_groups(parameters, decays, options), options);
 }
 
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {

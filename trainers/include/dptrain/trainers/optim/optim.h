@@ -27,11 +27,18 @@ struct OptimizerOptions {
   TORCH_ARG(double, beta2) = 0.999;
   TORCH_ARG(double, eps) = 1e-8;
   TORCH_ARG(bool, nesterov) = false;
+  // Parameters weight decay leaves alone (the language-model recipe): "bias", "norm", "embedding"
+  // or glob patterns of parameter names (weight_decay_groups.h says what each word selects).
+  TORCH_ARG(std::vector<std::string>, weight_decay_exclude) = {};
 };
 
-// Validates the options (InvalidArgumentError naming the parameter) and builds the optimizer.
+// Validates the options (InvalidArgumentError naming the parameter) and builds the optimizer: one
+// parameter group, or with `decays` (one flag per parameter, from weight_decay_mask) two, as PyTorch
+// users write them: group 0 the decayed parameters with weight_decay, group 1 the others with 0 (a
+// group may be empty, so the layout does not depend on the model).
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch::Tensor>& parameters,
-                                                        const OptimizerOptions& options);
+                                                        const OptimizerOptions& options,
+                                                        const std::vector<bool>& decays = {});
 void validate(const OptimizerOptions& options);
 const std::vector<std::string>& optimizer_names();
 
