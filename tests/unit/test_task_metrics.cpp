@@ -32,7 +32,7 @@ TEST(TaskMetrics, LabelSmoothingIsPyTorchsFormula) {
   Batch batch;
   const double epsilon = 0.2;
   Task task = Task::of(batch.model, TrainerOptions().label_smoothing(epsilon));
-  const auto sums = task.evaluation_sums(batch.model, Tensors(batch.x), Tensors(batch.y));
+  const auto sums = task.evaluation_sums(batch.model, Tensors(batch.x), Tensors(batch.y)).sums;
   // (1 - e) * -log p[y] + e * mean over classes of -log p[c], summed over the samples.
   torch::NoGradGuard no_grad;
   const auto log_p = torch::log_softmax(batch.model.forward(batch.x).to(torch::kDouble), 1);
@@ -42,7 +42,7 @@ TEST(TaskMetrics, LabelSmoothingIsPyTorchsFormula) {
   EXPECT_NEAR(sum_named(sums, "loss"), expected, 1e-4 * std::abs(expected));
   // And it is not the plain loss.
   Task plain = Task::of(batch.model, TrainerOptions());
-  EXPECT_GT(std::abs(sum_named(plain.evaluation_sums(batch.model, Tensors(batch.x), Tensors(batch.y)), "loss") -
+  EXPECT_GT(std::abs(sum_named(plain.evaluation_sums(batch.model, Tensors(batch.x), Tensors(batch.y)).sums, "loss") -
                      expected),
             1e-3);
 }
@@ -51,7 +51,7 @@ TEST(TaskMetrics, TopKCountsLabelsAmongTheKHighestScores) {
   Batch batch;
   for (int64_t k : {2, 3, 7, 50}) {
     Task task = Task::of(batch.model, TrainerOptions().top_k(k));
-    const auto sums = task.evaluation_sums(batch.model, Tensors(batch.x), Tensors(batch.y));
+    const auto sums = task.evaluation_sums(batch.model, Tensors(batch.x), Tensors(batch.y)).sums;
     torch::NoGradGuard no_grad;
     const auto scores = batch.model.forward(batch.x);
     int64_t expected = 0;
@@ -66,7 +66,7 @@ TEST(TaskMetrics, TopKCountsLabelsAmongTheKHighestScores) {
     }
   }
   Task off = Task::of(batch.model, TrainerOptions());
-  for (const auto& [name, value] : off.evaluation_sums(batch.model, Tensors(batch.x), Tensors(batch.y))) {
+  for (const auto& [name, value] : off.evaluation_sums(batch.model, Tensors(batch.x), Tensors(batch.y)).sums) {
     EXPECT_NE(name, "correct_top_k");
   }
 }

@@ -6,6 +6,7 @@
 #include "dptrain/core/fs.h"
 #include "dptrain/core/logging.h"
 #include "dptrain/core/operators.h"
+#include "dptrain/core/strings.h"
 #include "dptrain/parallel/runtime/launch_info.h"
 #include "dptrain/trainers/models/model_zoo.h"
 #include "model_files.h"
@@ -95,9 +96,7 @@ void check_common(const CommonArgs& args, const TrainerOptions& options) {
   // system needed), so only rank 0 looks for them.
   if (launch_rank() == 0) {
     if (!is_builtin_model(args.model) && !fs::is_regular_file(args.model)) {
-      std::string names;
-      for (const auto& name : builtin_model_names()) names += (names.empty() ? "" : ", ") + name;
-      DPT_THROW(InvalidArgumentError, "--model ", args.model, ": neither a built-in model (", names,
+      DPT_THROW(InvalidArgumentError, "--model ", args.model, ": neither a built-in model (", joined(builtin_model_names()),
                 ") nor an existing TorchScript file or .pt2 package");
     }
     DPT_CHECK(args.weights.empty() || fs::is_regular_file(args.weights), InvalidArgumentError, "--weights ",

@@ -4,6 +4,7 @@
 
 #include "dptrain/core/error.h"
 #include "dptrain/core/logging.h"
+#include "dptrain/core/strings.h"
 
 namespace dpt::cli {
 namespace {
@@ -21,11 +22,8 @@ void set_attribute(torch::jit::Module& module, const std::string& name, const c1
   }
 }
 
-std::string joined(const std::vector<double>& values) {
-  std::ostringstream out;
-  for (size_t i = 0; i < values.size(); ++i) out << (i ? "," : "") << values[i];
-  return out.str();
-}
+// As the options take them: --mean 0.5,0.5,0.5
+std::string option_list(const std::vector<double>& values) { return joined(values, ","); }
 
 std::vector<double> doubles(const c10::IValue& value) {
   std::vector<double> out;
@@ -50,19 +48,19 @@ void apply_saved_preprocessing(Model& model, const CommonArgs& common, DataOptio
   const std::vector<double> mean = doubles(module.attr(kImageMean));
   const std::vector<double> std = doubles(module.attr(kImageStd));
   const std::string trained =
-      detail::concat(" (", common.model, " was trained with --image-size ", size, " --mean '", joined(mean), "' --std '",
-             joined(std), "'; leave the option out to use the model's)");
+      detail::concat(" (", common.model, " was trained with --image-size ", size, " --mean '", option_list(mean), "' --std '",
+             option_list(std), "'; leave the option out to use the model's)");
   DPT_CHECK(common.image_size == 0 || common.image_size == size, InvalidArgumentError, "--image-size ",
             common.image_size, " differs from the model's", trained);
-  DPT_CHECK(common.mean.empty() || common.mean == mean, InvalidArgumentError, "--mean ", joined(common.mean),
+  DPT_CHECK(common.mean.empty() || common.mean == mean, InvalidArgumentError, "--mean ", option_list(common.mean),
             " differs from the model's", trained);
-  DPT_CHECK(common.std.empty() || common.std == std, InvalidArgumentError, "--std ", joined(common.std),
+  DPT_CHECK(common.std.empty() || common.std == std, InvalidArgumentError, "--std ", option_list(common.std),
             " differs from the model's", trained);
   data.images.image_size = size;
   data.images.mean = mean;
   data.images.std = std;
   DPT_LOG_INFO("image preprocessing saved with {}: --image-size {} --mean '{}' --std '{}'", common.model, size,
-               joined(mean), joined(std));
+               option_list(mean), option_list(std));
 }
 
 }  // namespace dpt::cli

@@ -10,6 +10,7 @@
 
 #include "dptrain/core/error.h"
 #include "dptrain/core/fs.h"
+#include "dptrain/core/strings.h"
 
 namespace dpt {
 namespace {
@@ -70,9 +71,7 @@ std::string first_existing(const std::string& directory, const std::vector<std::
     const std::string path = fs::join(directory, name);
     if (fs::exists(path)) return path;
   }
-  std::string tried;
-  for (const auto& name : names) tried += (tried.empty() ? "" : ", ") + name;
-  DPT_THROW(IoError, "MNIST directory '", directory, "' has none of: ", tried);
+  DPT_THROW(IoError, "MNIST directory '", directory, "' has none of: ", joined(names));
 }
 
 }  // namespace

@@ -2,8 +2,11 @@
 
 #include <cmath>
 #include <regex>
+#include <utility>
+#include <vector>
 
 #include "dptrain/core/error.h"
+#include "dptrain/core/strings.h"
 
 namespace dpt {
 
@@ -19,22 +22,31 @@ void MetricMonitor::check_name(const std::string& metric, const std::string& opt
             "validation_step)");
 }
 
-double MetricMonitor::value_in(const EvalResult& eval) const {
-  const std::string top_k = "test_top" + std::to_string(eval.top_k) + "_accuracy";
-  if (metric_ == "test_loss" && !std::isnan(eval.loss)) return eval.loss;
-  if (metric_ == "test_accuracy" && eval.accuracy) return *eval.accuracy;
-  if (metric_ == top_k && eval.top_k_accuracy) return *eval.top_k_accuracy;
-  if (metric_.rfind("val_", 0) == 0) {
-    if (auto it = eval.metrics.find(metric_.substr(4)); it != eval.metrics.end()) return it->second;
+namespace {
+
+// Every metric an evaluation reported, under the name the options use for it.
+std::vector<std::pair<std::string, double>> reported_metrics(const EvalResult& eval) {
+  std::vector<std::pair<std::string, double>> reported;
+  if (!std::isnan(eval.loss)) reported.emplace_back("test_loss", eval.loss);
+  if (eval.accuracy) reported.emplace_back("test_accuracy", *eval.accuracy);
+  if (eval.top_k_accuracy) {
+    reported.emplace_back("test_top" + std::to_string(eval.top_k) + "_accuracy", *eval.top_k_accuracy);
   }
-  std::string reported;
-  auto add = [&reported](const std::string& name) { reported += (reported.empty() ? "" : ", ") + name; };
-  if (!std::isnan(eval.loss)) add("test_loss");
-  if (eval.accuracy) add("test_accuracy");
-  if (eval.top_k_accuracy) add(top_k);
-  for (const auto& entry : eval.metrics) add("val_" + entry.first);
+  for (const auto& [name, value] : eval.metrics) reported.emplace_back("val_" + name, value);
+  return reported;
+}
+
+}  // namespace
+
+double MetricMonitor::value_in(const EvalResult& eval) const {
+  const auto reported = reported_metrics(eval);
+  std::vector<std::string> names;
+  for (const auto& [name, value] : reported) {
+    if (name == metric_) return value;
+    names.push_back(name);
+  }
   DPT_THROW(InvalidArgumentError, option_, " ", metric_, ": the evaluation does not report it (it reports ",
-            reported.empty() ? std::string("nothing") : reported, ")");
+            names.empty() ? std::string("nothing") : joined(names), ")");
 }
 
 bool MetricMonitor::observe(const EvalResult& eval, int64_t step) {

@@ -130,10 +130,10 @@ void Task::check(Model& model, const Tensors& input_parts, const Tensors& target
             " and the targets are ", targets.sizes());
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> Task::evaluation_sums(Model& model, const Tensors& inputs,
-                                                                         const Tensors& targets) const {
+Task::EvaluationSums Task::evaluation_sums(Model& model, const Tensors& inputs, const Tensors& targets) const {
   const double n = static_cast<double>(inputs.samples());
-  std::vector<std::pair<std::string, torch::Tensor>> sums;
+  EvaluationSums result_sums;
+  auto& sums = result_sums.sums;
   if (validation_fn_) {
     auto result = validation_fn_([&model](const torch::Tensor& x) { return model.forward(x); },
                                  single(inputs, "input"), single(targets, "target"));
@@ -141,7 +141,7 @@ std::vector<std::pair<std::string, torch::Tensor>> Task::evaluation_sums(Model& 
       DPT_CHECK(value.numel() == 1, ModelError, "validation_step's metric ", name, " is not a one-element tensor");
       sums.emplace_back(name, value.reshape({}).to(torch::kDouble) * n);
     }
-    return sums;  // a std::map: already sorted by name
+    return result_sums;  // a std::map: already sorted by name
   }
   if (validation_step_) {
     auto result = model.run_method("validation_step", {inputs.ivalue(), targets.ivalue()});
@@ -153,7 +153,7 @@ std::vector<std::pair<std::string, torch::Tensor>> Task::evaluation_sums(Model& 
       sums.emplace_back(entry.key().toStringRef(), entry.value().toTensor().reshape({}).to(torch::kDouble) * n);
     }
     std::sort(sums.begin(), sums.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    return sums;
+    return result_sums;
   }
   auto outputs = Task::outputs(model, inputs);
   sums.emplace_back("loss", loss_of(outputs, targets, /*sum=*/true).to(torch::kDouble));
@@ -165,7 +165,7 @@ std::vector<std::pair<std::string, torch::Tensor>> Task::evaluation_sums(Model& 
     if (sequence) {
       outputs = outputs.reshape({-1, outputs.size(2)});
       labels = labels.reshape({-1});
-      saw_sequences_ = true;
+      result_sums.sequences = true;
     }
     sums.emplace_back("correct", outputs.argmax(1).eq(labels).sum().to(torch::kDouble) / per_sample);
     if (top_k_ > 1) {
@@ -174,7 +174,7 @@ std::vector<std::pair<std::string, torch::Tensor>> Task::evaluation_sums(Model& 
       sums.emplace_back("correct_top_k", top.eq(labels.unsqueeze(1)).any(1).sum().to(torch::kDouble) / per_sample);
     }
   }
-  return sums;
+  return result_sums;
 }
 
 bool is_known_loss(const std::string& name) {

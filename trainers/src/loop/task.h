@@ -32,8 +32,6 @@ class Task {
   static bool is_class_loss(const std::string& loss) { return loss == "cross_entropy" || loss == "nll"; }
   // Scores [B, T, V] for integer targets [B, T]: a language model's next-token predictions.
   static bool is_sequence(const torch::Tensor& outputs, const torch::Tensor& targets);
-  // Whether an evaluation so far scored sequences (then the loss is per token: a perplexity).
-  bool saw_sequences() const { return saw_sequences_; }
 
   bool uses_training_step() const { return training_step_; }
   // Targets are class labels: a class loss (cross_entropy, nll) computed by dptrain.
@@ -51,8 +49,11 @@ class Task {
   // One evaluation batch as named sums over its samples (averaged later by the sample count):
   // "loss" and "correct" (class losses; with top_k > 1 also "correct_top_k"), or validation_step's
   // metrics times the batch size.
-  std::vector<std::pair<std::string, torch::Tensor>> evaluation_sums(Model& model, const Tensors& inputs,
-                                                                     const Tensors& targets) const;
+  struct EvaluationSums {
+    std::vector<std::pair<std::string, torch::Tensor>> sums;
+    bool sequences = false;  // scores [B, T, V]: the loss is per token, so it has a perplexity
+  };
+  EvaluationSums evaluation_sums(Model& model, const Tensors& inputs, const Tensors& targets) const;
   // The model's outputs for a batch (inference).
   static torch::Tensor outputs(Model& model, const Tensors& inputs);
 
@@ -67,7 +68,6 @@ class Task {
   double label_smoothing_ = 0.0;  // cross_entropy's
   int64_t top_k_ = 0;             // > 1: evaluation counts "correct_top_k" too
   int64_t ignore_index_ = -100;   // cross_entropy's and nll's (targets never counted in the loss)
-  mutable bool saw_sequences_ = false;
 };
 
 }  // namespace dpt

@@ -254,6 +254,7 @@ EvalResult Trainer::evaluate(const Dataset& data) {
   std::vector<std::string> names;
   std::vector<torch::Tensor> sums;
   int64_t count = 0;
+  bool sequences = false;
   const int64_t batches = (indices.size(0) + options_.eval_batch_size() - 1) / options_.eval_batch_size();
   EvaluationBar bar(options_.progress_bar() && rank() == 0, batches);
   for (int64_t begin = 0; begin < indices.size(0); begin += options_.eval_batch_size()) {
@@ -262,7 +263,8 @@ EvalResult Trainer::evaluate(const Dataset& data) {
     targets = on_device(targets, options_.device());
     // bf16 evaluates as it trains (as LM code wraps both in one autocast); fp16 evaluates in fp32.
     AutocastScope autocast(options_, /*evaluation=*/true);
-    auto batch = internals_->task.evaluation_sums(model_, inputs, targets);
+    auto [batch, batch_sequences] = internals_->task.evaluation_sums(model_, inputs, targets);
+    sequences = sequences || batch_sequences;
     if (names.empty()) {
       for (auto& [name, value] : batch) names.push_back(name), sums.push_back(value);
     } else {
@@ -290,7 +292,7 @@ EvalResult Trainer::evaluate(const Dataset& data) {
       if (reduced.names[k] == "loss") result.loss = mean;
     }
   }
-  if (internals_->task.saw_sequences() && !std::isnan(result.loss)) result.perplexity = std::exp(result.loss);
+  if (sequences && !std::isnan(result.loss)) result.perplexity = std::exp(result.loss);
   return result;
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "dptrain/core/error.h"
+#include "dptrain/core/strings.h"
 #include "optim/foreach_sgd.h"
 
 namespace dpt {
@@ -11,12 +12,6 @@ namespace {
 
 bool contains(const std::vector<std::string>& names, const std::string& name) {
   return std::find(names.begin(), names.end(), name) != names.end();
-}
-
-std::string joined(const std::vector<std::string>& names) {
-  std::string out;
-  for (const auto& name : names) out += (out.empty() ? "" : ", ") + name;
-  return out;
 }
 
 }  // namespace

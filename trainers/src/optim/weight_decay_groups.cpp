@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 #include <set>
 
 #include "dptrain/core/error.h"
@@ -95,9 +96,9 @@ std::vector<bool> weight_decay_mask(const Model& model, const std::vector<std::s
   if (exclude.empty()) return {};
   const NamedTensorList params = model.named_parameters();
   std::vector<bool> decays(params.size(), true);
-  std::set<std::string> embeddings;
+  std::optional<std::set<std::string>> embeddings;  // read from the model once, if asked for
   for (const std::string& word : exclude) {
-    if (word == "embedding" && embeddings.empty()) embeddings = embedding_tables(model);
+    if (word == "embedding" && !embeddings) embeddings = embedding_tables(model);
     bool selected = false;
     for (size_t i = 0; i < params.size(); ++i) {
       const auto& [name, tensor] = params[i];
@@ -107,7 +108,7 @@ std::vector<bool> weight_decay_mask(const Model& model, const std::vector<std::s
       } else if (word == "norm") {
         match = tensor.dim() == 1 && !is_bias(name);
       } else if (word == "embedding") {
-        match = embeddings.count(name) > 0;
+        match = embeddings->count(name) > 0;
       } else {
         match = fnmatch(word.c_str(), name.c_str(), 0) == 0;
       }

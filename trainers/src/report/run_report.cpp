@@ -85,10 +85,10 @@ double RunReport::elapsed_s() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
 }
 
-void RunReport::write(const std::string& json_line) {
+void RunReport::write(const std::string& json_lines) {
   if (!metrics_.is_open()) return;
   errno = 0;
-  metrics_ << json_line << '\n';
+  metrics_ << json_lines << '\n';
   metrics_.flush();
   if (metrics_.good()) return;
   const std::string why = errno != 0 ? std::strerror(errno) : "write error";
@@ -149,14 +149,17 @@ void RunReport::step(const StepInfo& info, const Position& position, int64_t epo
 
 void RunReport::step_losses(const std::vector<std::pair<int64_t, double>>& losses, int64_t epoch) {
   if (losses.empty() || rank_ != 0) return;
+  std::string lines;  // one write and one flush for the interval's steps
   for (const auto& [step, loss] : losses) {
-    write(nlohmann::json{{"type", "loss"},
-                         {"epoch", epoch + 1},
-                         {"step", step},
-                         {"loss", std::isfinite(loss) ? nlohmann::json(loss) : nlohmann::json(nullptr)}}
-              .dump());
+    if (!lines.empty()) lines += '\n';
+    lines += nlohmann::json{{"type", "loss"},
+                            {"epoch", epoch + 1},
+                            {"step", step},
+                            {"loss", std::isfinite(loss) ? nlohmann::json(loss) : nlohmann::json(nullptr)}}
+                 .dump();
     if (tensorboard_) tensorboard_->add_scalars(step, {{"train/loss", loss}});
   }
+  write(lines);
 }
 
 void RunReport::epoch(const EpochInfo& info) {

@@ -46,7 +46,8 @@ class RunReport {
  private:
   void record_evaluation(const Position& position, const EvalResult& eval, const std::string& type,
                          const std::string& what);
-  void write(const std::string& json_line);
+  // One or more JSON lines (newline-separated), flushed once.
+  void write(const std::string& json_lines);
 
   const TrainerOptions& options_;
   int rank_;
