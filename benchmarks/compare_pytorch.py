@@ -235,8 +235,19 @@ def worker(rank, world_size, local_rank, args):
         # A barrier, not destroy_process_group(): gloo's teardown aborted a rank ("terminate called
         # without an active exception") on a rate-limited link (benchmarks/cluster_bench.py).
         dist.barrier()
-    if rank != 0:
-        return
+    if rank == 0:
+        report(args, document_of(args, torch, device, use_ddp, world_size, parameters, wall, forward, backward, opt,
+                                 step))
+    if use_ddp:
+        # The figures are out; skip the interpreter's teardown, where gloo's threads, destroyed after
+        # the process group without destroy_process_group(), sometimes abort the process (SIGABRT
+        # after a complete run: mpirun and mp.spawn then report a failed rank).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def document_of(args, torch, device, use_ddp, world_size, parameters, wall, forward, backward, opt, step):
     document = {
         "benchmark": "ddp", "framework": "pytorch", "model": args.model, "parameters": parameters,
         "device": str(device), "backend": args.backend if use_ddp else "none", "ddp": use_ddp,
@@ -253,10 +264,15 @@ def worker(rank, world_size, local_rank, args):
             "optimizer_s": summarize(opt), "exposed_comm_s": None,
         },
     }
+    return document
+
+
+def report(args, document):
     if not args.quiet:
         r = document["results"]
-        print(f"# compare_pytorch: {args.model} on {device}, PyTorch DDP ({document['backend']}), world size "
-              f"{world_size}, batch {args.batch}/rank, {torch.get_num_threads()} thread(s)/rank")
+        print(f"# compare_pytorch: {args.model} on {document['device']}, PyTorch DDP ({document['backend']}), world "
+              f"size {document['world_size']}, batch {args.batch}/rank, {document['threads']['intra_op_threads']} "
+              f"thread(s)/rank")
         print(f"samples/s {r['samples_per_s']:.1f}  step {r['step_time_s']['median'] * 1e3:.2f} ms  "
               f"forward {r['forward_s']['median'] * 1e3:.2f} ms  backward {r['backward_s']['median'] * 1e3:.2f} ms  "
               f"optimizer {r['optimizer_s']['median'] * 1e3:.2f} ms")

@@ -50,12 +50,13 @@ else
   "$DPTRAIN_VENV/bin/pip" install -q "torch==$DPTRAIN_TORCH_VERSION"
 fi
 # Python extras: numpy for torch, matplotlib for the benchmark plots and dptrain-plot, tensorboard
-# (its reader checks our event files; users watch runs with it); for the tests of other tasks,
+# (its reader checks our event files; users watch runs with it), tokenizers (Hugging Face's: the BPE
+# of scripts/data/tokenize_text.py, trained offline on the corpus); for the tests of other tasks,
 # scikit-learn (its bundled diabetes data) and torchvision (its operators), the release that pairs
 # with the pinned torch, without touching torch itself.
-if ! "$DPTRAIN_PYTHON" -c "import numpy, matplotlib, sklearn, tensorboard" 2>/dev/null; then
-  say "installing numpy, matplotlib, scikit-learn and tensorboard into $DPTRAIN_VENV"
-  "$DPTRAIN_VENV/bin/pip" install -q numpy matplotlib scikit-learn tensorboard
+if ! "$DPTRAIN_PYTHON" -c "import numpy, matplotlib, sklearn, tensorboard, tokenizers" 2>/dev/null; then
+  say "installing numpy, matplotlib, scikit-learn, tensorboard and tokenizers into $DPTRAIN_VENV"
+  "$DPTRAIN_VENV/bin/pip" install -q numpy matplotlib scikit-learn tensorboard tokenizers
 fi
 if ! "$DPTRAIN_PYTHON" -c "import torchvision, sys; sys.exit(torchvision.__version__.split('+')[0] != '$DPTRAIN_TORCHVISION_VERSION')" 2>/dev/null; then
   say "installing torchvision==$DPTRAIN_TORCHVISION_VERSION into $DPTRAIN_VENV"

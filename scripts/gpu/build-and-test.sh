@@ -19,6 +19,8 @@
 #           2 ranks over MPI on one GPU then a resume of it on NCCL, AMP, ResNet-18 steps, eval/infer
 #   export  a conv+BN training step exported on the GPU (CUDA .pt2) trained by dptrain there, equal to
 #           PyTorch on the GPU (tests/gpu/export_device_check.py)
+#   lm      a GPT in bf16 on the GPU: tokens/s and MFU of dptrain (built-in and scripted) beside
+#           PyTorch's eager DDP, world 1 (benchmarks/lm_bench.py)
 #   bench   benchmarks/run_suite.py --gpu (NCCL all-reduce, DDP vs plain vs PyTorch DDP, trace)
 # DPTRAIN_GPU_DATA: Fashion-MNIST IDX directory (default: .gpu-data/fashion-mnist, else the
 # Debian package's /usr/share/datasets/fashion-mnist).
@@ -27,7 +29,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 out=${OUT:-$root/gpu-results}
 logs=$out/logs
 mkdir -p "$logs"
-phases=${DPTRAIN_GPU_PHASES:-build tests train export bench}
+phases=${DPTRAIN_GPU_PHASES:-build tests train export lm bench}
 summary=$out/summary.txt
 : >"$summary"
 overall=0
@@ -151,6 +153,14 @@ if wants export; then
   limit=240 run_phase export_cuda_w1 "$python" "$root/tests/gpu/export_device_check.py" --device cuda \
     --bin "$build/bin" --work "$out/logs/export"
   rm -f "$out/logs/export/"*.pt2
+fi
+
+# A GPT of 11M parameters in bf16, context 256: what issue 34's GPU figure is made of.
+if wants lm; then
+  limit=150 run_phase lm_bf16_w1 env PYTHONUNBUFFERED=1 "$python" "$root/benchmarks/lm_bench.py" --device cuda \
+    --precision bf16 --bin "$build/bin" --worlds 1 --rounds 2 --steps 60 --skip 20 --forms builtin,scripted,pytorch \
+    --layers 6 --dim 384 --heads 6 --context 256 --batch 16 --out "$out/bench/lm"
+  [ -f "$out/bench/lm/lm.md" ] && grep '^|' "$out/bench/lm/lm.md" | tee -a "$summary"
 fi
 
 if wants bench; then

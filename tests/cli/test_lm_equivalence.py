@@ -7,6 +7,11 @@ windows' tokens, which a single PyTorch process computes with F.cross_entropy on
 with momentum and weight decay, AdamW with the LM recipe's betas (0.9, 0.95), and AdamW with
 biases, norms and embeddings left out of weight decay (two parameter groups), at a constant
 learning rate. A run over other windows is the control: the comparison must be able to fail.
+
+bf16: `--precision bf16` against PyTorch's own torch.autocast("cpu", torch.bfloat16) training. There
+the comparison is per rank, as DDP computes it: each rank's 4 windows in bf16 are not the 8 of one
+process (bf16 matmuls round their sums), so PyTorch backpropagates each rank's mean loss in turn,
+sums the fp32 gradients and halves them, as the all-reduce does.
 """
 import os
 import subprocess
@@ -39,7 +44,7 @@ window = tokens[:2 * CONTEXT + 1]
 export_training_step(gpt, window[:-1].view(2, CONTEXT), window[1:].view(2, CONTEXT), loss="cross_entropy",
                      path="lm.pt2")
 
-def pytorch_training(make_optimizer):
+def pytorch_training(make_optimizer, bf16=False):
     """PyTorch's own training of the saved module on the windows dptrain takes: (state, losses)."""
     global current_net
     net = current_net = torch.jit.load("lm.pt")
@@ -49,11 +54,22 @@ def pytorch_training(make_optimizer):
         windows = range(8 * step, 8 * step + 8)
         x = torch.stack([tokens[w * CONTEXT:w * CONTEXT + CONTEXT] for w in windows])
         y = torch.stack([tokens[w * CONTEXT + 1:w * CONTEXT + CONTEXT + 1] for w in windows])
-        loss = F.cross_entropy(net(x).reshape(-1, 256), y.reshape(-1))
         optimizer.zero_grad()
-        loss.backward()
+        if bf16:
+            rank_losses = []
+            for rank in range(2):  # rank r holds windows r, r + 2, ... of the step
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    loss = F.cross_entropy(net(x[rank::2]).reshape(-1, 256), y[rank::2].reshape(-1))
+                loss.backward()
+                rank_losses.append(loss.item())
+            for p in net.parameters():
+                p.grad /= 2
+            losses.append(sum(rank_losses) / 2)
+        else:
+            loss = F.cross_entropy(net(x).reshape(-1, 256), y.reshape(-1))
+            loss.backward()
+            losses.append(loss.item())
         optimizer.step()
-        losses.append(loss.item())
     return net.state_dict(), losses
 
 
@@ -95,6 +111,8 @@ recipes = {
                      lambda p: torch.optim.AdamW(lm_param_groups(), lr=LR, betas=(0.9, 0.95)), key_bias),
     "pt2": (["--model", "lm.pt2", "--optimizer", "sgd", "--momentum", "0.9"],
             lambda p: torch.optim.SGD(p, lr=LR, momentum=0.9, weight_decay=0.1), lambda key: None),
+    "bf16": (["--model", "lm.pt", "--optimizer", "sgd", "--momentum", "0.9", "--precision", "bf16"],
+             lambda p: torch.optim.SGD(p, lr=LR, momentum=0.9, weight_decay=0.1), lambda key: None),
 }
 
 
@@ -109,7 +127,7 @@ def lm_param_groups():
 for name, (options, make_optimizer, skip) in recipes.items():
     out = run(base + options + ["--no-shuffle", "--out", f"{name}.pt"], np_=2)
     run(base + options + ["--seed", "3", "--out", f"{name}-control.pt"], np_=2)
-    theirs, losses = pytorch_training(make_optimizer)
+    theirs, losses = pytorch_training(make_optimizer, bf16=name == "bf16")
     load = torch.load if name == "pt2" else (lambda path: torch.jit.load(path).state_dict())  # a state_dict
     ours, control = load(f"{name}.pt"), load(f"{name}-control.pt")
     check(set(ours) == set(theirs), f"{name}: the trained file has the PyTorch module's names")
@@ -133,3 +151,8 @@ for name, (options, make_optimizer, skip) in recipes.items():
         check([g["weight_decay"] for g in resumed.param_groups] == [0.1, 0.0] and
               [len(g["params"]) for g in saved["param_groups"]] == [8, 20],
               "the checkpoint's optimizer has PyTorch's two groups (8 decayed, 20 not) and loads into them")
+    if name == "bf16":
+        fp32 = torch.jit.load("sgd.pt").state_dict()
+        check(difference(ours, fp32) > 1e-4, f"bf16: autocast computed in bf16 (the fp32 run differs by "
+                                             f"{difference(ours, fp32):.2e}); the weights stay fp32")
+        check({t.dtype for t in ours.values()} == {torch.float32}, "bf16: the saved weights are fp32")
