@@ -153,6 +153,7 @@ for name, (options, make_optimizer, skip) in recipes.items():
               "the checkpoint's optimizer has PyTorch's two groups (8 decayed, 20 not) and loads into them")
     if name == "bf16":
         fp32 = torch.jit.load("sgd.pt").state_dict()
-        check(difference(ours, fp32) > 1e-4, f"bf16: autocast computed in bf16 (the fp32 run differs by "
+        # 10 SGD steps at lr 1e-3 move the two apart by ~4e-5, far above the 0 between the bf16 runs.
+        check(difference(ours, fp32) > 1e-5, f"bf16: autocast computed in bf16 (the fp32 run differs by "
                                              f"{difference(ours, fp32):.2e}); the weights stay fp32")
         check({t.dtype for t in ours.values()} == {torch.float32}, "bf16: the saved weights are fp32")
