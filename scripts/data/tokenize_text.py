@@ -61,8 +61,9 @@ def bpe_tokens(data, vocab_size, out_dir):
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    tokenizer.train_from_iterator(pieces(text), trainer=trainer)
-    ids = [i for encoding in tokenizer.encode_batch(list(pieces(text))) for i in encoding.ids]
+    chunks = list(pieces(text))  # cut once: trained on, then encoded
+    tokenizer.train_from_iterator(chunks, trainer=trainer)
+    ids = [i for encoding in tokenizer.encode_batch(chunks) for i in encoding.ids]
     tmp = os.path.join(out_dir, "tokenizer.json.tmp")
     tokenizer.save(tmp)
     os.replace(tmp, os.path.join(out_dir, "tokenizer.json"))
