@@ -14,13 +14,15 @@ and every scripts/, benchmarks/, examples/ or python/ path a block names must ex
 document run in order in one directory (as a reader follows it) holding build/, scripts/, ... of this
 checkout, with `dptrain`, `dpt-mpirun` and the venv's `python` on PATH. What a block quotes of its
 output (a comment `# dptrain train: 9 steps, ...`) must match what it printed: the same words and
-integers, losses within 2% and accuracies within 0.5 points (times are not compared), and every
+integers, losses within 2% (a perplexity as the loss it is exp of: its log within 2%), accuracies
+within 0.5 points (times are not compared), and every
 checkpoint-NNNNNNNNNN.pt it names must be a file it wrote.
 
     DPTRAIN_DOCS_LONG=1 ctest --test-dir build -R docs_commands --output-on-failure   # every block
     DPTRAIN_DOCS_LONG=1 DPTRAIN_DOCS_ONLY=docs/cli.md ctest --test-dir build -R docs_commands -V
 """
 import glob
+import math
 import os
 import re
 import shutil
@@ -100,6 +102,8 @@ def matches_quoted(quoted, output):
                 good = False
             elif said.endswith("%"):
                 good &= abs(float(said[:-1]) - float(got[:-1])) <= 0.5
+            elif parts[k - 1].endswith("perplexity "):  # exp(loss): 2% on the loss is ~5% here
+                good &= abs(math.log(float(said)) - math.log(float(got))) <= 0.02 * math.log(float(said))
             else:
                 good &= abs(float(said) - float(got)) <= 0.02 * abs(float(said))
         if good:
