@@ -148,6 +148,10 @@ def export_training_step(model, example_inputs, example_targets, loss="cross_ent
     if example_inputs.shape[0] < 2:
         raise ValueError("example batches need at least 2 samples (a batch of 1 would be specialized)")
     batch = torch.export.Dim("batch", min=2) if dynamic_batch else None
+    # AOTInductor compiles the example's strides into its kernels, and dptrain runs the programs on
+    # contiguous batches: a sliced example (windows[:, :-1], as LM code writes it) would make every
+    # kernel read a contiguous batch with the slice's row stride, past its end.
+    example_inputs, example_targets = example_inputs.contiguous(), example_targets.contiguous()
 
     was_training = model.training
     step = _TrainingStep(model, loss_fn).train()

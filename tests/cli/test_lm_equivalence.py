@@ -40,9 +40,10 @@ torch.jit.script(gpt).save("lm.pt")
 tokens = torch.from_numpy(np.fromfile("gpl/train.bin", dtype=np.uint16).astype(np.int64))
 # The same module (the same initial weights) as a compiled training step: forward, the token
 # cross-entropy over [B, T, V] and backward in one AOTInductor program.
-window = tokens[:2 * CONTEXT + 1]
-export_training_step(gpt, window[:-1].view(2, CONTEXT), window[1:].view(2, CONTEXT), loss="cross_entropy",
-                     path="lm.pt2")
+# Sliced from windows of CONTEXT + 1 as LM code writes it (rows with a stride of CONTEXT + 1: the
+# export makes them contiguous, as dptrain's batches are).
+examples = tokens[:2 * (CONTEXT + 1)].view(2, CONTEXT + 1)
+export_training_step(gpt, examples[:, :-1], examples[:, 1:], loss="cross_entropy", path="lm.pt2")
 
 def pytorch_training(make_optimizer, bf16=False):
     """PyTorch's own training of the saved module on the windows dptrain takes: (state, losses)."""
