@@ -51,6 +51,8 @@ class TokenWindows final : public Dataset {
 
  private:
   int64_t token_at(int64_t position) const;
+  // Unmaps the pages holding tokens [first_token, first_token + count) (they stay in the page cache).
+  void release(int64_t first_token, int64_t count) const;
 
   std::string path_;
   int64_t context_;
