@@ -28,6 +28,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -72,11 +73,11 @@ def parse_args(argv=None):
     return args
 
 
-def make_corpus(out):
+def make_corpus(work):
     # Debian's license texts (260 KB; base-files ships them), else this checkout's docs.
     texts = sorted(p for p in glob.glob("/usr/share/common-licenses/*") if os.path.isfile(p) and not os.path.islink(p))
     texts = texts or sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
-    corpus = os.path.join(out, "corpus")
+    corpus = os.path.join(work, "corpus")
     subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "data", "tokenize_text.py"), *texts, "--out", corpus,
                     "--val-fraction", "0.05"], check=True, capture_output=True)
     return corpus
@@ -88,10 +89,10 @@ def make_models(args):
     model = GPT(256, args.context, args.dim, args.heads, args.layers)
     files = {}
     if "scripted" in args.forms:
-        files["scripted"] = os.path.join(args.out, "gpt.pt")
+        files["scripted"] = os.path.join(args.work, "gpt.pt")
         torch.jit.script(model).save(files["scripted"])
     if "package" in args.forms:
-        files["package"] = os.path.join(args.out, "gpt.pt2")
+        files["package"] = os.path.join(args.work, "gpt.pt2")
         x = torch.randint(0, 256, (args.batch, args.context + 1), device=args.device)
         # The package runs on the device it was compiled for (its kernels are the device's).
         export_training_step(model.to(args.device), x[:, :-1], x[:, 1:], loss="cross_entropy", path=files["package"])
@@ -189,7 +190,14 @@ def table(results):
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    args.corpus = make_corpus(args.out)
+    # The corpus, the models and the metrics files are inputs and scratch: only the figures stay in --out.
+    with tempfile.TemporaryDirectory(prefix="lm_bench.") as work:
+        args.work = work
+        run_all(args)
+
+
+def run_all(args):
+    args.corpus = make_corpus(args.work)
     start = time.perf_counter()
     files, flops_per_token, parameters = make_models(args)
     results = {"benchmark": "lm", "machine": machine_info(torch), "parameters": parameters,
@@ -201,7 +209,7 @@ def main(argv=None):
         runs = {form: [] for form in args.forms}
         for r in range(args.rounds):
             for form in args.forms:  # alternated: A B C D A B C D ...
-                metrics = os.path.join(args.out, f"{form}_w{world}_r{r}.jsonl")
+                metrics = os.path.join(args.work, f"{form}_w{world}_r{r}.jsonl")
                 runs[form].append(run_once(args, form, files, world, metrics))
         results["runs"][str(world)] = runs
         print(f"world {world}: " + ", ".join(
