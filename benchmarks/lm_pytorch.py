@@ -24,9 +24,11 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples"))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(ROOT, "examples"), os.path.join(ROOT, "python")]
 from compare_pytorch import launched_rank  # noqa: E402  (mpirun / torchrun variables)
 from gpt import GPT  # noqa: E402  (the built-in GPT's architecture, in PyTorch)
+from dptrain_order import rank_windows  # noqa: E402  (the windows dptrain reads, in its order)
 
 
 def parse_args(argv=None):
@@ -79,9 +81,8 @@ def main(argv=None):
     mine_of_epoch = {}
     for step in range(1, args.steps + 1):
         epoch, k = divmod(step - 1, per_epoch)
-        if epoch not in mine_of_epoch:  # this rank's windows of the epoch, in the epoch's order
-            order = torch.randperm(windows, generator=torch.Generator().manual_seed(args.seed + epoch))
-            mine_of_epoch = {epoch: order[rank::world].tolist()}
+        if epoch not in mine_of_epoch:  # this rank's windows of the epoch, in dptrain's order
+            mine_of_epoch = {epoch: rank_windows(windows, args.seed, epoch, rank, world, args.batch).tolist()}
         mine = mine_of_epoch[epoch][k * args.batch:(k + 1) * args.batch]
         rows = np.stack([tokens[w * args.context:w * args.context + args.context + 1] for w in mine]).astype(np.int64)
         batch = torch.from_numpy(rows).to(device)

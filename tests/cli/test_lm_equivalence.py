@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.join(os.environ["DPTRAIN_SOURCE_DIR"], "examples"))
 sys.path.insert(0, os.path.join(os.environ["DPTRAIN_SOURCE_DIR"], "python"))
 from gpt import GPT  # noqa: E402  (examples/gpt.py: the built-in GPT's architecture in PyTorch)
 from dptrain_export import export_training_step  # noqa: E402
+from dptrain_order import epoch_order  # noqa: E402  (the shuffled order of token windows)
 
 
 os.makedirs("gpl", exist_ok=True)
@@ -45,14 +46,15 @@ tokens = torch.from_numpy(np.fromfile("gpl/train.bin", dtype=np.uint16).astype(n
 examples = tokens[:2 * (CONTEXT + 1)].view(2, CONTEXT + 1)
 export_training_step(gpt, examples[:, :-1], examples[:, 1:], loss="cross_entropy", path="lm.pt2")
 
-def pytorch_training(make_optimizer, bf16=False):
-    """PyTorch's own training of the saved module on the windows dptrain takes: (state, losses)."""
+def pytorch_training(make_optimizer, bf16=False, order=None):
+    """PyTorch's own training of the saved module on the windows dptrain takes: (state, losses).
+    `order`: the epoch's window order (default: unshuffled, 0, 1, 2, ...)."""
     global current_net
     net = current_net = torch.jit.load("lm.pt")
     optimizer = make_optimizer(net.parameters())
     losses = []
     for step in range(STEPS):
-        windows = range(8 * step, 8 * step + 8)
+        windows = range(8 * step, 8 * step + 8) if order is None else order[8 * step:8 * step + 8]
         x = torch.stack([tokens[w * CONTEXT:w * CONTEXT + CONTEXT] for w in windows])
         y = torch.stack([tokens[w * CONTEXT + 1:w * CONTEXT + CONTEXT + 1] for w in windows])
         optimizer.zero_grad()
@@ -139,6 +141,12 @@ for name, (options, make_optimizer, skip) in recipes.items():
     check(worst < 1e-5, f"{name}: after {STEPS} steps at 2 ranks the parameters equal PyTorch's (max relative "
                         f"difference {worst:.2e}{', the key bias aside' if name == 'adamw' else ''})")
     check(apart > 1e-3, f"{name}: the control run (shuffled: {apart:.2e}) differs, so the comparison can fail")
+    if name == "sgd":
+        # The shuffled run read the windows python/dptrain_order.py says, in its order.
+        shuffled, _ = pytorch_training(make_optimizer, order=epoch_order((len(tokens) - 1) // CONTEXT, seed=3, epoch=0))
+        worst = difference(control, shuffled)
+        check(worst < 1e-5, f"sgd: the shuffled run (--seed 3) equals PyTorch's training on dptrain_order's windows "
+                            f"(max relative difference {worst:.2e})")
     if name == "adamw-groups":
         check("dptrain weight decay: 0.1 on all parameters but 20 tensor(s)" in out,
               "the log says which parameters are left out of weight decay")

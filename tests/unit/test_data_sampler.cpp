@@ -1,11 +1,14 @@
-// DistributedSampler: sharding, padding/truncation, the W*B equivalence, and resume.
+// DistributedSampler: sharding, padding/truncation, the W*B equivalence, and resume; KeyedPermutation.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <numeric>
 #include <set>
 #include <vector>
 
 #include "dptrain/core/data/distributed_sampler.h"
+#include "dptrain/core/data/keyed_permutation.h"
 #include "dptrain/core/error.h"
 
 namespace {
@@ -200,4 +203,60 @@ TEST(DataSampler, MatchesPyTorchDistributedSampler) {
     sampler.set_epoch(2);
     EXPECT_EQ(sampler.indices(), pytorch[r]) << "rank " << r;
   }
+}
+
+// ---- KeyedPermutation: the computed order of token corpora ------------------------------------
+
+namespace {
+
+std::vector<int64_t> keyed_order(int64_t n, uint64_t seed, int64_t epoch) {
+  const dpt::KeyedPermutation permutation(n, seed, epoch);
+  std::vector<int64_t> order;
+  for (int64_t p = 0; p < n; ++p) order.push_back(permutation(p));
+  return order;
+}
+
+}  // namespace
+
+TEST(KeyedPermutation, EveryIndexComesExactlyOnceForAnySize) {
+  // Sizes around powers of two (even and odd bit counts, the cycle walk's worst case just above one).
+  for (const int64_t n : {1, 2, 3, 4, 5, 7, 8, 9, 31, 33, 100, 1000, 1025, 4096, 65537}) {
+    std::vector<int64_t> order = keyed_order(n, 3, 1);
+    std::sort(order.begin(), order.end());
+    std::vector<int64_t> all(static_cast<size_t>(n));
+    std::iota(all.begin(), all.end(), int64_t{0});
+    EXPECT_EQ(order, all) << "n = " << n;
+  }
+}
+
+TEST(KeyedPermutation, TheOrderDependsOnSeedAndEpochAndIsTheSameWhenRecomputed) {
+  const auto base = keyed_order(1000, 3, 1);
+  EXPECT_EQ(keyed_order(1000, 3, 1), base);
+  EXPECT_NE(keyed_order(1000, 3, 2), base);
+  EXPECT_NE(keyed_order(1000, 4, 1), base);
+}
+
+TEST(KeyedPermutation, LooksUniformlyShuffled) {
+  // Where position 0 lands, over 20000 (seed, epoch) pairs: each of 10 indices about 2000 times.
+  std::vector<int> counts(10, 0);
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    for (int64_t epoch = 0; epoch < 100; ++epoch) ++counts[static_cast<size_t>(dpt::KeyedPermutation(10, seed, epoch)(0))];
+  }
+  for (const int count : counts) EXPECT_NEAR(count, 2000, 200);  // 4.7 sigma of a binomial(20000, 0.1)
+  // Neighbouring positions land far apart, and positions do not stay in place.
+  const auto order = keyed_order(100000, 0, 0);
+  double mean_gap = 0;
+  int fixed = 0;
+  for (size_t p = 0; p < order.size(); ++p) {
+    if (p > 0) mean_gap += std::abs(static_cast<double>(order[p] - order[p - 1])) / static_cast<double>(order.size());
+    fixed += order[p] == static_cast<int64_t>(p);
+  }
+  EXPECT_NEAR(mean_gap / 100000, 1.0 / 3, 0.01);  // |U - V| of two uniforms has mean 1/3
+  EXPECT_LT(fixed, 10);                            // a random permutation has 1 on average
+}
+
+TEST(KeyedPermutation, BadArgumentsAreClearErrors) {
+  EXPECT_THROW(dpt::KeyedPermutation(0, 0, 0), dpt::InvalidArgumentError);
+  EXPECT_THROW(dpt::KeyedPermutation(5, 0, 0)(5), dpt::InvalidArgumentError);
+  EXPECT_THROW(dpt::KeyedPermutation(5, 0, 0)(-1), dpt::InvalidArgumentError);
 }

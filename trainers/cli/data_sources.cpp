@@ -173,10 +173,14 @@ std::shared_ptr<Dataset> open_split(const DataOptions& options, const std::strin
 
 std::unique_ptr<TrainSource> open_train_source(const DataOptions& options, SourceOptions source,
                                                const CommunicatorPtr& world) {
-  if (detect_data(options.directory) == DataKind::TensorShards) {
+  const DataKind kind = detect_data(options.directory);
+  if (kind == DataKind::TensorShards) {
     if (options.limit_samples > 0) DPT_LOG_WARN("--limit-samples does not apply to sharded training data");
     return std::make_unique<ShardedSource>(find_shards(options.directory, "train", world), std::move(source));
   }
+  // A token corpus's windows number in the billions: their order is computed, not held (8 bytes a
+  // window would grow with the corpus the memory map keeps out of memory; keyed_permutation.h).
+  if (kind == DataKind::TokenFile) source.order = ShuffleOrder::keyed;
   return std::make_unique<IndexedSource>(open_split(options, "train", world), std::move(source));
 }
 

@@ -3,26 +3,23 @@
 #include "dptrain/core/error.h"
 
 namespace dpt {
-namespace {
 
-uint64_t mix(uint64_t z) {
+uint64_t mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
 }
 
-}  // namespace
-
 uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index) {
   // Chained mixing: each field passes through the full avalanche, so (s, e, i) and (s, i, e) differ.
-  uint64_t h = mix(seed + 0x9e3779b97f4a7c15ULL);
-  h = mix(h ^ static_cast<uint64_t>(epoch));
-  return mix(h ^ (static_cast<uint64_t>(index) * 0x9e3779b97f4a7c15ULL));
+  uint64_t h = mix64(seed + 0x9e3779b97f4a7c15ULL);
+  h = mix64(h ^ static_cast<uint64_t>(epoch));
+  return mix64(h ^ (static_cast<uint64_t>(index) * 0x9e3779b97f4a7c15ULL));
 }
 
 uint64_t SampleRng::next_u64() {
   state_ += 0x9e3779b97f4a7c15ULL;
-  return mix(state_);
+  return mix64(state_);
 }
 
 double SampleRng::uniform() {

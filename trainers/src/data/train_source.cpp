@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "dptrain/core/data/image_folder.h"
+#include "dptrain/core/data/keyed_permutation.h"
 #include "dptrain/core/data/sample_rng.h"
 #include "dptrain/core/data/tensor_dataset.h"
 #include "dptrain/core/data/token_file.h"
@@ -87,18 +88,27 @@ Batch IndexedSource::first_samples(int64_t n) const {
   return gather_examples(*data_, torch::arange(std::min<int64_t>(n, data_->size()), torch::kLong));
 }
 
-torch::Tensor IndexedSource::order(int64_t epoch) const {
+torch::Tensor IndexedSource::randperm_order(int64_t epoch) const {
   std::lock_guard<std::mutex> lock(mutex_);
   if (epoch != cached_epoch_) {
-    if (options_.shuffle) {
-      auto generator = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(options_.seed + epoch));
-      cached_order_ = torch::randperm(data_->size(), generator, torch::TensorOptions().dtype(torch::kLong));
-    } else {
-      cached_order_ = torch::arange(data_->size(), torch::kLong);
-    }
+    auto generator = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(options_.seed + epoch));
+    cached_order_ = torch::randperm(data_->size(), generator, torch::TensorOptions().dtype(torch::kLong));
     cached_epoch_ = epoch;
   }
   return cached_order_;
+}
+
+torch::Tensor IndexedSource::indices_at(int64_t epoch, int64_t begin, int64_t end, int64_t step) const {
+  if (options_.shuffle && options_.order == ShuffleOrder::randperm) {
+    return randperm_order(epoch).slice(0, begin, end, step);
+  }
+  const int64_t stop = std::max(begin, std::min(end, data_->size()));  // as slice() clamps
+  auto positions = torch::arange(begin, stop, step, torch::kLong);
+  if (!options_.shuffle) return positions;
+  const KeyedPermutation permutation(data_->size(), static_cast<uint64_t>(options_.seed), epoch);
+  auto* position = positions.data_ptr<int64_t>();
+  for (int64_t i = 0; i < positions.numel(); ++i) position[i] = permutation(position[i]);
+  return positions;
 }
 
 int64_t IndexedSource::steps_in_epoch(int64_t /*epoch*/, int64_t offset, const RankLayout& layout) const {
@@ -110,7 +120,7 @@ Batch IndexedSource::micro_batch(int64_t epoch, int64_t offset, int64_t k, const
   // order; rank r takes every W-th of them, starting at r (DistributedSampler over the remainder).
   const int64_t per_micro = static_cast<int64_t>(layout.world) * layout.batch;
   const int64_t begin = offset + k * per_micro + layout.rank;
-  auto indices = order(epoch).slice(0, begin, offset + (k + 1) * per_micro, layout.world);
+  auto indices = indices_at(epoch, begin, offset + (k + 1) * per_micro, layout.world);
   Batch batch;
   if (!options_.transform) {
     batch = gather_examples(*data_, indices);

@@ -12,6 +12,9 @@
 
 namespace dpt {
 
+// SplitMix64's finalizer: a bijection of 64-bit words in which every input bit flips about half
+// the output bits.
+uint64_t mix64(uint64_t z);
 // SplitMix64-mixed hash of (seed, epoch, index): the initial state of the sample's stream.
 uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t index);
 

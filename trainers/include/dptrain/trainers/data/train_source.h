@@ -1,8 +1,9 @@
 // Where Trainer::fit takes its training samples from: each epoch, this rank's micro-batches.
 //
-//   dpt::IndexedSource  any dpt::Dataset (IDX files, a tensor file, an image folder): each epoch a
-//                       permutation of all samples (seed + epoch), rank r of W taking positions
-//                       r, r+W, ... (DistributedSampler's contract); exact resume at any world size
+//   dpt::IndexedSource  any dpt::Dataset (IDX files, a tensor file, an image folder, token windows):
+//                       each epoch a permutation of all samples (seed + epoch), rank r of W taking
+//                       positions r, r+W, ... (DistributedSampler's contract); exact resume at any
+//                       world size
 //   dpt::ShardedSource  tensor-file shards larger than memory, streamed: each epoch the shards are
 //                       permuted and dealt to the ranks round-robin, each rank reads only its own
 //                       shards (a few at a time) and permutes the samples within each
@@ -40,8 +41,15 @@ using Batch = std::pair<Tensors, Tensors>;  // (inputs, targets), stacked; eithe
 // The batch in page-locked memory, for an asynchronous copy to a GPU.
 Batch pinned(const Batch& batch);
 
+// How a shuffled epoch is ordered (IndexedSource).
+enum class ShuffleOrder {
+  randperm,  // torch::randperm(N) from seed + epoch: PyTorch's DistributedSampler's order, 8 bytes a sample
+  keyed,     // a KeyedPermutation of (seed, epoch) computed per position: constant memory (token corpora)
+};
+
 struct SourceOptions {
   bool shuffle = true;
+  ShuffleOrder order = ShuffleOrder::randperm;
   int64_t seed = 0;
   Transform transform;  // per sample, training only; empty: none
   bool pin_memory = false;
@@ -100,7 +108,9 @@ class IndexedSource final : public TrainSource {
   bool resumes_exactly_at_other_world_sizes() const override { return true; }
 
  private:
-  torch::Tensor order(int64_t epoch) const;  // the epoch's permutation, cached
+  torch::Tensor randperm_order(int64_t epoch) const;  // the epoch's torch::randperm, cached
+  // Positions begin, begin + step, ... < end of the epoch's order: the dataset indices there.
+  torch::Tensor indices_at(int64_t epoch, int64_t begin, int64_t end, int64_t step) const;
 
   std::shared_ptr<const Dataset> data_;
   SourceOptions options_;
