@@ -143,7 +143,8 @@ def machine_info(torch):
             "python": platform.python_version(),
             "utc_time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
-            "load_average_1m": os.getloadavg()[0]}
+            "load_average_1m": os.getloadavg()[0],
+            "memory_gb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9}
     if info["cuda_devices"]:
         info["gpu_model"] = torch.cuda.get_device_name(0)
     return info

@@ -37,28 +37,33 @@ def training_rate(metrics_path, global_batch):
 
 
 def run_data(suite, rounds=2):
+    # A smoke run (--quick) makes 512 JPEGs and 8192 PNGs and trains 100 steps once: what the full
+    # sizes cost is mostly making the folders (60000 PNG files) and decoding them.
+    quick = suite.args.quick
+    images, steps = ("512", "100") if quick else ("2048", "300")
+    rounds = 1 if quick else rounds
     rows = []
     work = os.path.join(suite.out, "data")
     os.makedirs(work, exist_ok=True)
     jpegs = os.path.join(work, "jpeg224")
-    if make(suite, "imagefolder", jpegs, "--image-format", "jpg", "--size", "224", "--rgb", "--limit", "2048"):
+    if make(suite, "imagefolder", jpegs, "--image-format", "jpg", "--size", "224", "--rgb", "--limit", images):
         doc = suite.run("preprocess_bench --images (JPEG 224x224)", 1,
                         [suite.binary("preprocess_bench"), "--images", jpegs, "--image-size", "64", "--blur-passes", "0",
-                         "--workers", "0,1,2,4", "--samples", "2048", "--repeats", "2",
+                         "--workers", "0,1,2,4", "--samples", images, "--repeats", "2",
                          "--out", os.path.join(suite.out, "preprocess_jpeg.json")], "preprocess_jpeg.json")
         if doc:
             rows += ["## Image decoding on the preprocessing pool", "",
-                     "2048 JPEGs of 224x224 RGB: read, decode (libjpeg-turbo), resize to 64x64, random crop + flip.", "",
+                     f"{images} JPEGs of 224x224 RGB: read, decode (libjpeg-turbo), resize to 64x64, random crop + flip.", "",
                      "| workers | images/s | speedup |", "|---:|---:|---:|"]
             rows += [f"| {r['workers']} | {r['samples_per_s']:.0f} | {r['speedup']:.2f} |" for r in doc["results"]]
             rows.append("")
     pngs = os.path.join(work, "fashion-png")
     rates = {"IDX files": [], "image folder (PNG)": []}
-    if make(suite, "imagefolder", pngs):
+    if make(suite, "imagefolder", pngs, *(("--limit", "8192") if quick else ())):
         for r in range(rounds):
             for label, data in (("IDX files", IDX), ("image folder (PNG)", pngs)):
                 metrics = os.path.join(work, f"train_{'idx' if data == IDX else 'png'}_r{r}.jsonl")
-                command = [os.path.join(suite.bin, "dptrain"), "train", "--data", data, "--max-steps", "300",
+                command = [os.path.join(suite.bin, "dptrain"), "train", "--data", data, "--max-steps", steps,
                            "--batch-size", "64", "--workers", "2", "--no-eval", "--log-every", "25",
                            "--metrics", metrics]
                 full = suite.launch(2, command)
@@ -72,7 +77,7 @@ def run_data(suite, rounds=2):
                     suite.failures.append(f"dptrain train on {label}: exit {done.returncode}")
         if all(rates.values()):
             rows += ["## Training from an image folder against IDX files", "",
-                     "`dptrain train`, built-in CNN, 2 ranks, `--workers 2`, batch 64 per rank, steps 50-300; "
+                     f"`dptrain train`, built-in CNN, 2 ranks, `--workers 2`, batch 64 per rank, steps 50-{steps}; "
                      f"medians of {rounds} alternated rounds.", "",
                      "| source | samples/s | rounds |", "|---|---:|---|"]
             for label, values in rates.items():
