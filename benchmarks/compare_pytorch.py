@@ -128,6 +128,21 @@ def summarize(values):
             "mean": statistics.fmean(s), "min": s[0], "max": s[-1]}
 
 
+def write_report(out, stem, results, plot, lines, image_title):
+    """A benchmark's three files in `out`: stem.json (results), stem.png (plot(results, path)) and
+    stem.md (`lines` with the plot under them). JSON and Markdown are written to a temporary file
+    and renamed, so an interrupted run leaves the previous report whole."""
+    def atomic_write(name, text):
+        path = os.path.join(out, name)
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+
+    atomic_write(f"{stem}.json", json.dumps(results, indent=1))
+    plot(results, os.path.join(out, f"{stem}.png"))
+    atomic_write(f"{stem}.md", "\n".join(list(lines) + ["", f"![{image_title}]({stem}.png)"]) + "\n")
+
+
 def machine_info(torch):
     cpu = ""
     try:

@@ -36,7 +36,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
-from compare_pytorch import machine_info  # noqa: E402  (the suite's machine block)
+from compare_pytorch import machine_info, write_report  # noqa: E402  (the suite's machine block, its files)
 from dptrain_export import export_training_step  # noqa: E402
 from gpt import GPT  # noqa: E402
 
@@ -215,14 +215,8 @@ def run_all(args):
         print(f"world {world}: " + ", ".join(
             f"{form} {statistics.median(x['tokens_per_s'] for x in v):.0f} tokens/s" for form, v in runs.items()),
             flush=True)
-    with open(os.path.join(args.out, "lm.json.tmp"), "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(os.path.join(args.out, "lm.json.tmp"), os.path.join(args.out, "lm.json"))
-    plot(results, os.path.join(args.out, "lm.png"))
-    lines = table(results) + ["", "![tokens/s](lm.png)"]
-    with open(os.path.join(args.out, "lm.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, "lm", results, plot, table(results), "tokens/s")
+    print("\n".join(table(results)))
 
 
 if __name__ == "__main__":

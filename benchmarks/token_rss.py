@@ -28,7 +28,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
-from compare_pytorch import machine_info  # noqa: E402  (the suite's machine block)
+from compare_pytorch import machine_info, write_report  # noqa: E402  (the suite's machine block, its files)
 
 
 def parse_args(argv):
@@ -197,14 +197,8 @@ def main(argv=None):
                                            f"{v['anon_kb'] / 1024:.0f} MiB), train.bin resident "
                                            f"{v['train_bin_resident_kb']} kB" for k, v in run["ranks"].items()),
               flush=True)
-    with open(os.path.join(args.out, "token_rss.json.tmp"), "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(os.path.join(args.out, "token_rss.json.tmp"), os.path.join(args.out, "token_rss.json"))
-    plot(results, os.path.join(args.out, "token_rss.png"))
-    lines = table(results) + ["", "![RSS per rank](token_rss.png)"]
-    with open(os.path.join(args.out, "token_rss.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, "token_rss", results, plot, table(results), "RSS per rank")
+    print("\n".join(table(results)))
 
 
 if __name__ == "__main__":

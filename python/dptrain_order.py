@@ -43,6 +43,8 @@ def _round_keys(seed, epoch):
 
 
 def _permute(n, seed, epoch, positions):
+    if n < 1:
+        raise ValueError(f"dptrain_order: the corpus has {n} windows; it needs at least 1")
     bits = 2
     while bits < 63 and (1 << bits) < n:
         bits += 1
@@ -66,8 +68,6 @@ def _permute(n, seed, epoch, positions):
 
 def epoch_order(n, seed=0, epoch=0):
     """The window indices of `epoch` in the order dptrain reads them (dptrain train --seed)."""
-    if n < 1:
-        raise ValueError(f"epoch_order: n must be >= 1, got {n}")
     return _permute(n, seed, epoch, np.arange(n, dtype=np.uint64))
 
 
