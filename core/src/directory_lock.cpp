@@ -8,6 +8,7 @@
 #include <cstring>
 #include <ctime>
 
+#include "dptrain/core/env.h"
 #include "dptrain/core/error.h"
 #include "dptrain/core/fs.h"
 #include "dptrain/core/logging.h"
@@ -28,12 +29,10 @@ std::string read_all(int fd) {
 }
 
 std::string holder_text() {
-  char host[256] = {};
-  if (::gethostname(host, sizeof(host) - 1) != 0) std::strcpy(host, "?");
   const std::time_t now = std::time(nullptr);
   char when[64] = {};
   std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&now));
-  return "pid " + std::to_string(::getpid()) + " on " + host + " since " + when;
+  return "pid " + std::to_string(::getpid()) + " on " + env::host_name() + " since " + when;
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <cctype>
 #include <cstdlib>
 
+#include <unistd.h>
+
 #include "dptrain/core/error.h"
 
 namespace dpt::env {
@@ -41,6 +43,12 @@ bool get_flag(const char* name, bool fallback) {
   if (lower == "0" || lower == "false" || lower == "no" || lower == "off") return false;
   DPT_THROW(InvalidArgumentError, "environment variable ", name, "='", *value,
             "' is not a flag (use 1/0, true/false, yes/no, on/off)");
+}
+
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "unknown";
+  return name;
 }
 
 }  // namespace dpt::env

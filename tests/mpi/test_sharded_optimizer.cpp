@@ -10,7 +10,7 @@
 namespace dpt::testing::ddp {
 namespace {
 
-constexpr int kSteps = 4;
+constexpr int kShardedSteps = 4;
 
 struct Run {
   int stage = 1;
@@ -18,7 +18,7 @@ struct Run {
   int micro_batches = 1;
 };
 
-// A sharded DDP rank, a plain DDP rank and one process on the global batch, `kSteps` steps each.
+// A sharded DDP rank, a plain DDP rank and one process on the global batch, `kShardedSteps` steps each.
 void check_against_ddp_and_one_process(const MakeOptimizer& make, const Run& run) {
   auto comm = world();
   const int W = comm->size(), rank = comm->rank();
@@ -32,7 +32,7 @@ void check_against_ddp_and_one_process(const MakeOptimizer& make, const Run& run
   auto plain_ddp_optimizer = make(plain_ddp.parameters());
   auto one_process = make(reference->parameters());
   const int64_t micro = kLocalBatch / run.micro_batches;
-  for (int step = 0; step < kSteps; ++step) {
+  for (int step = 0; step < kShardedSteps; ++step) {
     auto batch = global_batch(step, W);
     auto local = batch.chunk(rank).to_test_device();
     for (int m = 0; m < run.micro_batches; ++m) {
@@ -86,7 +86,7 @@ TEST(ShardedOptimizer, AdamAfterDdpAveragingEqualsOneProcess) {
   DistributedDataParallel ddp(net, comm);
   ShardedOptimizer sharded(ddp.parameters(), comm, adam(), tiny_units(1).gradients_already_averaged(true));
   auto one_process = adam()(reference->parameters());
-  for (int step = 0; step < kSteps; ++step) {
+  for (int step = 0; step < kShardedSteps; ++step) {
     auto batch = global_batch(step, W);
     auto local = batch.chunk(rank).to_test_device();
     torch::mse_loss(ddp.forward(local.x), local.y).backward();

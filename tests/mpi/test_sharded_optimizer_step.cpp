@@ -12,7 +12,7 @@
 namespace dpt::testing::ddp {
 namespace {
 
-constexpr int kSteps = 4;
+constexpr int kStepsPerRun = 4;
 
 // Global-norm clipping across the shards equals torch::nn::utils::clip_grad_norm_ on the whole
 // averaged gradient of one process (a bound small enough that every step clips).
@@ -27,7 +27,7 @@ TEST(ShardedOptimizerStep, ClippingUsesTheGlobalNormAcrossShards) {
     ShardedOptimizer sharded(ddp, sgd_momentum(), tiny_units(stage));
     sharded.set_max_grad_norm(kMaxNorm);
     auto plain = sgd_momentum()(reference->parameters());
-    for (int step = 0; step < kSteps; ++step) {
+    for (int step = 0; step < kStepsPerRun; ++step) {
       auto batch = global_batch(step, W);
       auto local = batch.chunk(rank).to_test_device();
       torch::mse_loss(ddp.forward(local.x), local.y).backward();
@@ -56,7 +56,7 @@ TEST(ShardedOptimizerStep, GradScaleUnscalesAndNonFiniteSkipsOnEveryRank) {
     DistributedDataParallel ddp(net, comm);
     ShardedOptimizer sharded(ddp, adam(), tiny_units(stage));
     auto plain = adam()(reference->parameters());
-    for (int step = 0; step < kSteps; ++step) {
+    for (int step = 0; step < kStepsPerRun; ++step) {
       auto batch = global_batch(step, W);
       auto local = batch.chunk(rank).to_test_device();
       (torch::mse_loss(ddp.forward(local.x), local.y) * kScale).backward();
@@ -69,7 +69,7 @@ TEST(ShardedOptimizerStep, GradScaleUnscalesAndNonFiniteSkipsOnEveryRank) {
     expect_params_near(ddp.parameters(), reference->parameters(), 1e-5);
 
     const auto before = snapshot(ddp.parameters());
-    auto local = global_batch(kSteps, W).chunk(rank).to_test_device();
+    auto local = global_batch(kStepsPerRun, W).chunk(rank).to_test_device();
     auto loss = torch::mse_loss(ddp.forward(local.x), local.y);
     if (rank == W - 1) loss = loss * std::numeric_limits<float>::infinity();
     (loss * kScale).backward();

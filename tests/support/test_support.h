@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "dptrain/parallel/comm/communicator.h"
 
@@ -23,6 +24,11 @@ double max_relative_error(const torch::Tensor& actual, const torch::Tensor& expe
 
 // The message of the dpt::Error that `body` throws; "" when it throws none.
 std::string error_of(const std::function<void()>& body);
+
+// `count` CPU devices: DataParallel's replicas all on the host.
+inline std::vector<torch::Device> cpus(size_t count) {
+  return std::vector<torch::Device>(count, torch::Device(torch::kCPU));
+}
 
 // A directory under /tmp removed when the object dies.
 class TempDir {

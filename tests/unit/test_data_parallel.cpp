@@ -19,10 +19,7 @@ namespace {
 using dpt::testing::max_relative_error;
 constexpr double kTolerance = 1e-5;
 
-std::vector<torch::Device> cpus(size_t count) {
-  return std::vector<torch::Device>(count, torch::Device(torch::kCPU));
-}
-
+using dpt::testing::cpus;
 torch::nn::Sequential mlp() {
   return torch::nn::Sequential(torch::nn::Linear(6, 16), torch::nn::Tanh(), torch::nn::Linear(16, 4));
 }

@@ -6,12 +6,11 @@
 
 #include "dptrain/core/error.h"
 #include "dptrain/parallel/data_parallel/scatter_gather.h"
+#include "test_support.h"
 
 namespace {
 
-std::vector<torch::Device> cpus(size_t count) {
-  return std::vector<torch::Device>(count, torch::Device(torch::kCPU));
-}
+using dpt::testing::cpus;
 
 TEST(ScatterGather, ChunkSizesFollowTorchChunk) {
   for (int64_t batch : {0, 1, 2, 5, 9, 10, 17, 64}) {

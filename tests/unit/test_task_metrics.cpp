@@ -9,10 +9,10 @@
 namespace dpt {
 namespace {
 
-struct Batch {
+struct ScoredBatch {
   Model model{torch::nn::Linear(6, 7)};
   torch::Tensor x, y;
-  Batch() {
+  ScoredBatch() {
     torch::manual_seed(3);
     model = Model(torch::nn::Linear(6, 7));
     x = torch::randn({40, 6});
@@ -29,7 +29,7 @@ double sum_named(const std::vector<std::pair<std::string, torch::Tensor>>& sums,
 }
 
 TEST(TaskMetrics, LabelSmoothingIsPyTorchsFormula) {
-  Batch batch;
+  ScoredBatch batch;
   const double epsilon = 0.2;
   Task task = Task::of(batch.model, TrainerOptions().label_smoothing(epsilon));
   const auto sums = task.evaluation_sums(batch.model, Tensors(batch.x), Tensors(batch.y)).sums;
@@ -48,7 +48,7 @@ TEST(TaskMetrics, LabelSmoothingIsPyTorchsFormula) {
 }
 
 TEST(TaskMetrics, TopKCountsLabelsAmongTheKHighestScores) {
-  Batch batch;
+  ScoredBatch batch;
   for (int64_t k : {2, 3, 7, 50}) {
     Task task = Task::of(batch.model, TrainerOptions().top_k(k));
     const auto sums = task.evaluation_sums(batch.model, Tensors(batch.x), Tensors(batch.y)).sums;

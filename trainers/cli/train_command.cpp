@@ -155,6 +155,9 @@ void add_output_options(CLI::App& command, TrainCommand& train) {
       "--no-progress", [&o] { o.progress_bar(false); }, "no progress bar on an interactive terminal");
   cmd->add_option("--plot", train.plot)->group("");  // removed; see the error it gives
   cmd->add_option("--log-every", o.log_every_steps(), "log the loss every N steps")->capture_default_str();
+  cmd->add_option("--straggler-threshold", o.straggler_threshold(),
+                  "name a rank whose busy time per step is this many times the others' (3 log intervals in a row)")
+      ->capture_default_str();
   cmd->add_flag_callback(
       "--no-eval", [&o] { o.eval_each_epoch(false); }, "skip evaluation on the test split");
   cmd->add_option("--eval-every", o.eval_every_steps(),

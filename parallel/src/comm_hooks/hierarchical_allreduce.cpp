@@ -5,18 +5,10 @@
 #include <map>
 
 #include "comm_hooks/hook_thread.h"
+#include "dptrain/core/env.h"
 #include "dptrain/core/error.h"
 
 namespace dpt {
-namespace {
-
-std::string this_hostname() {
-  char name[256] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown";
-  return name;
-}
-
-}  // namespace
 
 HostLayout discover_host_layout(Communicator& world, std::optional<int> ranks_per_host) {
   const int size = world.size(), rank = world.rank();
@@ -25,7 +17,7 @@ HostLayout discover_host_layout(Communicator& world, std::optional<int> ranks_pe
     DPT_CHECK(*ranks_per_host > 0, InvalidArgumentError, "ranks_per_host must be > 0, got ", *ranks_per_host);
     for (int r = 0; r < size; ++r) names[r] = "host" + std::to_string(r / *ranks_per_host);
   } else {
-    const std::string mine = this_hostname();
+    const std::string mine = env::host_name();
     const auto all = world.allgather_bytes(Bytes(mine.begin(), mine.end()));
     for (int r = 0; r < size; ++r) names[r] = std::string(all[r].begin(), all[r].end());
   }

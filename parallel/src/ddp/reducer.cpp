@@ -59,7 +59,7 @@ void Reducer::build_buckets(const std::vector<size_t>& order) {
     buckets.push_back(std::move(bucket));
   }
   buckets_ = std::move(buckets);
-  if (options_.gradient_as_bucket_view) allocate_buckets();
+  if (options_.gradient_as_bucket_view && comm_->size() > 1) allocate_buckets();  // Note [Nothing to reduce]
   if (options_.debug >= DebugLevel::Info) DPT_LOG_INFO("DDP bucket layout:\n{}", bucket_layout());
 }
 
@@ -107,9 +107,10 @@ void Reducer::reset_buckets() {
 void Reducer::prepare_for_backward(bool sync, double divisor) {
   std::lock_guard<std::mutex> lock(mutex_);
   reset_buckets();
-  if (sync) allocate_buckets();
-  phase_ = sync ? Phase::Expecting : Phase::Accumulating;
   divisor_ = divisor;
+  local_only_ = comm_->size() == 1 && !options_.comm_hook && divisor_ == 1;
+  if (sync && !local_only_) allocate_buckets();
+  phase_ = sync ? Phase::Expecting : Phase::Accumulating;
 }
 
 bool Reducer::backward_started() {
@@ -185,6 +186,7 @@ void Reducer::run_shadow_backward(double divisor) {
 
 void Reducer::mark_ready_locked(size_t index) {
   ready_[index] = 1;
+  if (local_only_) return;  // Note [Nothing to reduce]
   copy_grad_to_bucket(index);
   auto& bucket = buckets_[locate_[index].first];
   DPT_ASSERT(bucket.pending > 0);
@@ -300,12 +302,18 @@ void Reducer::finalize_locked() {
   // Parameters without a gradient still go through their buckets (as zeros, or their gradient
   // accumulated under no_sync), so this rank issues the same collectives as the others even when
   // it is about to report an error.
-  for (size_t i : unready) mark_ready_locked(i);
-  torch::Tensor used;
-  if (options_.find_unused_parameters) used = used_map_reduction_start();
-  wait_and_write_back(used);
-  last_exposed_comm_s_ = (trace_clock_us() - start) * 1e-6;
-  if (trace_) trace_({"wait for buckets", "ddp", start, trace_clock_us() - start});
+  if (local_only_) {
+    // Note [Nothing to reduce]: every .grad already is its own average; an unused parameter's
+    // .grad stays as it was, as the used-parameter map would leave it.
+    last_exposed_comm_s_ = 0;
+  } else {
+    for (size_t i : unready) mark_ready_locked(i);
+    torch::Tensor used;
+    if (options_.find_unused_parameters) used = used_map_reduction_start();
+    wait_and_write_back(used);
+    last_exposed_comm_s_ = (trace_clock_us() - start) * 1e-6;
+    if (trace_) trace_({"wait for buckets", "ddp", start, trace_clock_us() - start});
+  }
 
   if (!unready.empty() && !options_.find_unused_parameters) {
     std::string names;

@@ -77,7 +77,7 @@ std::shared_ptr<const TensorDataset> ShardedSource::load(size_t shard) const {
   return data;
 }
 
-Batch ShardedSource::first_samples(int64_t n) const {
+TrainBatch ShardedSource::first_samples(int64_t n) const {
   auto data = load(0);
   return gather_examples(*data, torch::arange(std::min<int64_t>(n, data->size()), torch::kLong));
 }
@@ -130,7 +130,7 @@ int64_t ShardedSource::steps_in_epoch(int64_t epoch, int64_t /*offset*/, const R
   return std::max<int64_t>(0, fewest) / (layout.batch * layout.accumulation);
 }
 
-Batch ShardedSource::micro_batch(int64_t epoch, int64_t /*offset*/, int64_t k, const RankLayout& layout) const {
+TrainBatch ShardedSource::micro_batch(int64_t epoch, int64_t /*offset*/, int64_t k, const RankLayout& layout) const {
   // Positions [k * B, (k + 1) * B) of this rank's stream: its shards in order, each permuted.
   const auto mine = shards_of(epoch, layout);
   int64_t position = k * layout.batch;
@@ -149,7 +149,7 @@ Batch ShardedSource::micro_batch(int64_t epoch, int64_t /*offset*/, int64_t k, c
     auto indices = options_.shuffle ? order_in_shard(epoch, shard).slice(0, from, to)
                                     : torch::arange(from, to, torch::kLong);
     position = stream_start + to;
-    Batch part;
+    TrainBatch part;
     if (!options_.transform) {
       part = gather_examples(*data, indices);
     } else {
@@ -165,7 +165,7 @@ Batch ShardedSource::micro_batch(int64_t epoch, int64_t /*offset*/, int64_t k, c
     stream_start += count;
   }
   DPT_ASSERT(position == end, "micro-batch ", k, " of epoch ", epoch, " runs past rank ", layout.rank, "'s shards");
-  Batch batch{Tensors::cat(inputs), Tensors::cat(targets)};
+  TrainBatch batch{Tensors::cat(inputs), Tensors::cat(targets)};
   return options_.pin_memory ? pinned(batch) : batch;
 }
 

@@ -11,7 +11,7 @@
 
 namespace dpt {
 
-Batch gather_examples(const Dataset& data, const torch::Tensor& indices,
+TrainBatch gather_examples(const Dataset& data, const torch::Tensor& indices,
                       const std::function<Example(Example, int64_t)>& map) {
   if (!map) {
     if (auto tensors = dynamic_cast<const TensorDataset*>(&data)) {
@@ -30,7 +30,7 @@ Batch gather_examples(const Dataset& data, const torch::Tensor& indices,
   return {Tensors::stack(inputs), Tensors::stack(targets)};
 }
 
-Batch pinned(const Batch& batch) {
+TrainBatch pinned(const TrainBatch& batch) {
   auto pin = [](const torch::Tensor& t) { return t.pin_memory(); };
   return {batch.first.map(pin), batch.second.map(pin)};
 }
@@ -84,7 +84,7 @@ IndexedSource::IndexedSource(std::shared_ptr<const Dataset> data, SourceOptions 
 
 std::string IndexedSource::describe() const { return std::to_string(data_->size()) + " samples"; }
 
-Batch IndexedSource::first_samples(int64_t n) const {
+TrainBatch IndexedSource::first_samples(int64_t n) const {
   return gather_examples(*data_, torch::arange(std::min<int64_t>(n, data_->size()), torch::kLong));
 }
 
@@ -115,13 +115,13 @@ int64_t IndexedSource::steps_in_epoch(int64_t /*epoch*/, int64_t offset, const R
   return std::max<int64_t>(0, (data_->size() - offset) / layout.global_batch());
 }
 
-Batch IndexedSource::micro_batch(int64_t epoch, int64_t offset, int64_t k, const RankLayout& layout) const {
+TrainBatch IndexedSource::micro_batch(int64_t epoch, int64_t offset, int64_t k, const RankLayout& layout) const {
   // Global micro-batch k covers positions offset + [k * W * B, (k + 1) * W * B) of the epoch's
   // order; rank r takes every W-th of them, starting at r (DistributedSampler over the remainder).
   const int64_t per_micro = static_cast<int64_t>(layout.world) * layout.batch;
   const int64_t begin = offset + k * per_micro + layout.rank;
   auto indices = indices_at(epoch, begin, offset + (k + 1) * per_micro, layout.world);
-  Batch batch;
+  TrainBatch batch;
   if (!options_.transform) {
     batch = gather_examples(*data_, indices);
   } else {

@@ -101,6 +101,9 @@ FitLoop::FitLoop(Trainer& trainer, const TrainSource& train, const Dataset* test
     keep_best_.emplace(options_.keep_best(), "--keep-best");
   }
   restore_monitors();
+  if (layout_.world > 1) {
+    stragglers_ = std::make_unique<StragglerMonitor>(trainer.world_, options_.straggler_threshold());
+  }
 }
 
 std::unique_ptr<CheckpointDirectory> FitLoop::open_checkpoints() {
@@ -187,6 +190,7 @@ TrainResult FitLoop::run() {
   }
   check_finite();
   report_.step_losses(losses_.take_step_losses(), position_.epoch);  // a run stopped inside an epoch
+  report_rank_spread(/*last=*/true);
   trainer_.internals_->sync->sync_buffers();
   if (test_ && !result_.stopped_early && last_evaluated_step_ != position_.step &&
       (!result_.final_eval || !options_.eval_each_epoch() || position_.batch_in_epoch != 0)) {
@@ -209,7 +213,7 @@ FitLoop::EpochEnd FitLoop::run_epoch() {
   // ahead on the pool; leaving the epoch early (stop, error) cancels the stream.
   PreprocessPool pool(options_.workers(), options_.prefetch_batches());
   const int64_t first_micro = position_.batch_in_epoch * layout_.accumulation;
-  auto micro_batches = pool.map<Batch>(
+  auto micro_batches = pool.map<TrainBatch>(
       std::max<int64_t>(0, epoch_steps * layout_.accumulation - first_micro),
       [this, first_micro, epoch = position_.epoch, offset = position_.epoch_offset](int64_t k) {
         return train_.micro_batch(epoch, offset, first_micro + k, layout_);
@@ -223,8 +227,10 @@ FitLoop::EpochEnd FitLoop::run_epoch() {
     const double lr = schedule_.lr_at(position_.step);
     set_learning_rate(trainer_.internals_->active_optimizer(), lr);
     trainer_.position_step_ = position_.step;
+    const double step_start = report_.elapsed_s();
     StepInfo info = trainer_.train_step(next_micro_batch, losses_);
     ++position_.step;
+    if (stragglers_) stragglers_->add_step(position_.step, report_.elapsed_s() - step_start, info.exposed_comm_s);
     ++steps_this_run_;
     info.epoch = position_.epoch;
     info.step = position_.step;
@@ -268,6 +274,7 @@ bool FitLoop::after_step(StepInfo& info, int64_t epoch_steps) {
     if (!losses.empty()) losses.pop_back();
     report_.step_losses(losses, position_.epoch);
     report_.step(info, position_, epoch_steps);
+    report_rank_spread(/*last=*/false);
   } else {
     info.loss = NAN;  // reported only at log steps (see StepInfo)
   }
@@ -309,6 +316,12 @@ bool FitLoop::after_step(StepInfo& info, int64_t epoch_steps) {
                  steps_this_run_);
   }
   return reached_max || stop_now || stop_early_;
+}
+
+void FitLoop::report_rank_spread(bool last) {
+  if (!stragglers_) return;
+  auto spread = last ? stragglers_->finish(position_.step) : stragglers_->at_log_step(position_.step);
+  if (spread) report_.rank_spread(*spread);
 }
 
 void FitLoop::end_epoch(double epoch_start) {

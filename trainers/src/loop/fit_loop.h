@@ -25,6 +25,7 @@
 #include "report/run_report.h"
 #include "checkpoint/run_checkpoint.h"
 #include "loop/stop_agreement.h"
+#include "loop/straggler_monitor.h"
 
 namespace dpt {
 
@@ -40,7 +41,9 @@ class FitLoop {
   EpochEnd run_epoch();
   // After optimizer step `info`: report, checkpoint, decide whether to stop. True to stop.
   bool after_step(StepInfo& info, int64_t epoch_steps);
-  void end_epoch(double epoch_start);  // epoch_start: report_.elapsed_s() when the epoch began
+  void end_epoch(double epoch_start);
+  // Each rank's busy time over the interval that ended at a log step (or at the end: `last`).
+  void report_rank_spread(bool last);  // epoch_start: report_.elapsed_s() when the epoch began
   // Evaluates the model on the test split now (--eval-every, an epoch's end): reported, kept as
   // the latest evaluation, and watched by early stopping and --keep-best. `what` names it in the log.
   EvalResult evaluate(const std::string& what);
@@ -75,6 +78,7 @@ class FitLoop {
   TrainResult result_;
   int64_t steps_this_run_ = 0;
   StopAgreement stop_requests_;
+  std::unique_ptr<StragglerMonitor> stragglers_;  // with more than one rank
   EarlyStopping early_stopping_;
   bool stop_early_ = false;          // early stopping asked to end the run
   std::optional<MetricMonitor> keep_best_;  // --keep-best

@@ -95,6 +95,8 @@ void validate(const TrainerOptions& o, bool reads_rank0_files) {
   DPT_CHECK(o.keep_checkpoints() >= 1, InvalidArgumentError, "--keep-checkpoints must be >= 1, got ",
             o.keep_checkpoints());
   DPT_CHECK(o.log_every_steps() >= 0, InvalidArgumentError, "--log-every must be >= 0, got ", o.log_every_steps());
+  DPT_CHECK(o.straggler_threshold() >= 1, InvalidArgumentError, "--straggler-threshold must be >= 1, got ",
+            o.straggler_threshold());
   DPT_CHECK(o.stop_after_steps() == 0 || !o.checkpoint_dir().empty(), InvalidArgumentError,
             "--stop-after-steps needs --checkpoint-dir: the run would stop without saving anything to resume from");
   if (reads_rank0_files && !o.resume().empty() && o.resume() != "latest") {
@@ -462,7 +464,7 @@ TrainResult Trainer::fit(const Dataset& train, const Dataset* test) {
 
 TrainResult Trainer::fit(const TrainSource& train, const Dataset* test) {
   if (internals_->task.uses_class_labels() && train.dataset()) check_class_labels(*train.dataset());
-  const Batch first = train.first_samples(2);
+  const TrainBatch first = train.first_samples(2);
   check_model_fits(first, train.largest_label());
   // The evaluation split too, before training rather than after it (another shape, a label the
   // model has no output for).

@@ -147,6 +147,41 @@ void RunReport::step(const StepInfo& info, const Position& position, int64_t epo
   }
 }
 
+void RunReport::rank_spread(const RankSpread& spread) {
+  if (rank_ != 0) return;
+  const double max_ms = 1e3 * spread.max_s(), median_ms = 1e3 * spread.median_s;
+  DPT_LOG_INFO("steps {}-{}: busy time per step on {} ranks: median {:.2f} ms, max {:.2f} ms on rank {} ({}), "
+               "{:.2f}x the other ranks' median",
+               spread.first_step, spread.last_step, spread.busy_s.size(), median_ms, max_ms, spread.slowest_rank,
+               spread.slowest_host, spread.slowdown);
+  if (spread.became_straggler) {
+    DPT_LOG_WARN("rank {} on host {} is a straggler: its busy time per step has been {:.2f}x the other ranks' "
+                 "median (>= --straggler-threshold {:.2f}) for {} log intervals in a row, and every other rank "
+                 "waits for it at each all-reduce",
+                 spread.slowest_rank, spread.slowest_host, spread.slowdown, options_.straggler_threshold(),
+                 spread.intervals_slowest);
+  }
+  nlohmann::json busy = nlohmann::json::array();
+  for (double s : spread.busy_s) busy.push_back(1e3 * s);
+  write(nlohmann::json{{"type", "ranks"},
+                       {"first_step", spread.first_step},
+                       {"step", spread.last_step},
+                       {"busy_ms", busy},
+                       {"median_ms", median_ms},
+                       {"slowest_rank", spread.slowest_rank},
+                       {"slowest_host", spread.slowest_host},
+                       {"slowdown", spread.slowdown},
+                       {"straggler", spread.straggler}}
+            .dump());
+  if (tensorboard_) {
+    tensorboard_->add_scalars(spread.last_step, {{"perf/rank_busy_median_ms", median_ms},
+                                                 {"perf/rank_busy_max_ms", max_ms},
+                                                 {"perf/rank_slowdown", spread.slowdown},
+                                                 {"perf/slowest_rank", static_cast<double>(spread.slowest_rank)}});
+    tensorboard_->flush();
+  }
+}
+
 void RunReport::step_losses(const std::vector<std::pair<int64_t, double>>& losses, int64_t epoch) {
   if (losses.empty() || rank_ != 0) return;
   std::string lines;  // one write and one flush for the interval's steps

@@ -11,6 +11,7 @@
 
 #include "dptrain/trainers/report/tensorboard.h"
 #include "dptrain/trainers/loop/trainer.h"
+#include "loop/straggler_monitor.h"
 #include "report/progress_bar.h"
 #include "checkpoint/run_checkpoint.h"
 
@@ -35,6 +36,10 @@ class RunReport {
   // (0-based): one metrics record {"type": "loss", "epoch", "step", "loss"} each, and TensorBoard's
   // train/loss, so curves have every step (logged steps have their "step" record).
   void step_losses(const std::vector<std::pair<int64_t, double>>& losses, int64_t epoch);
+  // Each rank's busy time per step over a log interval (loop/straggler_monitor.h): an INFO line,
+  // a WARN line when a rank has just become a straggler, a metrics record of type "ranks",
+  // TensorBoard's perf/rank_busy_* scalars. Rank 0 only, as the spread is the same everywhere.
+  void rank_spread(const RankSpread& spread);
   void epoch(const EpochInfo& info);
   // The evaluation after a run that did not end with an evaluated epoch.
   void final_evaluation(const Position& position, const EvalResult& eval);

@@ -8,6 +8,7 @@
 #include <climits>
 #include <cmath>
 
+#include "dptrain/core/env.h"
 #include "dptrain/core/error.h"
 #include "dptrain/core/fs.h"
 #include "tensorboard_events.h"
@@ -19,15 +20,9 @@ double unix_time_s() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string host_name() {
-  char name[256] = {};
-  if (::gethostname(name, sizeof(name) - 1) != 0) return "localhost";
-  return name;
-}
-
 std::string event_file_name() {
   static std::atomic<int> counter{0};
-  return "events.out.tfevents." + std::to_string(static_cast<int64_t>(unix_time_s())) + "." + host_name() + "." +
+  return "events.out.tfevents." + std::to_string(static_cast<int64_t>(unix_time_s())) + "." + env::host_name() + "." +
          std::to_string(::getpid()) + "." + std::to_string(counter++);
 }
 

@@ -26,6 +26,13 @@
 // Buckets are launched strictly in bucket order, so every rank issues the same collectives in the
 // same order whatever order its gradients arrive in.
 //
+// Note [Nothing to reduce]: over a communicator of one rank, with no comm hook, the average is the
+// gradient itself. Such an iteration (local_only()) copies nothing and launches nothing: the
+// states above are kept (a second backward, a parameter without gradient and the first
+// backward's order are still detected and recorded), but .grad stays where autograd put it and
+// the buckets are never allocated. A comm hook keeps the full path even at world size 1: it may
+// change the values (fp16 compression, PowerSGD), and a run at world size 1 must equal one at 2.
+//
 // Note [Bucket rebuild]: the first synchronized backward records the order in which gradients
 // became ready. Before the next forward, rebuild_buckets(root) broadcasts root's order and every
 // rank regroups the parameters in it - the same assignment everywhere - once per training run.
@@ -86,6 +93,8 @@ class Reducer {
   void set_comm_hook(CommHook hook);
   void set_trace_recorder(TraceRecorder recorder) { trace_ = std::move(recorder); }
 
+  // This iteration reduces nothing (Note [Nothing to reduce]); decided by prepare_for_backward().
+  bool local_only() const { return local_only_; }
   const std::vector<Bucket>& buckets() const { return buckets_; }
   const std::vector<torch::Tensor>& parameters() const { return params_; }
   std::string bucket_layout() const;  // one line per bucket (for INFO logs and errors)
@@ -125,6 +134,7 @@ class Reducer {
   Phase phase_ = Phase::Idle;
   Layout layout_ = Layout::Recording;
   double divisor_ = 1;
+  bool local_only_ = false;
   size_t next_bucket_ = 0;
   std::vector<char> ready_;          // this backward
   std::vector<char> locally_used_;   // since the last synchronized backward (no_sync included)

@@ -33,9 +33,9 @@ class ShardedSource final : public TrainSource {
 
   std::string describe() const override;
   int64_t size() const override { return total_; }
-  Batch first_samples(int64_t n) const override;
+  TrainBatch first_samples(int64_t n) const override;
   int64_t steps_in_epoch(int64_t epoch, int64_t offset, const RankLayout& layout) const override;
-  Batch micro_batch(int64_t epoch, int64_t offset, int64_t k, const RankLayout& layout) const override;
+  TrainBatch micro_batch(int64_t epoch, int64_t offset, int64_t k, const RankLayout& layout) const override;
   bool resumes_exactly_at_other_world_sizes() const override { return false; }
 
   // The shards rank `layout.rank` streams in `epoch`, in order (indices into the shard list).

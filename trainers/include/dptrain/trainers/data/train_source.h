@@ -37,9 +37,9 @@ struct RankLayout {
   int64_t global_batch() const { return static_cast<int64_t>(world) * batch * accumulation; }
 };
 
-using Batch = std::pair<Tensors, Tensors>;  // (inputs, targets), stacked; either may be a tuple
+using TrainBatch = std::pair<Tensors, Tensors>;  // (inputs, targets), stacked; either may be a tuple
 // The batch in page-locked memory, for an asynchronous copy to a GPU.
-Batch pinned(const Batch& batch);
+TrainBatch pinned(const TrainBatch& batch);
 
 // How a shuffled epoch is ordered (IndexedSource).
 enum class ShuffleOrder {
@@ -63,7 +63,7 @@ class TrainSource {
   // Samples of one epoch over all ranks.
   virtual int64_t size() const = 0;
   // The first `n` samples (no transform), to check the model fits the data.
-  virtual Batch first_samples(int64_t n) const = 0;
+  virtual TrainBatch first_samples(int64_t n) const = 0;
   // The largest class label when it is cheap to know (labels in memory); nullopt otherwise.
   virtual std::optional<int64_t> largest_label() const { return std::nullopt; }
   // Optimizer steps every rank takes in `epoch`, after `offset` samples of it were consumed at
@@ -73,7 +73,7 @@ class TrainSource {
   // epochs is one product instead of a count per epoch).
   virtual bool same_steps_every_epoch() const { return false; }
   // This rank's micro-batch `k` of `epoch` (k = 0 is the first after `offset`).
-  virtual Batch micro_batch(int64_t epoch, int64_t offset, int64_t k, const RankLayout& layout) const = 0;
+  virtual TrainBatch micro_batch(int64_t epoch, int64_t offset, int64_t k, const RankLayout& layout) const = 0;
   // The samples as one in-memory Dataset, when the source is one (for checks of all labels).
   virtual const Dataset* dataset() const { return nullptr; }
   // Whether an epoch interrupted at one world size continues exactly at another; when not, the
@@ -99,12 +99,12 @@ class IndexedSource final : public TrainSource {
   IndexedSource(std::shared_ptr<const Dataset> data, SourceOptions options);
   std::string describe() const override;
   int64_t size() const override { return data_->size(); }
-  Batch first_samples(int64_t n) const override;
+  TrainBatch first_samples(int64_t n) const override;
   std::optional<int64_t> largest_label() const override { return dpt::largest_label(*data_); }
   int64_t steps_in_epoch(int64_t epoch, int64_t offset, const RankLayout& layout) const override;
   bool same_steps_every_epoch() const override { return true; }
   const Dataset* dataset() const override { return data_.get(); }
-  Batch micro_batch(int64_t epoch, int64_t offset, int64_t k, const RankLayout& layout) const override;
+  TrainBatch micro_batch(int64_t epoch, int64_t offset, int64_t k, const RankLayout& layout) const override;
   bool resumes_exactly_at_other_world_sizes() const override { return true; }
 
  private:
@@ -121,7 +121,7 @@ class IndexedSource final : public TrainSource {
 
 // Samples `indices` of `data`, each through `map` when given, stacked (index_select for a
 // TensorDataset without a map).
-Batch gather_examples(const Dataset& data, const torch::Tensor& indices,
+TrainBatch gather_examples(const Dataset& data, const torch::Tensor& indices,
                       const std::function<Example(Example, int64_t)>& map = nullptr);
 
 }  // namespace dpt

@@ -143,6 +143,10 @@ struct TrainerOptions {
   // A progress bar on rank 0 when stderr is an interactive terminal (never in logs to files).
   TORCH_ARG(bool, progress_bar) = true;
   TORCH_ARG(int64_t, log_every_steps) = 100;
+  // A rank is named a straggler when its busy time per step (the step minus its wait for gradient
+  // communication) is at least this many times the other ranks' median for 3 log intervals in a
+  // row (docs/trainer.md, "The slow rank"). Every log interval reports the spread regardless.
+  TORCH_ARG(double, straggler_threshold) = 1.2;
   TORCH_ARG(torch::Device, device) = torch::Device(torch::kCPU);
 };
 
