@@ -35,12 +35,12 @@ dpt::TensorDataset synthetic(int64_t n) {
   return dpt::TensorDataset(torch::rand({n, 1, 4, 4}, generator), torch::randint(3, {n}, generator, torch::kLong));
 }
 
-// Trains one epoch of 24 steps, logging every 3; returns rank 0's "ranks" metrics records.
-std::vector<nlohmann::json> rank_records(std::chrono::microseconds delay_on_this_rank) {
+// Trains one epoch of `steps` steps, logging every 3; returns rank 0's "ranks" metrics records.
+std::vector<nlohmann::json> rank_records(std::chrono::microseconds delay_on_this_rank, int64_t steps = 24) {
   auto world = dpt::testing::world();
   dpt::testing::TempDir dir("dpt-straggler");
   const int64_t batch = 4;
-  SleepyDataset data(synthetic(24 * batch * world->size()), delay_on_this_rank);
+  SleepyDataset data(synthetic(steps * batch * world->size()), delay_on_this_rank);
   torch::manual_seed(3);
   dpt::Model model(dpt::make_mlp(16, {12}, 3));
   dpt::Trainer trainer(model, world,
@@ -90,6 +90,22 @@ TEST(Stragglers, ARankWithSlowDataLoadingIsNamed) {
   // did not count), and from then on.
   EXPECT_FALSE(records[1]["straggler"].get<bool>());
   for (size_t i = 3; i < records.size(); ++i) EXPECT_TRUE(records[i]["straggler"].get<bool>()) << records[i].dump();
+}
+
+// A run that ends between log steps: the interval gathered at the last log step and the steps
+// after it are both reported at the end.
+TEST(Stragglers, EveryIntervalIsReportedWhenTheRunEndsBetweenLogSteps) {
+  auto world = dpt::testing::world();
+  if (world->size() < 2) GTEST_SKIP() << "needs 2+ ranks";
+  const auto records = rank_records(std::chrono::microseconds(0), /*steps=*/22);
+  if (world->rank() != 0) return;
+  // Log steps 1, 3, ..., 21, then the end at 22.
+  ASSERT_EQ(records.size(), 9u);
+  EXPECT_EQ(records.front()["first_step"], 1);
+  EXPECT_EQ(records[7]["first_step"], 19);
+  EXPECT_EQ(records[7]["step"], 21);
+  EXPECT_EQ(records[8]["first_step"], 22);
+  EXPECT_EQ(records[8]["step"], 22);
 }
 
 TEST(Stragglers, RanksSlowedAlikeNameNoOne) {

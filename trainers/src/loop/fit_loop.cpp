@@ -320,8 +320,11 @@ bool FitLoop::after_step(StepInfo& info, int64_t epoch_steps) {
 
 void FitLoop::report_rank_spread(bool last) {
   if (!stragglers_) return;
-  auto spread = last ? stragglers_->finish(position_.step) : stragglers_->at_log_step(position_.step);
-  if (spread) report_.rank_spread(*spread);
+  if (last) {
+    for (const auto& spread : stragglers_->finish(position_.step)) report_.rank_spread(spread);
+  } else if (auto spread = stragglers_->at_log_step(position_.step)) {
+    report_.rank_spread(*spread);
+  }
 }
 
 void FitLoop::end_epoch(double epoch_start) {

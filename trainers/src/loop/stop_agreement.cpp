@@ -1,31 +1,13 @@
 #include "loop/stop_agreement.h"
 
-#include <exception>
-#include <vector>
-
 #include "dptrain/core/stop_request.h"
+#include "loop/background_collective.h"
 
 namespace dpt {
 
 StopAgreement::StopAgreement(CommunicatorPtr world) : world_(std::move(world)) {}
 
-StopAgreement::~StopAgreement() {
-  if (!reduction_) return;
-  if (std::uncaught_exceptions() == 0) {
-    // The loop ended normally: the other ranks finish this reduction too.
-    try {
-      reduction_->wait();
-      return;
-    } catch (const std::exception&) {
-      // A peer failed at the very end; the error that matters is reported elsewhere.
-    }
-  }
-  // Leaving on an error (a peer died, a timeout): the reduction may never complete, and waiting
-  // would hold this rank until the timeout. Its tensor must outlive it: kept for the rest of the
-  // process, which is going down.
-  static std::vector<torch::Tensor> abandoned;
-  abandoned.push_back(flag_);
-}
+StopAgreement::~StopAgreement() { settle_background_collective(reduction_, {flag_}); }
 
 bool StopAgreement::stop_now() {
   if (!StopRequest::installed()) return false;  // no handler: no signal can ask

@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <exception>
 
 #include "dptrain/core/env.h"
 #include "dptrain/core/error.h"
+#include "loop/background_collective.h"
 
 namespace dpt {
 namespace {
@@ -28,22 +28,7 @@ StragglerMonitor::StragglerMonitor(CommunicatorPtr world, double threshold, int 
   }
 }
 
-StragglerMonitor::~StragglerMonitor() {
-  if (!gather_) return;
-  if (std::uncaught_exceptions() == 0) {
-    try {
-      gather_->wait();  // every rank started it; every rank finishes it
-      return;
-    } catch (const std::exception&) {
-      // A peer failed at the very end; the error that matters is reported elsewhere.
-    }
-  }
-  // Leaving on an error: the gather may never complete, so its buffers stay alive (as
-  // StopAgreement's flag does) for the rest of a process that is going down.
-  static std::vector<torch::Tensor> abandoned;
-  abandoned.push_back(mine_);
-  abandoned.push_back(gathered_);
-}
+StragglerMonitor::~StragglerMonitor() { settle_background_collective(gather_, {mine_, gathered_}); }
 
 void StragglerMonitor::add_step(int64_t step, double step_s, double exposed_comm_s) {
   if (steps_ == 0) interval_start_ = step;
@@ -66,14 +51,13 @@ std::optional<RankSpread> StragglerMonitor::at_log_step(int64_t step) {
   return previous;
 }
 
-std::optional<RankSpread> StragglerMonitor::finish(int64_t step) {
-  if (steps_ > 0) {
-    // The steps since the last log step: gathered now, at the end, when waiting costs nothing.
-    std::optional<RankSpread> previous = at_log_step(step);
-    std::optional<RankSpread> last = collect();
-    return last ? last : previous;
-  }
-  return collect();
+std::vector<RankSpread> StragglerMonitor::finish(int64_t step) {
+  std::vector<RankSpread> spreads;
+  // The interval gathered at the last log step, then the steps since it: gathered now, at the
+  // end, when waiting costs nothing.
+  if (auto previous = at_log_step(step)) spreads.push_back(std::move(*previous));
+  if (auto last = collect()) spreads.push_back(std::move(*last));
+  return spreads;
 }
 
 std::optional<RankSpread> StragglerMonitor::collect() {

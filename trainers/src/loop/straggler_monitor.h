@@ -7,7 +7,7 @@
 //   StragglerMonitor monitor(world, options);   // collective: gathers the hostnames once
 //   every step:      monitor.add_step(step, step_s, exposed_comm_s);
 //   every log step:  if (auto spread = monitor.at_log_step(step)) report(*spread);
-//   at the end:      if (auto spread = monitor.finish(step)) report(*spread);
+//   at the end:      for (auto& spread : monitor.finish(step)) report(spread);
 //
 // At each log step every rank starts one non-blocking all-gather of its mean busy time over the
 // interval (8 bytes a rank); it is read at the next log step, by when it is long done, so nothing
@@ -58,8 +58,9 @@ class StragglerMonitor {
   void add_step(int64_t step, double step_s, double exposed_comm_s);
   // At a log step, every rank: starts this interval's gather; returns the previous interval's spread.
   std::optional<RankSpread> at_log_step(int64_t step);
-  // At the end of training, every rank: the spread of the last interval gathered.
-  std::optional<RankSpread> finish(int64_t step);
+  // At the end of training, every rank: the spreads not yet returned, oldest first (the interval
+  // gathered at the last log step, and the steps since it, if any).
+  std::vector<RankSpread> finish(int64_t step);
 
  private:
   std::optional<RankSpread> collect();
