@@ -5,10 +5,12 @@
 #      one starts near ln 256 = 5.55); the log reports tokens/s and perplexity = exp(loss);
 #  (c) the trained model is TorchScript that PyTorch runs, and its loss on val.bin there equals
 #      what dptrain eval reports;
-#  (d) --precision bf16 (autocast on the CPU) tracks fp32: the final validation loss within 0.1 of
-#      the fp32 run's and every epoch's within 0.3 (bf16's rounding depends on the CPU's bf16 units:
-#      an AMD EPYC without them ended 0.064 apart, 0.24 at most; elsewhere 0.19 at
-#      most, 0.03 at the end when measured), not bitwise equal (bf16 did compute), weights saved fp32;
+#  (d) --precision bf16 (autocast on the CPU) tracks fp32 over 10 epochs (a 10-epoch fp32 run: the
+#      cosine schedule's length is the run's): it learns (its loss falls by
+#      > 0.25), every epoch's validation loss within 0.4 of fp32's and the last within 0.25; not
+#      bitwise equal (bf16 did compute); weights saved fp32. bf16's rounding depends on the CPU's
+#      bf16 units: on an AMD EPYC without them (bf16 emulated, 5.7 s an epoch against 0.8 s in fp32)
+#      10 epochs ended 0.19 apart, 0.28 at most; 30 epochs ended 0.064 apart;
 #  (e) MFU: FLOPs per token as 6N + 12 L D T computed here from the saved model, and each step's
 #      "mfu" = tokens/s per rank x FLOPs per token / --peak-tflops;
 #  (f) `dptrain generate`: greedy decoding equals PyTorch's greedy loop on the saved model; sampling
@@ -64,20 +66,22 @@ print(f"ok: torch.jit.load('gpt.pt') scores val.bin at {loss:.4f}, dptrain eval 
 PY
 
 # --- (d) bf16 ------------------------------------------------------------------------------------
-expect_ok bf16 "$MPIRUN" -np 2 "$DPTRAIN" train "${gpt[@]}" --epochs 30 --precision bf16 --out gpt-bf16.pt \
+expect_ok fp32_10 "$MPIRUN" -np 2 "$DPTRAIN" train "${gpt[@]}" --epochs 10 --metrics fp32-10.jsonl
+expect_ok bf16 "$MPIRUN" -np 2 "$DPTRAIN" train "${gpt[@]}" --epochs 10 --precision bf16 --out gpt-bf16.pt \
   --metrics bf16.jsonl
 "$DPTRAIN_PYTHON" - <<'PY' || fail "bf16 against fp32"
 import json, torch
 def losses(path):
     return [r["test_loss"] for r in map(json.loads, open(path)) if r["type"] == "epoch"]
-fp32, bf16 = losses("lm.jsonl"), losses("bf16.jsonl")
+fp32, bf16 = losses("fp32-10.jsonl"), losses("bf16.jsonl")
 worst = max(abs(a - b) for a, b in zip(fp32, bf16))
 final = abs(fp32[-1] - bf16[-1])
-assert len(fp32) == len(bf16) == 30 and worst < 0.3 and final < 0.1 and fp32 != bf16, (worst, fp32[-1], bf16[-1])
+assert len(fp32) == len(bf16) == 10 and fp32 != bf16, (fp32, bf16)
+assert bf16[0] - bf16[-1] > 0.25 and worst < 0.4 and final < 0.25, (bf16, worst, final)
 dtypes = {t.dtype for t in torch.jit.load("gpt-bf16.pt").state_dict().values()}
 assert dtypes == {torch.float32}, dtypes
-print(f"ok: bf16 validation loss {bf16[-1]:.4f} vs fp32 {fp32[-1]:.4f} (largest gap over 30 epochs {worst:.4f}); "
-      "weights saved in fp32")
+print(f"ok: bf16 validation loss {bf16[0]:.4f} -> {bf16[-1]:.4f} over 10 epochs vs fp32 {fp32[-1]:.4f} "
+      f"(largest gap {worst:.4f}); weights saved in fp32")
 PY
 
 # --- (e) MFU -------------------------------------------------------------------------------------

@@ -67,10 +67,39 @@ TEST(DdpEquivalence, GradientAsBucketViewSharesStorage) {
     sgd_step(ddp.parameters(), kLr);
   }
   // Without the option the gradients are separate tensors.
-  DistributedDataParallel copying(on_test_device(make_mlp()), comm, DdpOptions());
+  DistributedDataParallel copying(on_test_device(make_mlp()), comm, DdpOptions().gradient_as_bucket_view(false));
   auto local = global_batch(0, comm->size()).chunk(comm->rank()).to_test_device();
   torch::mse_loss(copying.forward(local.x), local.y).backward();
   EXPECT_FALSE(copying.parameters()[0].grad().is_alias_of(copying.reducer().buckets()[0].contents));
+}
+
+// libtorch's own optimizers on bucket views: Optimizer::zero_grad detaches every .grad in place,
+// which an autograd view of the bucket would refuse; zeroing in place (set_to_none false) keeps
+// the views, so later backwards accumulate straight into the buckets.
+TEST(DdpEquivalence, LibtorchOptimizerZeroGradKeepsTheBucketViews) {
+  auto comm = world();
+  if (comm->size() == 1) GTEST_SKIP() << "one rank reduces nothing and has no buckets (test_ddp_group_of_one.cpp)";
+  auto net = on_test_device(make_mlp());
+  auto reference = make_mlp();
+  DistributedDataParallel ddp(net, comm);  // gradient_as_bucket_view by default
+  torch::optim::SGD optimizer(ddp.parameters(), torch::optim::SGDOptions(kLr).momentum(0.9));
+  torch::optim::SGD reference_optimizer(reference->parameters(), torch::optim::SGDOptions(kLr).momentum(0.9));
+  for (int step = 0; step < kSteps; ++step) {
+    optimizer.zero_grad(/*set_to_none=*/false);
+    auto local = global_batch(step, comm->size()).chunk(comm->rank()).to_test_device();
+    torch::mse_loss(ddp.forward(local.x), local.y).backward();
+    for (const auto& param : ddp.parameters()) {
+      bool shares = false;
+      for (const auto& bucket : ddp.reducer().buckets()) shares = shares || param.grad().is_alias_of(bucket.contents);
+      EXPECT_TRUE(shares) << "step " << step;
+    }
+    optimizer.step();
+    reference_optimizer.zero_grad(false);
+    auto whole = global_batch(step, comm->size());
+    torch::mse_loss(reference->forward(whole.x), whole.y).backward();
+    reference_optimizer.step();
+  }
+  expect_params_near(ddp.parameters(), reference->parameters(), 1e-5);
 }
 
 TEST(DdpEquivalence, Fp16CompressionHook) {

@@ -58,8 +58,10 @@ void Reducer::build_buckets(const std::vector<size_t>& order) {
     bucket.pending = bucket.param_indices.size();
     buckets.push_back(std::move(bucket));
   }
+  // The contents come at the first synchronized backward (allocate_buckets): a DDP whose gradients
+  // another component reduces (ZeRO) or that reduces nothing (Note [Nothing to reduce]) never
+  // holds them. Gradients still viewing the buckets of an earlier layout move at that backward.
   buckets_ = std::move(buckets);
-  if (options_.gradient_as_bucket_view && comm_->size() > 1) allocate_buckets();  // Note [Nothing to reduce]
   if (options_.debug >= DebugLevel::Info) DPT_LOG_INFO("DDP bucket layout:\n{}", bucket_layout());
 }
 
@@ -70,7 +72,9 @@ void Reducer::allocate_buckets() {
     bucket.contents = torch::zeros({bucket.numel}, bucket.options);
     for (size_t k = 0; k < bucket.param_indices.size(); ++k) {
       const auto& param = params_[bucket.param_indices[k]];
-      bucket.views.push_back(bucket.contents.narrow(0, bucket.offsets[k], param.numel()).view(param.sizes()));
+      // detach(): the same memory, but not an autograd view of the bucket, so .grad can be
+      // detached in place (libtorch's Optimizer::zero_grad calls grad.detach_(), which a view refuses).
+      bucket.views.push_back(bucket.contents.narrow(0, bucket.offsets[k], param.numel()).view(param.sizes()).detach());
       if (options_.gradient_as_bucket_view && param.grad().defined()) {
         bucket.views[k].copy_(param.grad());
         param.mutable_grad() = bucket.views[k];

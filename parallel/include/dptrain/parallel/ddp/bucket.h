@@ -13,9 +13,9 @@ namespace dpt {
 
 // One flat buffer holding the gradients of several parameters of one device and dtype.
 struct Bucket {
-  // Flat, contiguous; one allreduce per iteration. Allocated at the first synchronized backward
-  // (at once with gradient_as_bucket_view): a DDP whose gradients are only ever accumulated
-  // locally or reduced by someone else (a ShardedOptimizer) holds no second gradient copy.
+  // Flat, contiguous; one allreduce per iteration. Allocated at the first synchronized backward:
+  // a DDP whose gradients are only ever accumulated locally or reduced by someone else (a
+  // ShardedOptimizer) holds no second gradient copy.
   torch::Tensor contents;
   int64_t numel = 0;
   torch::TensorOptions options;

@@ -45,8 +45,10 @@ struct DdpOptions {
   TORCH_ARG(bool, find_unused_parameters) = false;
   // Copy buffers (BatchNorm running statistics) from rank 0 before each forward with grad enabled.
   TORCH_ARG(bool, broadcast_buffers) = true;
-  // .grad tensors become views into the buckets: no gradient copies, no second gradient copy in memory.
-  TORCH_ARG(bool, gradient_as_bucket_view) = false;
+  // .grad tensors become views into the buckets: no copy back after the reduction, and no second
+  // gradient-sized buffer kept between steps. On by default (PyTorch's is off): see docs/ddp.md for
+  // the one thing it changes - two parameters' .grad share one allocation.
+  TORCH_ARG(bool, gradient_as_bucket_view) = true;
   // How buckets are reduced; empty: each gradient is divided by the world size as it is copied into
   // its bucket and the buckets are summed (PyTorch's default; comm_hooks::allreduce_average gives
   // the same result with a separate division pass).

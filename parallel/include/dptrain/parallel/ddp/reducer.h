@@ -55,7 +55,7 @@ struct ReducerOptions {
   size_t bucket_cap_bytes = 25u << 20;
   size_t first_bucket_cap_bytes = 1u << 20;
   bool find_unused_parameters = false;
-  bool gradient_as_bucket_view = false;
+  bool gradient_as_bucket_view = false;  // DistributedDataParallel passes its own default (on)
   CommHook comm_hook;  // empty: sum of gradients pre-divided by the divisor (PyTorch's default)
   DebugLevel debug = DebugLevel::Off;
 };
