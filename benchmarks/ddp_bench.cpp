@@ -39,6 +39,7 @@
 #include "dptrain/core/model.h"
 #include "dptrain/core/run_main.h"
 #include "dptrain/parallel/ddp/distributed_data_parallel.h"
+#include "dptrain/parallel/ddp/reducer.h"
 #include "dptrain/parallel/comm_hooks/hierarchical_allreduce.h"
 #include "dptrain/parallel/comm_hooks/powersgd.h"
 #include "dptrain/parallel/runtime/runtime.h"
@@ -59,8 +60,9 @@ struct Options {
   int batch = 64;
   std::string backend;  // empty: mpi on the CPU, the Runtime's choice (nccl) on CUDA
   double bucket_cap_mb = 25.0;
+  bool bucket_cap_auto = false;
   bool ddp = true;
-  bool gradient_as_bucket_view = false;
+  bool gradient_as_bucket_view = dpt::DdpOptions().gradient_as_bucket_view();
   bool hierarchical = false;  // buckets through dpt::HierarchicalAllreduce (when the host layout helps)
   int64_t powersgd_rank = 0;  // > 0: buckets through dpt::PowerSgd of this rank, compressed from the first timed step
   std::string trace_path;
@@ -79,8 +81,11 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
   app.add_option("--bucket-cap-mb", options.bucket_cap_mb, "DDP gradient bucket size")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  app.add_flag("--bucket-cap-auto", options.bucket_cap_auto,
+               "DDP chooses the bucket cap after two steps (from --bucket-cap-mb; the warm-up must cover them)");
   app.add_flag("!--no-ddp", options.ddp, "plain training without DDP (each rank alone): DDP's overhead baseline");
-  app.add_flag("--gradient-as-bucket-view", options.gradient_as_bucket_view, "DDP: .grad tensors view the buckets");
+  app.add_flag("--gradient-as-bucket-view,!--no-gradient-as-bucket-view", options.gradient_as_bucket_view,
+               "DDP: .grad tensors view the buckets (DDP's default: on)");
   app.add_flag("--hierarchical", options.hierarchical,
                "DDP: buckets all-reduced within each host, then across hosts (hosts from the hostnames)");
   app.add_option("--powersgd-rank", options.powersgd_rank,
@@ -135,7 +140,10 @@ Training::Training(const Options& options, const dpt::bench::BenchJob& job)
   if (options.ddp) {
     ddp = std::make_unique<dpt::DistributedDataParallel>(
         model, job.comm,
-        dpt::DdpOptions().bucket_cap_mb(options.bucket_cap_mb).gradient_as_bucket_view(options.gradient_as_bucket_view));
+        dpt::DdpOptions()
+            .bucket_cap_mb(options.bucket_cap_mb)
+            .bucket_cap_auto(options.bucket_cap_auto)
+            .gradient_as_bucket_view(options.gradient_as_bucket_view));
     if (options.hierarchical) {
       auto hierarchical = std::make_shared<dpt::HierarchicalAllreduce>(job.comm);
       if (hierarchical->helps()) ddp->register_comm_hook(hierarchical->comm_hook());
@@ -277,6 +285,8 @@ void report(const Options& options, const dpt::bench::BenchJob& job, const Train
                    {"steps", options.common.iters},
                    {"optimizer", "sgd lr 0.01 momentum 0.9"},
                    {"bucket_cap_mb", options.bucket_cap_mb},
+                   {"bucket_cap_auto", options.bucket_cap_auto},
+                   {"gradient_as_bucket_view", options.gradient_as_bucket_view},
                    {"hierarchical", options.hierarchical},
                    {"powersgd_rank", options.powersgd_rank},
                    {"results", results}});
@@ -284,6 +294,17 @@ void report(const Options& options, const dpt::bench::BenchJob& job, const Train
     auto stats = training.ddp->last_iteration_stats();
     document["buckets"] = stats.num_buckets;
     document["gradient_bytes"] = stats.bytes_reduced;
+    const auto& reducer = training.ddp->reducer();
+    document["bucket_cap_mb_used"] = static_cast<double>(reducer.bucket_cap_bytes()) / (1 << 20);
+    if (const auto& choice = reducer.bucket_cap_choice()) {  // rank 0 chose it
+      nlohmann::json trials = nlohmann::json::array();
+      for (const auto& trial : choice->trials) {
+        trials.push_back({{"cap_mb", static_cast<double>(trial.cap_bytes) / (1 << 20)},
+                          {"buckets", trial.buckets},
+                          {"simulated_end_s", trial.end_s}});
+      }
+      document["bucket_cap_choice"] = {{"backward_s", choice->backward_s}, {"trials", trials}};
+    }
   }
   if (!options.common.quiet) {
     auto ms = [&](const char* key) { return results[key].is_null() ? 0.0 : results[key]["median"].get<double>() * 1e3; };

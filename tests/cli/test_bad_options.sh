@@ -9,6 +9,8 @@ expect_error negative_lr 2 "--lr must be a positive number, got -0.1" "$DPTRAIN"
 expect_error unknown_optimizer 2 "unknown optimizer 'rmsprop'" "$DPTRAIN" train "${small[@]}" --optimizer rmsprop
 expect_error unknown_loss 2 "unknown loss 'hinge'" "$DPTRAIN" train "${small[@]}" --loss hinge
 expect_error bad_epochs 2 "--epochs must be > 0" "$DPTRAIN" train "${small[@]}" --epochs 0
+expect_error bucket_cap_zero 2 "--bucket-cap must be a size in MB > 0 or auto, got '0'" "$DPTRAIN" train "${small[@]}" --bucket-cap 0
+expect_error bucket_cap_word 2 "--bucket-cap must be a size in MB > 0 or auto, got 'big'" "$DPTRAIN" train "${small[@]}" --bucket-cap big
 expect_error not_a_number 2 "--lr" "$DPTRAIN" train "${small[@]}" --lr fast
 expect_error unknown_flag 2 "--frobnicate" "$DPTRAIN" train --frobnicate
 expect_error no_subcommand 2 "subcommand" "$DPTRAIN"

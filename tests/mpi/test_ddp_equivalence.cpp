@@ -102,6 +102,41 @@ TEST(DdpEquivalence, LibtorchOptimizerZeroGradKeepsTheBucketViews) {
   expect_params_near(ddp.parameters(), reference->parameters(), 1e-5);
 }
 
+// bucket_cap_auto: the first backward warms up, the second is timed, the third forward rebuilds
+// with root's chosen cap; the training still equals the reference, and every rank holds the same
+// buckets (a rank choosing alone would issue different collectives and hang).
+TEST(DdpEquivalence, AutoBucketCapGivesEveryRankTheSameBuckets) {
+  auto comm = world();
+  auto net = on_test_device(make_mlp());
+  auto reference = make_mlp();
+  DistributedDataParallel ddp(net, comm, DdpOptions().bucket_cap_auto(true));
+  for (int step = 0; step < 4; ++step) {
+    auto batch = global_batch(step, comm->size());
+    torch::mse_loss(ddp.forward(batch.chunk(comm->rank()).to_test_device().x),
+                    batch.chunk(comm->rank()).to_test_device().y)
+        .backward();
+    sgd_step(ddp.parameters(), kLr);
+    torch::mse_loss(reference->forward(batch.x), batch.y).backward();
+    sgd_step(reference->parameters(), kLr);
+  }
+  expect_params_near(ddp.parameters(), reference->parameters(), 1e-5);
+  const auto& choice = ddp.reducer().bucket_cap_choice();
+  if (comm->size() == 1) {
+    EXPECT_FALSE(choice.has_value()) << "one rank reduces nothing: nothing to tune";
+    return;
+  }
+  const std::string layout = ddp.reducer().bucket_layout() + std::to_string(ddp.reducer().bucket_cap_bytes());
+  for (const auto& other : comm->allgather_bytes(Bytes(layout.begin(), layout.end()))) {
+    EXPECT_EQ(std::string(other.begin(), other.end()), layout);
+  }
+  EXPECT_EQ(choice.has_value(), comm->rank() == 0);
+  if (choice) {
+    EXPECT_EQ(choice->cap_bytes, ddp.reducer().bucket_cap_bytes());
+    EXPECT_GT(choice->backward_s, 0);
+    EXPECT_GE(choice->trials.size(), 2u) << choice->summary();
+  }
+}
+
 TEST(DdpEquivalence, Fp16CompressionHook) {
   check_mlp_equivalence(DdpOptions().comm_hook(comm_hooks::fp16_compress), 2e-3);
 }

@@ -116,6 +116,10 @@ void add_communication_options(CLI::App& command, TrainerOptions& o) {
                   "several ranks each, placed round-robin), flat or hierarchical")
       ->check(CLI::IsMember({"auto", "flat", "hierarchical"}))
       ->capture_default_str();
+  cmd->add_option("--bucket-cap", o.bucket_cap(),
+                  "DDP gradient bucket size in MB, or auto: chosen after two steps from when the model's gradients "
+                  "are ready and the measured all-reduce cost")
+      ->capture_default_str();
   cmd->add_option("--comm-hook", o.comm_hook(),
                   "what DDP sends for the gradients: none, fp16 or bf16 (cast to 16 bits), powersgd (low-rank "
                   "approximations with error feedback; for slow links)")

@@ -79,6 +79,7 @@ DistributedDataParallel::Impl::Impl(Model model_in, CommunicatorPtr comm_in, Ddp
   reducer_options.first_bucket_cap_bytes = static_cast<size_t>(options.first_bucket_cap_mb() * 1024 * 1024);
   reducer_options.bucket_cap_bytes = std::max<size_t>(reducer_options.bucket_cap_bytes, 1);
   reducer_options.first_bucket_cap_bytes = std::max<size_t>(reducer_options.first_bucket_cap_bytes, 1);
+  reducer_options.auto_bucket_cap = options.bucket_cap_auto();
   reducer_options.find_unused_parameters = options.find_unused_parameters();
   reducer_options.gradient_as_bucket_view = options.gradient_as_bucket_view();
   reducer_options.comm_hook = options.comm_hook();

@@ -1,5 +1,7 @@
 #include "dptrain/parallel/ddp/reducer.h"
 
+#include <c10/core/impl/DeviceGuardImplInterface.h>
+
 #include <algorithm>
 #include <numeric>
 
@@ -28,6 +30,10 @@ Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> nam
             "bucket caps must be > 0 bytes");
   ready_.assign(params_.size(), 0);
   locally_used_.assign(params_.size(), 0);
+  // Over one rank the buckets are never reduced (Note [Nothing to reduce]): nothing to tune.
+  if (comm_->size() == 1) options_.auto_bucket_cap = false;
+  warmups_left_ = options_.auto_bucket_cap ? 1 : 0;
+  ready_s_.assign(params_.size(), -1);
   std::vector<size_t> order(params_.size());
   std::iota(order.rbegin(), order.rend(), size_t{0});  // reverse registration order
   build_buckets(order);
@@ -114,6 +120,10 @@ void Reducer::prepare_for_backward(bool sync, double divisor) {
   divisor_ = divisor;
   local_only_ = comm_->size() == 1 && !options_.comm_hook && divisor_ == 1;
   if (sync && !local_only_) allocate_buckets();
+  if (sync && layout_ == Layout::Recording) {  // a warm-up or an error before: record afresh
+    ready_order_.clear();
+    std::fill(ready_s_.begin(), ready_s_.end(), -1.0);
+  }
   phase_ = sync ? Phase::Expecting : Phase::Accumulating;
 }
 
@@ -124,6 +134,7 @@ bool Reducer::backward_started() {
             "Run a forward through DDP before every backward (accumulate micro-batches with no_sync())");
   if (phase_ != Phase::Expecting) return false;
   phase_ = Phase::Reducing;
+  backward_start_us_ = trace_clock_us();
   return true;
 }
 
@@ -145,8 +156,10 @@ bool Reducer::mark_grad_ready(size_t index) {
             "' received its gradient twice in one backward pass (rank ", comm_->rank(),
             "); run one backward per DDP forward");
   const bool first = phase_ == Phase::Expecting;
+  if (first) backward_start_us_ = trace_clock_us();
   phase_ = Phase::Reducing;
   if (layout_ == Layout::Recording) ready_order_.push_back(index);
+  if (timing_gradients()) record_ready_time(index);
   mark_ready_locked(index);
   return first;
 }
@@ -181,7 +194,8 @@ void Reducer::run_shadow_backward(double divisor) {
   }
   for (auto& bucket : buckets_) bucket.future->wait();
   reset_buckets();
-  if (layout_ == Layout::Recording) layout_ = Layout::RebuildPending;
+  ready_order_.clear();  // a shadow backward has no order of its own: the rebuild uses the default
+  end_recording_iteration();
   phase_ = Phase::Reduced;
   ++synced_iterations_;
 }
@@ -330,17 +344,64 @@ void Reducer::finalize_locked() {
               "DdpOptions().find_unused_parameters(true); otherwise make the loss depend on every parameter");
   }
   if (layout_ == Layout::Recording) {
-    for (size_t i : unready) ready_order_.push_back(i);
-    layout_ = Layout::RebuildPending;
+    for (size_t i : unready) {
+      ready_order_.push_back(i);
+      if (timing_gradients()) ready_s_[i] = (start - backward_start_us_) * 1e-6;
+    }
   }
+  end_recording_iteration();
   ++synced_iterations_;
+}
+
+// Every rank passes the same synchronized iterations (real or shadow) through here, so every rank
+// reaches RebuildPending at the same forward.
+void Reducer::end_recording_iteration() {
+  if (layout_ != Layout::Recording) return;
+  if (warmups_left_ > 0) {
+    --warmups_left_;
+    return;
+  }
+  layout_ = Layout::RebuildPending;
+}
+
+bool Reducer::timing_gradients() const {
+  return options_.auto_bucket_cap && layout_ == Layout::Recording && warmups_left_ == 0;
+}
+
+void Reducer::record_ready_time(size_t index) {
+  // On a GPU the hook runs when the gradient's kernels are queued, not done: wait for them (in
+  // this one iteration), or every gradient would look ready at once.
+  const torch::Device device = params_[index].device();
+  if (!device.is_cpu()) c10::impl::getDeviceGuardImpl(device.type())->getStream(device).synchronize();
+  ready_s_[index] = (trace_clock_us() - backward_start_us_) * 1e-6;
+}
+
+size_t Reducer::choose_cap(int root) {
+  size_t total = 0;
+  for (const auto& param : params_) total += static_cast<size_t>(param.numel()) * param.element_size();
+  // Every rank measures (the all-reduces are collectives); root decides from its own timings.
+  const AllreduceCurve curve = measure_allreduce_curve(*comm_, params_.front().scalar_type(), total);
+  if (comm_->rank() != root) return 0;
+  const bool complete = ready_order_.size() == params_.size() &&
+                        std::all_of(ready_s_.begin(), ready_s_.end(), [](double t) { return t >= 0; });
+  if (!complete) {
+    DPT_LOG_WARN("DDP auto bucket cap: the recorded backward was incomplete (a join()ed rank); keeping {} MB",
+                 static_cast<double>(options_.bucket_cap_bytes) / (1 << 20));
+    return 0;
+  }
+  bucket_cap_choice_ = choose_bucket_cap(params_, ready_order_, ready_s_, options_.first_bucket_cap_bytes, curve);
+  DPT_LOG_INFO("DDP auto {}", bucket_cap_choice_->summary());
+  return bucket_cap_choice_->cap_bytes;
 }
 
 void Reducer::rebuild_buckets(int root) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (layout_ != Layout::RebuildPending) return;
   layout_ = Layout::Final;
-  auto order = torch::empty({static_cast<int64_t>(params_.size())}, torch::kInt64);
+  const size_t n = params_.size();
+  // The order, and with an auto cap root's choice in one more element (0: keep the cap).
+  auto order = torch::zeros({static_cast<int64_t>(n + (options_.auto_bucket_cap ? 1 : 0))}, torch::kInt64);
+  if (options_.auto_bucket_cap) order[static_cast<int64_t>(n)] = static_cast<int64_t>(choose_cap(root));
   if (ready_order_.size() == params_.size()) {
     for (size_t i = 0; i < params_.size(); ++i) order[i] = static_cast<int64_t>(ready_order_[i]);
   } else {
@@ -358,6 +419,11 @@ void Reducer::rebuild_buckets(int root) {
     DPT_CHECK(index >= 0 && static_cast<size_t>(index) < params_.size(), CommunicationError,
               "received a corrupt bucket order from rank ", root);
     new_order[i] = static_cast<size_t>(index);
+  }
+  if (options_.auto_bucket_cap) {
+    const int64_t cap = order[static_cast<int64_t>(n)].item<int64_t>();
+    DPT_CHECK(cap >= 0, CommunicationError, "received a corrupt bucket cap from rank ", root);
+    if (cap > 0) options_.bucket_cap_bytes = static_cast<size_t>(cap);
   }
   ready_order_.clear();
   build_buckets(new_order);

@@ -17,7 +17,7 @@ constexpr size_t kBucketBytes = 25 * 1024 * 1024;  // DDP's default cap
 }  // namespace
 
 GradientSync::GradientSync(Model model, CommunicatorPtr world, Allreduce allreduce, Compression compression,
-                           PowerSgdOptions powersgd)
+                           PowerSgdOptions powersgd, DdpOptions buckets)
     : model_(std::move(model)), world_(std::move(world)) {
   if (!distributed()) return;
   if (model_.is_exported()) {
@@ -33,7 +33,7 @@ GradientSync::GradientSync(Model model, CommunicatorPtr world, Allreduce allredu
   }
   // DDP checks that every rank holds the same architecture (ModelError naming the difference)
   // and broadcasts rank 0's parameters and buffers.
-  ddp_ = std::make_unique<DistributedDataParallel>(model_, world_);
+  ddp_ = std::make_unique<DistributedDataParallel>(model_, world_, std::move(buckets));
   if (compression != Compression::None) {
     register_compression(compression, powersgd);
     return;

@@ -39,8 +39,10 @@ class GradientSync {
   // takes the place of the hierarchical all-reduce (the Trainer's validate() refuses it together
   // with Allreduce::Hierarchical).
   enum class Compression { None, Fp16, Bf16, PowerSgd };
+  // `buckets`: DDP's bucket options (bucket_cap_mb, bucket_cap_auto); the rest is set here.
   GradientSync(Model model, CommunicatorPtr world, Allreduce allreduce = Allreduce::Flat,
-               Compression compression = Compression::None, PowerSgdOptions powersgd = {});
+               Compression compression = Compression::None, PowerSgdOptions powersgd = {},
+               DdpOptions buckets = {});
   ~GradientSync();
 
   class Scope {

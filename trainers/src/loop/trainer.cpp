@@ -38,6 +38,20 @@ std::string short_reason(const std::exception& error) {
   return one_line_reason(c10_error ? c10_error->what_without_backtrace() : error.what());
 }
 
+// --bucket-cap as a number of MB (every value but "auto").
+double bucket_cap_mb(const std::string& text) {
+  size_t used = 0;
+  double mb = 0;
+  try {
+    mb = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  DPT_CHECK(used == text.size() && used > 0 && std::isfinite(mb) && mb > 0, InvalidArgumentError,
+            "--bucket-cap must be a size in MB > 0 or auto, got '", text, "'");
+  return mb;
+}
+
 // This rank's share of an evaluation split: positions rank, rank + W, ...
 torch::Tensor evaluation_indices(int64_t size, int rank, int world) {
   return torch::arange(rank, size, world, torch::kLong);
@@ -137,6 +151,7 @@ void validate(const TrainerOptions& o, bool reads_rank0_files) {
   }
   validate(o.optimizer());
   validate(o.schedule());
+  if (o.bucket_cap() != "auto") bucket_cap_mb(o.bucket_cap());  // throws naming the option
   DPT_CHECK(o.allreduce() == "auto" || o.allreduce() == "flat" || o.allreduce() == "hierarchical",
             InvalidArgumentError, "--allreduce must be auto, flat or hierarchical, got '", o.allreduce(), "'");
   DPT_CHECK(o.comm_hook() == "none" || o.comm_hook() == "fp16" || o.comm_hook() == "bf16" || o.comm_hook() == "powersgd",
@@ -183,7 +198,9 @@ Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
                                                                 : GradientSync::Compression::None;
   const auto powersgd =
       PowerSgdOptions().rank(options_.powersgd_rank()).start_iteration(options_.powersgd_start()).seed(options_.seed());
-  internals_->sync = std::make_unique<GradientSync>(model_, world_, allreduce, compression, powersgd);
+  auto buckets = DdpOptions().bucket_cap_auto(options_.bucket_cap() == "auto");
+  if (options_.bucket_cap() != "auto") buckets.bucket_cap_mb(bucket_cap_mb(options_.bucket_cap()));
+  internals_->sync = std::make_unique<GradientSync>(model_, world_, allreduce, compression, powersgd, buckets);
   internals_->task = Task::of(model_, options_);
   if (options_.zero_stage() > 0 && world_size() > 1) {
     // On GradientSync's DDP (forward, buffers, rank 0's weights), which hands its gradients over:

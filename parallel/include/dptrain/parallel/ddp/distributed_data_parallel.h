@@ -40,6 +40,10 @@ struct DdpOptions {
   TORCH_ARG(double, bucket_cap_mb) = 25.0;
   // The first bucket (last layers' gradients, ready first) is small so communication starts early.
   TORCH_ARG(double, first_bucket_cap_mb) = 1.0;
+  // Choose bucket_cap_mb from this model and this wire at the bucket rebuild (after two
+  // synchronized iterations, which use bucket_cap_mb): bucket_autotune.h. Every rank builds the
+  // same buckets (rank 0 decides, under Join the authoritative rank).
+  TORCH_ARG(bool, bucket_cap_auto) = false;
   // Parameters that get no gradient in an iteration are reduced as zeros (a parameter no rank used
   // keeps its .grad). Off: such a parameter is an error naming it.
   TORCH_ARG(bool, find_unused_parameters) = false;

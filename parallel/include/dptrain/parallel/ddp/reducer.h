@@ -36,15 +36,20 @@
 // Note [Bucket rebuild]: the first synchronized backward records the order in which gradients
 // became ready. Before the next forward, rebuild_buckets(root) broadcasts root's order and every
 // rank regroups the parameters in it - the same assignment everywhere - once per training run.
+// With auto_bucket_cap the first synchronized backward is a warm-up and the second records the
+// order and when each gradient was ready; the rebuild then measures the all-reduce's cost curve
+// (every rank), root chooses the cap (bucket_autotune.h) and broadcasts it with the order.
 #pragma once
 
 #include <torch/torch.h>
 
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "dptrain/parallel/ddp/bucket.h"
+#include "dptrain/parallel/ddp/bucket_autotune.h"
 #include "dptrain/parallel/comm_hooks/comm_hooks.h"
 #include "dptrain/parallel/comm/communicator.h"
 #include "dptrain/parallel/ddp/ddp_stats.h"
@@ -54,6 +59,7 @@ namespace dpt {
 struct ReducerOptions {
   size_t bucket_cap_bytes = 25u << 20;
   size_t first_bucket_cap_bytes = 1u << 20;
+  bool auto_bucket_cap = false;  // Note [Bucket rebuild]; bucket_cap_bytes until then, and the fallback
   bool find_unused_parameters = false;
   bool gradient_as_bucket_view = false;  // DistributedDataParallel passes its own default (on)
   CommHook comm_hook;  // empty: sum of gradients pre-divided by the divisor (PyTorch's default)
@@ -98,6 +104,9 @@ class Reducer {
   const std::vector<Bucket>& buckets() const { return buckets_; }
   const std::vector<torch::Tensor>& parameters() const { return params_; }
   std::string bucket_layout() const;  // one line per bucket (for INFO logs and errors)
+  size_t bucket_cap_bytes() const { return options_.bucket_cap_bytes; }  // the chosen one, after an auto rebuild
+  // On the rank that chose the cap (auto_bucket_cap), after the rebuild: the sweep it chose from.
+  const std::optional<BucketCapChoice>& bucket_cap_choice() const { return bucket_cap_choice_; }
   int64_t synced_iterations() const { return synced_iterations_; }
   // Timings of the last finalize_backward (seconds): when the end-of-backward callback started,
   // and how long it waited for the buckets.
@@ -110,6 +119,10 @@ class Reducer {
   enum class Layout { Recording, RebuildPending, Final };
 
   void build_buckets(const std::vector<size_t>& order);
+  void end_recording_iteration();  // after each synchronized backward: Recording -> RebuildPending
+  bool timing_gradients() const;  // this backward records when each gradient is ready (auto cap)
+  void record_ready_time(size_t index);
+  size_t choose_cap(int root);  // collective; see Note [Bucket rebuild]
   void allocate_buckets();  // the contents of buckets that have none yet (see Bucket::contents)
   void copy_grad_to_bucket(size_t index);
   void mark_ready_locked(size_t index);
@@ -140,7 +153,11 @@ class Reducer {
   std::vector<char> locally_used_;   // since the last synchronized backward (no_sync included)
   WorkPtr used_map_work_;
 
-  std::vector<size_t> ready_order_;  // of the first synchronized backward
+  std::vector<size_t> ready_order_;  // of the first synchronized backward (the second with an auto cap)
+  int warmups_left_ = 0;             // synchronized backwards before the one recorded
+  std::vector<double> ready_s_;      // when each gradient was ready, after backward_start_us_ (auto cap)
+  double backward_start_us_ = 0;
+  std::optional<BucketCapChoice> bucket_cap_choice_;
   int64_t synced_iterations_ = 0;
   double last_backward_end_us_ = 0;
   double last_exposed_comm_s_ = 0;

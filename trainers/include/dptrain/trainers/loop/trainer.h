@@ -83,6 +83,10 @@ struct TrainerOptions {
   // placed round-robin (not in consecutive blocks), else flat; "flat" - one all-reduce over all
   // ranks; "hierarchical" - whenever the job spans several hosts with several ranks each.
   TORCH_ARG(std::string, allreduce) = "auto";
+  // DDP's gradient bucket size in MB ("25", PyTorch's default), or "auto": chosen after two steps
+  // from the model's gradient timing and a measured all-reduce cost curve (docs/ddp.md,
+  // "Buckets that size themselves").
+  TORCH_ARG(std::string, bucket_cap) = "25";
   // What DDP sends instead of the gradients (a comm hook): "none"; "fp16" / "bf16" - the gradients
   // cast to 16 bits (half the bytes); "powersgd" - dpt::PowerSgd, rank-`powersgd_rank`
   // approximations with error feedback, the plain all-reduce for the first `powersgd_start` steps
