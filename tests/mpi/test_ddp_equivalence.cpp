@@ -52,6 +52,15 @@ TEST(DdpEquivalence, GradientAsBucketView) {
                         1e-5);
 }
 
+bool every_grad_views_a_bucket(const DistributedDataParallel& ddp) {
+  for (const auto& param : ddp.parameters()) {
+    bool shares = false;
+    for (const auto& bucket : ddp.reducer().buckets()) shares = shares || param.grad().is_alias_of(bucket.contents);
+    if (!shares) return false;
+  }
+  return true;
+}
+
 TEST(DdpEquivalence, GradientAsBucketViewSharesStorage) {
   auto comm = world();
   if (comm->size() == 1) GTEST_SKIP() << "one rank reduces nothing and has no buckets (test_ddp_group_of_one.cpp)";
@@ -59,11 +68,7 @@ TEST(DdpEquivalence, GradientAsBucketViewSharesStorage) {
   for (int step = 0; step < 2; ++step) {  // the second step runs on the rebuilt buckets
     auto local = global_batch(step, comm->size()).chunk(comm->rank()).to_test_device();
     torch::mse_loss(ddp.forward(local.x), local.y).backward();
-    for (const auto& param : ddp.parameters()) {
-      bool shares = false;
-      for (const auto& bucket : ddp.reducer().buckets()) shares = shares || param.grad().is_alias_of(bucket.contents);
-      EXPECT_TRUE(shares) << "step " << step;
-    }
+    EXPECT_TRUE(every_grad_views_a_bucket(ddp)) << "step " << step;
     sgd_step(ddp.parameters(), kLr);
   }
   // Without the option the gradients are separate tensors.
@@ -88,11 +93,7 @@ TEST(DdpEquivalence, LibtorchOptimizerZeroGradKeepsTheBucketViews) {
     optimizer.zero_grad(/*set_to_none=*/false);
     auto local = global_batch(step, comm->size()).chunk(comm->rank()).to_test_device();
     torch::mse_loss(ddp.forward(local.x), local.y).backward();
-    for (const auto& param : ddp.parameters()) {
-      bool shares = false;
-      for (const auto& bucket : ddp.reducer().buckets()) shares = shares || param.grad().is_alias_of(bucket.contents);
-      EXPECT_TRUE(shares) << "step " << step;
-    }
+    EXPECT_TRUE(every_grad_views_a_bucket(ddp)) << "step " << step;
     optimizer.step();
     reference_optimizer.zero_grad(false);
     auto whole = global_batch(step, comm->size());
