@@ -127,10 +127,11 @@ if wants train; then
   "$python" -c "import json,sys; r=[json.loads(l) for l in open('$t/cnn_nccl.jsonl') if 'test_accuracy' in l][-1]; \
 sys.exit(0 if r['test_accuracy'] >= 0.90 else 1)" || { note "cnn accuracy below 90%"; overall=1; }
   # 2 ranks on one GPU over MPI: the trainer's own collectives (loss, evaluation, checkpoints) on
-  # CUDA tensors, gradients through PowerSGD (its worker thread on the training's CUDA stream), then
-  # a resume of that run at world size 1 over NCCL.
+  # CUDA tensors, gradients through PowerSGD (its worker thread on the training's CUDA stream) in
+  # buckets sized by --bucket-cap auto (gradient timing with the stream synchronized, the cost
+  # curve of CUDA all-reduces), then a resume of that run at world size 1 over NCCL.
   DPTRAIN_BACKEND=mpi run_phase train_cnn_mpi_w2 bash -c 'mpirun_np "$@"' _ 2 "$build/bin/dptrain" train \
-    --data "$data" --model cnn --epochs 1 --batch-size 32 --comm-hook powersgd --powersgd-rank 2 \
+    --data "$data" --model cnn --epochs 1 --batch-size 32 --comm-hook powersgd --powersgd-rank 2 --bucket-cap auto \
     --metrics "$t/cnn_mpi.jsonl" --checkpoint-dir "$t/ckpt_mpi"
   run_phase train_cnn_resume_nccl_w1 "$build/bin/dptrain" train --data "$data" --model cnn --epochs 2 \
     --batch-size 64 --checkpoint-dir "$t/ckpt_mpi" --resume latest --metrics "$t/cnn_resume.jsonl"

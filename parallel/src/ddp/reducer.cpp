@@ -30,8 +30,9 @@ Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> nam
             "bucket caps must be > 0 bytes");
   ready_.assign(params_.size(), 0);
   locally_used_.assign(params_.size(), 0);
-  // Over one rank the buckets are never reduced (Note [Nothing to reduce]): nothing to tune.
-  if (comm_->size() == 1) options_.auto_bucket_cap = false;
+  // Over one rank the buckets are never reduced (Note [Nothing to reduce]), and without parameters
+  // there are none: nothing to tune.
+  if (comm_->size() == 1 || params_.empty()) options_.auto_bucket_cap = false;
   warmups_left_ = options_.auto_bucket_cap ? 1 : 0;
   ready_s_.assign(params_.size(), -1);
   std::vector<size_t> order(params_.size());
