@@ -149,6 +149,10 @@ check(not result.missing_keys and not result.unexpected_keys,
 out = run(["train", "--model", "mlp.pt2", "--data", "images", "--max-steps", "1", "--metrics", ""], np_=2, expect=2)
 check("mlp.pt2 takes inputs of shape [batch, 20] and dtype float32, the data gives [batch, 1, 8, 8] float32" in out,
       "data shaped unlike the export: one error naming both shapes")
+out = run(["train", "--model", "mlp.pt2", "--data", "clusters", "--max-steps", "1", "--metrics", "", "--bucket-cap", "auto"],
+          np_=2, expect=1)
+check("--bucket-cap auto: mlp.pt2" in out and "averages its gradients after its compiled step" in out,
+      "--bucket-cap auto with a package: one error saying why")
 
 
 def rewrite_metadata(source, target, change):

@@ -1,5 +1,6 @@
 #include "loop/gradient_sync.h"
 
+#include <algorithm>
 #include <limits>
 #include <numeric>
 
@@ -10,15 +11,11 @@
 
 namespace dpt {
 
-namespace {
-
-constexpr size_t kBucketBytes = 25 * 1024 * 1024;  // DDP's default cap
-
-}  // namespace
-
 GradientSync::GradientSync(Model model, CommunicatorPtr world, Allreduce allreduce, Compression compression,
                            PowerSgdOptions powersgd, DdpOptions buckets)
-    : model_(std::move(model)), world_(std::move(world)) {
+    : model_(std::move(model)),
+      world_(std::move(world)),
+      package_bucket_bytes_(std::max<size_t>(static_cast<size_t>(buckets.bucket_cap_mb() * 1024 * 1024), 1)) {
   if (!distributed()) return;
   if (model_.is_exported()) {
     // What DDP's construction does: the same parameters on every rank (ModelError naming the
@@ -117,7 +114,7 @@ void GradientSync::average_gradients() {
   std::vector<size_t> order(grads.size());
   std::iota(order.begin(), order.end(), size_t{0});
   std::vector<WorkPtr> works;
-  for (const auto& indices : assign_buckets(grads, order, kBucketBytes, kBucketBytes)) {
+  for (const auto& indices : assign_buckets(grads, order, package_bucket_bytes_, package_bucket_bytes_)) {
     std::vector<torch::Tensor> bucket;
     for (size_t i : indices) bucket.push_back(grads[i]);
     works.push_back(world_->allreduce_coalesced_async(bucket, ReduceOp::Avg));

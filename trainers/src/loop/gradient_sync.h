@@ -84,6 +84,7 @@ class GradientSync {
   std::unique_ptr<DistributedDataParallel> ddp_;
   std::shared_ptr<HierarchicalAllreduce> hierarchical_;
   std::shared_ptr<PowerSgd> powersgd_;
+  size_t package_bucket_bytes_;  // a compiled package's gradients are averaged in buckets of this cap
 };
 
 }  // namespace dpt

@@ -184,6 +184,8 @@ Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
               " is a compiled training step: C++ step functions cannot replace it");
     DPT_CHECK(options_.zero_stage() == 0, UnsupportedError, "--zero ", options_.zero_stage(), ": ", origin,
               " averages its gradients after its compiled step; sharding its optimizer is not implemented yet");
+    DPT_CHECK(options_.bucket_cap() != "auto", UnsupportedError, "--bucket-cap auto: ", origin,
+              " averages its gradients after its compiled step, when nothing is left to overlap: give a size in MB");
     DPT_CHECK(options_.comm_hook() == "none", UnsupportedError, "--comm-hook ", options_.comm_hook(), ": ", origin,
               " averages its gradients after its compiled step, without DDP's comm hooks");
   }
