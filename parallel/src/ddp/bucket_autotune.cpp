@@ -21,14 +21,14 @@ constexpr size_t kDefaultCap = 25u << 20;
 // compute (on a CPU the collectives take cores from the backward), so a smaller gain is noise.
 constexpr double kTie = 0.02;
 
-void synchronize(const torch::Device& device) {
-  if (device.is_cpu()) return;
-  c10::impl::getDeviceGuardImpl(device.type())->getStream(device).synchronize();
-}
-
 double median_of_three(double a, double b, double c) { return std::max(std::min(a, b), std::min(std::max(a, b), c)); }
 
 }  // namespace
+
+void wait_for_device(const torch::Device& device) {
+  if (device.is_cpu()) return;
+  c10::impl::getDeviceGuardImpl(device.type())->getStream(device).synchronize();
+}
 
 AllreduceCurve::AllreduceCurve(std::vector<std::pair<double, double>> bytes_seconds) : points_(std::move(bytes_seconds)) {
   std::sort(points_.begin(), points_.end());
@@ -60,8 +60,8 @@ AllreduceCurve measure_allreduce_curve(Communicator& comm, torch::ScalarType dty
     double timed[3];
     for (int rep = -1; rep < 3; ++rep) {  // rep -1: warm-up
       const auto start = std::chrono::steady_clock::now();
-      comm.allreduce(slice);  // blocking; on a GPU, a stream dependency: hence the synchronize
-      synchronize(device);
+      comm.allreduce(slice);  // blocking; on a GPU, a stream dependency: hence the wait
+      wait_for_device(device);
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (rep >= 0) timed[rep] = s;
     }

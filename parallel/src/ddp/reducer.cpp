@@ -1,7 +1,5 @@
 #include "dptrain/parallel/ddp/reducer.h"
 
-#include <c10/core/impl/DeviceGuardImplInterface.h>
-
 #include <algorithm>
 #include <numeric>
 
@@ -372,8 +370,7 @@ bool Reducer::timing_gradients() const {
 void Reducer::record_ready_time(size_t index) {
   // On a GPU the hook runs when the gradient's kernels are queued, not done: wait for them (in
   // this one iteration), or every gradient would look ready at once.
-  const torch::Device device = params_[index].device();
-  if (!device.is_cpu()) c10::impl::getDeviceGuardImpl(device.type())->getStream(device).synchronize();
+  wait_for_device(params_[index].device());
   ready_s_[index] = (trace_clock_us() - backward_start_us_) * 1e-6;
 }
 

@@ -42,6 +42,10 @@ class AllreduceCurve {
   std::vector<std::pair<double, double>> points_;  // ascending bytes
 };
 
+// For timing on a GPU: the host waits until the device's current stream has done its queued work
+// (nothing to wait for on the CPU).
+void wait_for_device(const torch::Device& device);
+
 // Collective (every rank, same arguments): times all-reduces of `dtype` on the communicator's
 // device, sizes from 16 KiB growing 4x up to max_bytes (max_bytes itself included).
 AllreduceCurve measure_allreduce_curve(Communicator& comm, torch::ScalarType dtype, size_t max_bytes);
