@@ -11,6 +11,7 @@ DPTRAIN = os.path.join(os.environ["DPTRAIN_BIN"], "dptrain")
 MPIRUN = os.environ["DPTRAIN_MPIRUN"]
 DATA = os.environ.get("DPTRAIN_TEST_DATA", "/usr/share/datasets/fashion-mnist")
 LIMIT = int(os.environ.get("DPTRAIN_CLI_TIMEOUT", "60"))
+_last_run = {"cmd": "", "output": ""}  # printed when a check fails, which is usually about it
 
 
 def run(args, np_=None, expect=0):
@@ -21,6 +22,7 @@ def run(args, np_=None, expect=0):
     if proc.returncode != expect:
         print(proc.stdout)
         sys.exit(f"FAIL: exit code {proc.returncode}, expected {expect}: {' '.join(cmd)}")
+    _last_run.update(cmd=" ".join(cmd), output=proc.stdout)
     return proc.stdout
 
 
@@ -41,5 +43,7 @@ def load_state(path):
 
 def check(condition, message):
     if not condition:
+        if _last_run["output"]:
+            print(f"output of the last command run ({_last_run['cmd']}):\n{_last_run['output']}")
         sys.exit("FAIL: " + message)
     print("ok:", message, flush=True)

@@ -30,9 +30,7 @@ constexpr std::chrono::seconds kDefaultTimeout{300};
 // Installed for multi-rank jobs; see runtime.h, step 5. Captures nothing: it may run after the
 // Runtime is gone (run_main catches the error after the stack, and the Runtime, unwound).
 void take_the_job_down(int exit_code) {
-  dpt::log::flush();
-  std::fflush(stdout);
-  std::fflush(stderr);
+  dpt::log::drain_output(std::chrono::milliseconds(1000));  // Note [Output before an abort]
   detail::MpiScope::abort_job(exit_code);
   std::_Exit(exit_code);
 }
@@ -157,7 +155,7 @@ Runtime::~Runtime() {
     // timed-out collective the program chose to survive: abort now.
     if (broken && !unwinding) {
       DPT_LOG_ERROR("a collective timed out earlier; aborting the MPI job");
-      dpt::log::flush();
+      dpt::log::drain_output(std::chrono::milliseconds(1000));
       detail::MpiScope::abort_job(kExitPeerFailure);
     }
     mpi_->leave_up();

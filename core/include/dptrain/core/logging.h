@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <string>
 #include <utility>
 
@@ -29,6 +30,9 @@ Level parse_level(const std::string& name);
 bool enabled(Level level);
 void write(Level level, const std::string& message);
 void flush();
+// Flushes, then waits (at most `limit`) until a launcher reading this process's stdout/stderr
+// pipes has taken everything: before MPI_Abort, which drops what it has not (output_drain.cpp).
+void drain_output(std::chrono::milliseconds limit);
 
 // A status line kept below the log on an interactive terminal (the Trainer's progress bar): log
 // lines print above it, it is redrawn after each. Only where stderr is a terminal, or, under
