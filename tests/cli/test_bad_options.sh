@@ -11,6 +11,8 @@ expect_error unknown_loss 2 "unknown loss 'hinge'" "$DPTRAIN" train "${small[@]}
 expect_error bad_epochs 2 "--epochs must be > 0" "$DPTRAIN" train "${small[@]}" --epochs 0
 expect_error bucket_cap_zero 2 "--bucket-cap must be a size in MB > 0 or auto, got '0'" "$DPTRAIN" train "${small[@]}" --bucket-cap 0
 expect_error bucket_cap_word 2 "--bucket-cap must be a size in MB > 0 or auto, got 'big'" "$DPTRAIN" train "${small[@]}" --bucket-cap big
+expect_error overlap_clip 2 "--overlap-optimizer steps each bucket's parameters as soon as it is reduced, so it cannot be combined with --clip-grad-norm" \
+  "$DPTRAIN" train "${small[@]}" --overlap-optimizer --clip-grad-norm 1
 expect_error not_a_number 2 "--lr" "$DPTRAIN" train "${small[@]}" --lr fast
 expect_error unknown_flag 2 "--frobnicate" "$DPTRAIN" train --frobnicate
 expect_error no_subcommand 2 "subcommand" "$DPTRAIN"

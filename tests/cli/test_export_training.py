@@ -153,6 +153,10 @@ out = run(["train", "--model", "mlp.pt2", "--data", "clusters", "--max-steps", "
           np_=2, expect=1)
 check("--bucket-cap auto: mlp.pt2" in out and "averages its gradients after its compiled step" in out,
       "--bucket-cap auto with a package: one error saying why")
+out = run(["train", "--model", "mlp.pt2", "--data", "clusters", "--max-steps", "1", "--metrics", "", "--overlap-optimizer"],
+          np_=2, expect=1)
+check("--overlap-optimizer: mlp.pt2 averages its gradients after its compiled step" in out,
+      "--overlap-optimizer with a package: one error saying why")
 
 
 def rewrite_metadata(source, target, change):

@@ -120,6 +120,9 @@ void add_communication_options(CLI::App& command, TrainerOptions& o) {
                   "DDP gradient bucket size in MB, or auto: chosen after two steps from when the model's gradients "
                   "are ready and the measured all-reduce cost")
       ->capture_default_str();
+  cmd->add_flag("--overlap-optimizer", o.overlap_optimizer(),
+                "step the optimizer inside backward, one gradient bucket at a time as each is reduced, behind the "
+                "buckets still on the wire (not with --clip-grad-norm, --amp, --skip-nonfinite-loss or --zero)");
   cmd->add_option("--comm-hook", o.comm_hook(),
                   "what DDP sends for the gradients: none, fp16 or bf16 (cast to 16 bits), powersgd (low-rank "
                   "approximations with error feedback; for slow links)")

@@ -9,6 +9,7 @@
 #include "dptrain/parallel/ddp/autograd_hooks.h"
 #include "dptrain/parallel/ddp/distributed_data_parallel.h"
 #include "dptrain/parallel/ddp/join.h"
+#include "dptrain/parallel/ddp/per_bucket_optimizer.h"
 #include "dptrain/parallel/ddp/reducer.h"
 
 namespace dpt {
@@ -43,6 +44,7 @@ struct DistributedDataParallel::Impl {
   std::vector<torch::Tensor> params;
   NamedTensorList buffers;
   std::unique_ptr<Reducer> reducer;
+  std::unique_ptr<PerBucketOptimizer> overlapped_optimizer;  // overlap_optimizer(); null: off
   std::vector<std::unique_ptr<GradReadyHook>> hooks;
   bool require_backward_grad_sync = true;
   std::string gradients_reduced_by;  // hand_gradient_reduction_to(); empty: this DDP reduces them

@@ -290,12 +290,32 @@ void DistributedDataParallel::hand_gradient_reduction_to(std::string by) {
   DPT_CHECK(!by.empty(), InvalidArgumentError, "hand_gradient_reduction_to: name the component");
   DPT_CHECK(!impl_->join_active || impl_->join_options.throw_on_early_termination(), UnsupportedError,
             "DistributedDataParallel: ", by, " cannot take over gradient reduction inside a Join that shadows");
+  DPT_CHECK(!impl_->overlapped_optimizer, UnsupportedError, "DistributedDataParallel: ", by,
+            " cannot take over gradient reduction: an optimizer is stepped per bucket (overlap_optimizer)");
   impl_->gradients_reduced_by = std::move(by);
 }
 
 void DistributedDataParallel::register_comm_hook(CommHook hook) {
   DPT_CHECK(hook, InvalidArgumentError, "register_comm_hook: empty hook");
   impl_->reducer->set_comm_hook(std::move(hook));
+}
+
+void DistributedDataParallel::overlap_optimizer(torch::optim::Optimizer* optimizer) {
+  if (!optimizer) {
+    impl_->reducer->set_on_bucket_reduced(nullptr);
+    impl_->overlapped_optimizer.reset();
+    return;
+  }
+  DPT_CHECK(impl_->gradients_reduced_by.empty(), UnsupportedError, "DistributedDataParallel::overlap_optimizer: ",
+            impl_->gradients_reduced_by, " reduces the gradients and steps its own optimizer");
+  auto stepper = std::make_unique<PerBucketOptimizer>(*optimizer, impl_->params);
+  impl_->reducer->set_on_bucket_reduced(
+      [step = stepper.get()](const std::vector<size_t>& indices) { step->step(indices); });
+  impl_->overlapped_optimizer = std::move(stepper);
+}
+
+bool DistributedDataParallel::optimizer_stepped() const {
+  return impl_->overlapped_optimizer && impl_->reducer->handed_over_last_iteration();
 }
 
 void DistributedDataParallel::set_trace_recorder(TraceRecorder recorder) {

@@ -33,15 +33,24 @@ Reducer::Reducer(std::vector<torch::Tensor> params, std::vector<std::string> nam
   if (comm_->size() == 1 || params_.empty()) options_.auto_bucket_cap = false;
   warmups_left_ = options_.auto_bucket_cap ? 1 : 0;
   ready_s_.assign(params_.size(), -1);
-  std::vector<size_t> order(params_.size());
-  std::iota(order.rbegin(), order.rend(), size_t{0});  // reverse registration order
-  build_buckets(order);
+  all_indices_.resize(params_.size());
+  std::iota(all_indices_.begin(), all_indices_.end(), size_t{0});
+  build_buckets(std::vector<size_t>(all_indices_.rbegin(), all_indices_.rend()));  // reverse registration order
 }
 
 void Reducer::set_comm_hook(CommHook hook) {
   std::lock_guard<std::mutex> lock(mutex_);
   DPT_CHECK(phase_ != Phase::Reducing, InvalidArgumentError, "register_comm_hook during a backward pass");
   options_.comm_hook = std::move(hook);
+}
+
+void Reducer::set_on_bucket_reduced(BucketReduced callback) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  DPT_CHECK(phase_ != Phase::Reducing, InvalidArgumentError, "overlap_optimizer during a backward pass");
+  DPT_CHECK(!callback || !options_.find_unused_parameters, UnsupportedError,
+            "DistributedDataParallel::overlap_optimizer cannot be combined with find_unused_parameters: the "
+            "gradients are written back only once the used-parameter map has been reduced, after every bucket");
+  on_bucket_reduced_ = std::move(callback);
 }
 
 void Reducer::build_buckets(const std::vector<size_t>& order) {
@@ -116,6 +125,7 @@ void Reducer::reset_buckets() {
 void Reducer::prepare_for_backward(bool sync, double divisor) {
   std::lock_guard<std::mutex> lock(mutex_);
   reset_buckets();
+  handed_over_ = false;
   divisor_ = divisor;
   local_only_ = comm_->size() == 1 && !options_.comm_hook && divisor_ == 1;
   if (sync && !local_only_) allocate_buckets();
@@ -180,6 +190,7 @@ void Reducer::run_shadow_backward(double divisor) {
   std::lock_guard<std::mutex> lock(mutex_);
   DPT_ASSERT(phase_ != Phase::Reducing, "join's shadow backward during a backward pass");
   reset_buckets();
+  handed_over_ = false;
   allocate_buckets();
   divisor_ = divisor;
   for (size_t b = 0; b < buckets_.size(); ++b) {
@@ -265,18 +276,38 @@ torch::Tensor Reducer::used_map_reduction_start() {
   return local;
 }
 
+void Reducer::wait_for_bucket(size_t b) {
+  auto& bucket = buckets_[b];
+  DPT_ASSERT(bucket.future.has_value(), "bucket ", b, " was never launched");
+  torch::Tensor result = bucket.future->wait();
+  if (result.defined() && !result.is_same(bucket.contents)) bucket.contents.copy_(result.view_as(bucket.contents));
+  if (trace_) {
+    const double end = trace_clock_us();
+    trace_({"allreduce bucket " + std::to_string(b), "ddp", bucket.launch_time_us, end - bucket.launch_time_us});
+  }
+}
+
+void Reducer::write_back(size_t i) {
+  auto& param = params_[i];
+  const auto& view = buckets_[locate_[i].first].views[locate_[i].second];
+  const auto& grad = param.grad();
+  if (options_.gradient_as_bucket_view) {
+    if (!grad.defined() || !grad.is_alias_of(view)) param.mutable_grad() = view;
+  } else if (grad.defined()) {
+    param.mutable_grad().copy_(view);
+  } else {
+    param.mutable_grad() = view.clone();
+  }
+}
+
 void Reducer::wait_and_write_back(const torch::Tensor& global_used_device) {
   torch::NoGradGuard no_grad;
-  for (size_t b = 0; b < buckets_.size(); ++b) {
-    auto& bucket = buckets_[b];
-    DPT_ASSERT(bucket.future.has_value(), "bucket ", b, " was never launched");
-    torch::Tensor result = bucket.future->wait();
-    if (result.defined() && !result.is_same(bucket.contents)) bucket.contents.copy_(result.view_as(bucket.contents));
-    if (trace_) {
-      const double end = trace_clock_us();
-      trace_({"allreduce bucket " + std::to_string(b), "ddp", bucket.launch_time_us, end - bucket.launch_time_us});
-    }
+  if (on_bucket_reduced_) {
+    DPT_ASSERT(!used_map_work_, "on_bucket_reduced with find_unused_parameters");
+    hand_over_bucket_by_bucket();
+    return;
   }
+  for (size_t b = 0; b < buckets_.size(); ++b) wait_for_bucket(b);
   std::vector<int32_t> global_used;
   if (used_map_work_) {
     used_map_work_->wait();
@@ -286,17 +317,31 @@ void Reducer::wait_and_write_back(const torch::Tensor& global_used_device) {
   }
   for (size_t i = 0; i < params_.size(); ++i) {
     if (!global_used.empty() && global_used[i] == 0) continue;  // unused everywhere: .grad untouched
-    auto& param = params_[i];
-    const auto& view = buckets_[locate_[i].first].views[locate_[i].second];
-    const auto& grad = param.grad();
-    if (options_.gradient_as_bucket_view) {
-      if (!grad.defined() || !grad.is_alias_of(view)) param.mutable_grad() = view;
-    } else if (grad.defined()) {
-      param.mutable_grad().copy_(view);
-    } else {
-      param.mutable_grad() = view.clone();
-    }
+    write_back(i);
   }
+}
+
+// Note [Optimizer per bucket]: bucket b's parameters are handed over while buckets b+1... are
+// still in flight.
+void Reducer::hand_over_bucket_by_bucket() {
+  size_t b = 0;
+  try {
+    for (; b < buckets_.size(); ++b) {
+      wait_for_bucket(b);
+      for (size_t i : buckets_[b].param_indices) write_back(i);
+      on_bucket_reduced_(buckets_[b].param_indices);
+    }
+  } catch (...) {
+    // The other ranks still run these collectives: see them through before the error leaves.
+    for (++b; b < buckets_.size(); ++b) {
+      try {
+        buckets_[b].future->wait();
+      } catch (...) {
+      }
+    }
+    throw;
+  }
+  handed_over_ = true;
 }
 
 void Reducer::finalize_locked() {
@@ -323,6 +368,10 @@ void Reducer::finalize_locked() {
     // Note [Nothing to reduce]: every .grad already is its own average; an unused parameter's
     // .grad stays as it was, as the used-parameter map would leave it.
     last_exposed_comm_s_ = 0;
+    if (on_bucket_reduced_) {
+      on_bucket_reduced_(all_indices_);
+      handed_over_ = true;
+    }
   } else {
     for (size_t i : unready) mark_ready_locked(i);
     torch::Tensor used;

@@ -94,6 +94,10 @@ torch::Tensor GradientSync::compiled_step(const torch::Tensor& inputs, const tor
   return model_.train_step(inputs, targets, grad_scale);
 }
 
+void GradientSync::overlap_optimizer(torch::optim::Optimizer& optimizer) {
+  if (ddp_) ddp_->overlap_optimizer(&optimizer);
+}
+
 void GradientSync::finish() {
   // DDP reduced the gradients during the last backward; if that backward reached no parameter of
   // this rank, the reduction runs now so the other ranks are not left waiting for it.

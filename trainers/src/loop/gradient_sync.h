@@ -65,6 +65,11 @@ class GradientSync {
   // A compiled package's training step on this rank's micro-batch (see above); returns the loss.
   torch::Tensor compiled_step(const torch::Tensor& inputs, const torch::Tensor& targets, double grad_scale);
 
+  // --overlap-optimizer: DDP steps `optimizer` bucket by bucket inside each synchronized backward
+  // (Note [Optimizer per bucket]); on one rank, where there is no DDP, nothing changes.
+  void overlap_optimizer(torch::optim::Optimizer& optimizer);
+  // The last synchronized backward stepped that optimizer: the caller must not step it again.
+  bool optimizer_stepped() const { return ddp_ && ddp_->optimizer_stepped(); }
   // Completes the gradient all-reduce of the step (no-op on one rank).
   void finish();
   // Seconds the last synchronized backward waited for its buckets after the backward computation

@@ -164,6 +164,17 @@ void validate(const TrainerOptions& o, bool reads_rank0_files) {
             " and --zero ", o.zero_stage(), ": the sharded optimizer reduce-scatters the gradients itself; pick one");
   DPT_CHECK(o.zero_stage() >= 0 && o.zero_stage() <= 2, InvalidArgumentError, "--zero ", o.zero_stage(),
             ": 0 (off), 1 (optimizer state sharded over the ranks) or 2 (gradients too)");
+  if (o.overlap_optimizer()) {
+    // Each of these needs the whole averaged gradient before any parameter may move.
+    const char* conflict = o.grad_clip_norm() > 0                             ? "--clip-grad-norm (the global norm)"
+                           : o.mixed_precision() || o.precision() == "fp16" ? "--amp / --precision fp16 (the loss "
+                                                                                "scaler's finite check)"
+                           : o.skip_nonfinite_loss()                        ? "--skip-nonfinite-loss"
+                           : o.zero_stage() > 0 ? "--zero (the sharded optimizer steps after its own reduce-scatter)"
+                                                : nullptr;
+    DPT_CHECK(!conflict, InvalidArgumentError, "--overlap-optimizer steps each bucket's parameters as soon as it is "
+              "reduced, so it cannot be combined with ", conflict);
+  }
   // The sharded optimizer steps flat pieces that cut across parameters, with one weight decay.
   DPT_CHECK(o.optimizer().weight_decay_exclude().empty() || o.zero_stage() == 0, InvalidArgumentError,
             "--weight-decay-exclude and --zero ", o.zero_stage(),
@@ -186,6 +197,8 @@ Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
               " averages its gradients after its compiled step; sharding its optimizer is not implemented yet");
     DPT_CHECK(options_.bucket_cap() != "auto", UnsupportedError, "--bucket-cap auto: ", origin,
               " averages its gradients after its compiled step, when nothing is left to overlap: give a size in MB");
+    DPT_CHECK(!options_.overlap_optimizer(), UnsupportedError, "--overlap-optimizer: ", origin,
+              " averages its gradients after its compiled step, so there is no reduction left to step behind");
     DPT_CHECK(options_.comm_hook() == "none", UnsupportedError, "--comm-hook ", options_.comm_hook(), ": ", origin,
               " averages its gradients after its compiled step, without DDP's comm hooks");
   }
@@ -219,6 +232,7 @@ Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
                    describe_excluded(model_, decays));
     }
     internals_->optimizer = make_optimizer(model_.parameters(), options_.optimizer(), decays);
+    if (options_.overlap_optimizer()) internals_->sync->overlap_optimizer(*internals_->optimizer);
   }
   internals_->scaler.enabled = options_.mixed_precision();
 }
@@ -453,7 +467,8 @@ StepInfo Trainer::train_step(const std::function<std::pair<Tensors, Tensors>()>&
       scaler.update(updated);
       if (updated) {
         if (o.grad_clip_norm() > 0) torch::nn::utils::clip_grad_norm_(parameters, o.grad_clip_norm());
-        internals_->optimizer->step();
+        // --overlap-optimizer: DDP stepped it bucket by bucket inside the last backward.
+        if (!internals_->sync->optimizer_stepped()) internals_->optimizer->step();
       }
     }
     if (!updated) {

@@ -111,6 +111,18 @@ class DistributedDataParallel {
 
   // Before the first backward; see comm_hooks.h.
   void register_comm_hook(CommHook hook);
+  // From now on every synchronized backward ends with `optimizer` stepped, one bucket at a time
+  // as each bucket's reduction completes, hidden behind the buckets still on the wire (Note
+  // [Optimizer per bucket], per_bucket_optimizer.h); the caller no longer calls step() after such
+  // a backward (optimizer_stepped() says). No-sync backwards step nothing, as before. Not with
+  // find_unused_parameters, nor with anything that needs the whole gradient before the step
+  // (clipping by the global norm, fp16 loss scaling): UnsupportedError / the caller's to refuse.
+  // The optimizer must outlive this DDP or the next call; nullptr turns it off.
+  //   ddp.overlap_optimizer(&opt);
+  //   opt.zero_grad(); loss(ddp.forward(x), y).backward();  // stepped: no opt.step()
+  void overlap_optimizer(torch::optim::Optimizer* optimizer);
+  // The last synchronized backward stepped the optimizer registered with overlap_optimizer.
+  bool optimizer_stepped() const;
   // Forward, backward and each bucket's reduction as timed spans (e.g. for a Chrome trace).
   void set_trace_recorder(TraceRecorder recorder);
 

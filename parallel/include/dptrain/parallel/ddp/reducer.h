@@ -15,7 +15,8 @@
 //                                                bucket before it, goes to the comm hook (async)
 //   Reducing --finalize_backward()--> Reduced    parameters without a gradient handled (zeros /
 //                                                find_unused_parameters), every bucket waited for,
-//                                                averaged gradients written to .grad
+//                                                averaged gradients written to .grad (bucket by
+//                                                bucket into on_bucket_reduced, when set)
 //   Reduced --backward_started()--> error        a second backward through the same forward
 //                                                (it would not be averaged over ranks)
 //   Accumulating, Reduced --prepare()--> ...     the next forward
@@ -43,6 +44,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -97,6 +99,14 @@ class Reducer {
   void rebuild_buckets(int root);  // collective; see Note [Bucket rebuild]
 
   void set_comm_hook(CommHook hook);
+  // Note [Optimizer per bucket] (per_bucket_optimizer.h): finalize calls it with each bucket's
+  // parameter indices as soon as that bucket's averaged gradients are in .grad, in bucket order;
+  // in an iteration that reduces nothing (local_only) once, with every parameter. Not with
+  // find_unused_parameters: its write-back waits for the used-parameter map. Empty: off.
+  using BucketReduced = std::function<void(const std::vector<size_t>& param_indices)>;
+  void set_on_bucket_reduced(BucketReduced callback);
+  // The last synchronized backward handed every parameter to on_bucket_reduced.
+  bool handed_over_last_iteration() const { return handed_over_; }
   void set_trace_recorder(TraceRecorder recorder) { trace_ = std::move(recorder); }
 
   // This iteration reduces nothing (Note [Nothing to reduce]); decided by prepare_for_backward().
@@ -129,7 +139,10 @@ class Reducer {
   void launch_ready_buckets();
   BucketFuture run_hook(size_t bucket_index, torch::Tensor contents);
   torch::Tensor used_map_reduction_start();
+  void wait_for_bucket(size_t b);  // its reduction done, the result in bucket.contents
+  void write_back(size_t param_index);  // the averaged gradient into .grad
   void wait_and_write_back(const torch::Tensor& global_used);
+  void hand_over_bucket_by_bucket();
   void finalize_locked();
   void reset_buckets();
   bool predivides() const { return !options_.comm_hook; }
@@ -139,6 +152,9 @@ class Reducer {
   CommunicatorPtr comm_;
   ReducerOptions options_;
   TraceRecorder trace_;
+  BucketReduced on_bucket_reduced_;
+  std::vector<size_t> all_indices_;  // 0 .. n-1, for on_bucket_reduced in a local-only iteration
+  bool handed_over_ = false;
 
   std::vector<Bucket> buckets_;
   std::vector<std::pair<size_t, size_t>> locate_;  // parameter -> (bucket, position in bucket)

@@ -87,6 +87,11 @@ struct TrainerOptions {
   // from the model's gradient timing and a measured all-reduce cost curve (docs/ddp.md,
   // "Buckets that size themselves").
   TORCH_ARG(std::string, bucket_cap) = "25";
+  // Step the optimizer inside backward, one gradient bucket at a time as each bucket's all-reduce
+  // completes, behind the buckets still on the wire (docs/ddp.md, "The optimizer behind the wire").
+  // Not with what needs the whole gradient first (grad_clip_norm, fp16 loss scaling,
+  // skip_nonfinite_loss) nor with zero_stage > 0 or a compiled package; one rank steps as usual.
+  TORCH_ARG(bool, overlap_optimizer) = false;
   // What DDP sends instead of the gradients (a comm hook): "none"; "fp16" / "bf16" - the gradients
   // cast to 16 bits (half the bytes); "powersgd" - dpt::PowerSgd, rank-`powersgd_rank`
   // approximations with error feedback, the plain all-reduce for the first `powersgd_start` steps
