@@ -19,14 +19,13 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ab_rounds import ROOT, machine_line, mpirun, ratio_summary, round_order, run_checked  # noqa: E402
 from compare_pytorch import machine_info, write_report  # noqa: E402
 
 # ddp_bench models: batch per rank, timed steps, warm-up steps (>= 2: auto measures in those).
@@ -56,26 +55,13 @@ def parse_args(argv=None):
     return args
 
 
-def run(command, what):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
-    if done.returncode != 0:
-        sys.exit(f"bucket_cap_auto.py: error: {what}: {' '.join(command)} exited {done.returncode}:\n"
-                 f"{done.stdout[-2000:]}")
-    return done.stdout
-
-
-def mpirun(args):
-    return [os.path.join(ROOT, "scripts", "dpt-mpirun"), "-np", str(args.np)]
-
-
 def bench_run(args, model, auto, workdir):
     """(samples/s, the cap used in MB, the sweep or None) of one ddp_bench run."""
     batch, steps, warmup = BENCH_PLAN[model]
     path = os.path.join(workdir, "run.json")
-    command = mpirun(args) + [os.path.join(args.bin, "ddp_bench"), "--model", model, "--batch", str(batch),
+    command = mpirun(args.np) + [os.path.join(args.bin, "ddp_bench"), "--model", model, "--batch", str(batch),
                               "--steps", str(steps), "--warmup", str(warmup), "--json", path, "--quiet"]
-    run(command + (["--bucket-cap-auto"] if auto else []), f"{model} ({'auto' if auto else '25 MB'})")
+    run_checked(command + (["--bucket-cap-auto"] if auto else []), f"{model} ({'auto' if auto else '25 MB'})")
     with open(path) as f:
         doc = json.load(f)
     return doc["results"]["samples_per_s"], doc["bucket_cap_mb_used"], doc.get("bucket_cap_choice")
@@ -84,18 +70,13 @@ def bench_run(args, model, auto, workdir):
 def gpt_run(args, auto, workdir):
     """(tokens/s, the choice's log line or None) of one GPT training run."""
     metrics = os.path.join(workdir, "gpt.jsonl")
-    command = mpirun(args) + [os.path.join(args.bin, "dptrain"), "train", "--data", os.path.join(workdir, "corpus"),
+    command = mpirun(args.np) + [os.path.join(args.bin, "dptrain"), "train", "--data", os.path.join(workdir, "corpus"),
                               "--metrics", metrics, "--bucket-cap", "auto" if auto else "25"] + GPT_ARGS
-    log = run(command, f"gpt ({'auto' if auto else '25 MB'})")
+    log = run_checked(command, f"gpt ({'auto' if auto else '25 MB'})")
     with open(metrics) as f:
         steps = [r for r in map(json.loads, f) if r["type"] == "step" and r["step"] > 10]
     found = CHOICE.search(log)
     return statistics.median(r["tokens_per_s"] for r in steps), found.group(1) if found else None
-
-
-def summarize(rounds):
-    ratios = [r["auto"] / r["default"] for r in rounds]
-    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "rounds": ratios}
 
 
 def table(results):
@@ -110,9 +91,7 @@ def table(results):
     lines += ["", "What each chose from (the deciding rank's simulated end of the last reduction per cap):", ""]
     for model, entry in results["models"].items():
         lines.append(f"- {model}: {entry['sweep']}")
-    m = results["machine"]
-    lines += ["", f"Machine: {m.get('cpu_model')}, {m.get('cores_available')} cores available, torch "
-              f"{m.get('torch_version')}, {m.get('utc_time')}, load {m.get('load_average_1m', 0):.2f}."]
+    lines += ["", machine_line(results["machine"])]
     return lines
 
 
@@ -151,15 +130,14 @@ def main(argv=None):
     results = {"np": args.np, "rounds": args.rounds, "machine": machine_info(torch), "models": {}}
     with tempfile.TemporaryDirectory() as workdir:
         if "gpt" in args.models:
-            run([args.python, os.path.join(ROOT, "scripts", "data", "tokenize_text.py"),
+            run_checked([args.python, os.path.join(ROOT, "scripts", "data", "tokenize_text.py"),
                  "/usr/share/common-licenses/GPL-3", "--out", os.path.join(workdir, "corpus")], "the corpus")
         for model in args.models:
             entry = {"unit": "tokens/s" if model == "gpt" else "samples/s", "rounds": []}
             results["models"][model] = entry
             for round_index in range(args.rounds):
-                forms = [False, True] if round_index % 2 == 0 else [True, False]
                 speeds = {}
-                for auto in forms:
+                for auto in round_order([False, True], round_index):
                     if model == "gpt":
                         speed, line = gpt_run(args, auto, workdir)
                         if auto:
@@ -174,7 +152,7 @@ def main(argv=None):
                 entry["rounds"].append(speeds)
                 print(f"[bucket_cap_auto] {model} round {round_index + 1}/{args.rounds}: 25 MB {speeds['default']:.1f}, "
                       f"auto {speeds['auto']:.1f} {entry['unit']}", flush=True)
-            entry["ratio"] = summarize(entry["rounds"])
+            entry["ratio"] = ratio_summary(entry["rounds"], "auto", "default")
     write_report(args.out, "bucket_cap_auto", results, plot, table(results), "--bucket-cap auto against 25 MB")
     print("\n".join(table(results)))
     return 0

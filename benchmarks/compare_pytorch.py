@@ -43,6 +43,10 @@ def parse_args(argv=None):
     p.add_argument("--bucket-cap-mb", type=float, default=25.0, help="DDP bucket_cap_mb (PyTorch default 25)")
     p.add_argument("--powersgd-rank", type=int, default=0,
                    help="DDP's gradients through torch's powerSGD_hook of this rank from the first timed step (0: off)")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"],
+                   help="sgd (lr 0.01, momentum 0.9) or adamw (lr 1e-3, weight decay 0.01), as ddp_bench")
+    p.add_argument("--overlap-optimizer", action="store_true",
+                   help="DDP._register_fused_optim: each bucket's parameters stepped as its all-reduce ends")
     p.add_argument("--world-size", type=int, default=None,
                    help="spawn this many processes (when not launched by mpirun/torchrun)")
     p.add_argument("--master-port", type=int, default=29517)
@@ -55,9 +59,19 @@ def parse_args(argv=None):
             p.error(f"--{name} must be > 0, got {getattr(args, name)}")
     if args.warmup < 0:
         p.error(f"--warmup must be >= 0, got {args.warmup}")
+    if args.overlap_optimizer and (args.no_ddp or args.powersgd_rank > 0):
+        p.error("--overlap-optimizer needs DDP and no comm hook (PyTorch's fused optimizer is one)")
     if args.backend is None:
         args.backend = "nccl" if args.device == "cuda" else "gloo"
     return args
+
+
+# ddp_bench's optimizers (benchmarks/ddp_bench.cpp optimizer_options), by --optimizer.
+OPTIMIZERS = {
+    "sgd": lambda torch: (torch.optim.SGD, {"lr": 0.01, "momentum": 0.9}),
+    "adamw": lambda torch: (torch.optim.AdamW, {"lr": 1e-3, "weight_decay": 0.01}),
+}
+OPTIMIZER_TEXT = {"sgd": "sgd lr 0.01 momentum 0.9", "adamw": "adamw lr 1e-3 weight decay 0.01"}
 
 
 def launched_rank():
@@ -202,7 +216,12 @@ def worker(rank, world_size, local_rank, args):
         state = powerSGD_hook.PowerSGDState(process_group=None, matrix_approximation_rank=args.powersgd_rank,
                                             start_powerSGD_iter=max(args.warmup, 2))
         net.register_comm_hook(state, powerSGD_hook.powerSGD_hook)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    optimizer_class, optimizer_kwargs = OPTIMIZERS[args.optimizer](torch)
+    optimizer = None
+    if args.overlap_optimizer:
+        net._register_fused_optim(optimizer_class, **optimizer_kwargs)  # steps inside backward
+    else:
+        optimizer = optimizer_class(net.parameters(), **optimizer_kwargs)
     generator = torch.Generator().manual_seed(args.seed + rank)
     x = torch.randn((args.batch,) + shape, generator=generator).to(device)
     y = torch.randint(0, 10, (args.batch,), generator=generator).to(device)
@@ -222,14 +241,15 @@ def worker(rank, world_size, local_rank, args):
                 dist.barrier()
             wall_start = time.perf_counter()
         t0 = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
+        (optimizer or net).zero_grad(set_to_none=True)  # the fused optimizer leaves .grad as the module's
         loss = F.cross_entropy(net(x), y)
         sync()
         t1 = time.perf_counter()
         loss.backward()
         sync()
         t2 = time.perf_counter()
-        optimizer.step()
+        if optimizer is not None:
+            optimizer.step()
         sync()
         t3 = time.perf_counter()
         if iteration >= args.warmup:
@@ -268,7 +288,8 @@ def document_of(args, torch, device, use_ddp, world_size, parameters, wall, forw
         "benchmark": "ddp", "framework": "pytorch", "model": args.model, "parameters": parameters,
         "device": str(device), "backend": args.backend if use_ddp else "none", "ddp": use_ddp,
         "world_size": world_size, "batch_per_rank": args.batch, "steps": args.steps, "warmup": args.warmup,
-        "optimizer": "sgd lr 0.01 momentum 0.9", "bucket_cap_mb": args.bucket_cap_mb,
+        "optimizer": OPTIMIZER_TEXT[args.optimizer], "overlap_optimizer": args.overlap_optimizer,
+        "bucket_cap_mb": args.bucket_cap_mb,
         "powersgd_rank": args.powersgd_rank,
         "threads": {"intra_op_threads": torch.get_num_threads(), "inter_op_threads": torch.get_num_interop_threads(),
                     "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},

@@ -14,7 +14,8 @@
 //   step_time_s    = zero_grad + forward + loss + backward + optimizer step
 //   forward_s, backward_s, exposed_comm_s: DDP's own IterationStats (exposed_comm_s = how long
 //                    the end of backward waited for bucket all-reduces: the communication backward
-//                    did not hide); optimizer_s measured here.
+//                    did not hide); optimizer_s measured here (with --overlap-optimizer the step
+//                    runs inside backward: its time is in backward_s and exposed_comm_s instead).
 // --trace FILE: a Chrome trace of every timed step on every rank (forward, backward, each bucket's
 //   all-reduce from launch to completion, the wait for buckets, the optimizer), gathered on rank 0.
 //   On CUDA it is a Kineto trace instead (GPU kernels, copies and NCCL kernels on every stream;
@@ -63,6 +64,8 @@ struct Options {
   bool bucket_cap_auto = false;
   bool ddp = true;
   bool gradient_as_bucket_view = dpt::DdpOptions().gradient_as_bucket_view();
+  bool overlap_optimizer = false;  // DDP steps the optimizer bucket by bucket inside backward
+  std::string optimizer = "sgd";   // sgd (lr 0.01, momentum 0.9) or adamw (lr 1e-3, weight decay 0.01)
   bool hierarchical = false;  // buckets through dpt::HierarchicalAllreduce (when the host layout helps)
   int64_t powersgd_rank = 0;  // > 0: buckets through dpt::PowerSgd of this rank, compressed from the first timed step
   std::string trace_path;
@@ -86,6 +89,11 @@ std::optional<int> parse_options(int argc, char** argv, Options& options) {
   app.add_flag("!--no-ddp", options.ddp, "plain training without DDP (each rank alone): DDP's overhead baseline");
   app.add_flag("--gradient-as-bucket-view,!--no-gradient-as-bucket-view", options.gradient_as_bucket_view,
                "DDP: .grad tensors view the buckets (DDP's default: on)");
+  app.add_flag("--overlap-optimizer", options.overlap_optimizer,
+               "DDP steps the optimizer inside backward, each bucket as soon as it is reduced");
+  app.add_option("--optimizer", options.optimizer, "sgd (lr 0.01, momentum 0.9) or adamw (lr 1e-3, weight decay 0.01)")
+      ->check(CLI::IsMember({"sgd", "adamw"}))
+      ->capture_default_str();
   app.add_flag("--hierarchical", options.hierarchical,
                "DDP: buckets all-reduced within each host, then across hosts (hosts from the hostnames)");
   app.add_option("--powersgd-rank", options.powersgd_rank,
@@ -121,6 +129,11 @@ struct Training {
   torch::Tensor x, y;
 };
 
+dpt::OptimizerOptions optimizer_options(const Options& options) {
+  if (options.optimizer == "adamw") return dpt::OptimizerOptions().name("adamw").lr(1e-3).weight_decay(0.01);
+  return dpt::OptimizerOptions().name("sgd").lr(0.01).momentum(0.9);
+}
+
 // Seeded: the same weights on every rank.
 dpt::Model zoo_model(const std::string& name, int64_t seed) {
   torch::manual_seed(seed);
@@ -155,8 +168,8 @@ Training::Training(const Options& options, const dpt::bench::BenchJob& job)
     }
   }
   // dptrain's SGD: multi-tensor kernels, as torch.optim.SGD's default on the PyTorch side.
-  optimizer = dpt::make_optimizer(ddp ? ddp->parameters() : model.parameters(),
-                                  dpt::OptimizerOptions().name("sgd").lr(0.01).momentum(0.9));
+  optimizer = dpt::make_optimizer(ddp ? ddp->parameters() : model.parameters(), optimizer_options(options));
+  if (ddp && options.overlap_optimizer) ddp->overlap_optimizer(optimizer.get());
   torch::manual_seed(options.seed + 1 + job.rank);
   std::vector<int64_t> input_shape = {options.batch};
   const auto shape = sample_shape(options.model);
@@ -235,7 +248,7 @@ StepTimes time_steps(const Options& options, const dpt::bench::BenchJob& job, Tr
     loss.backward();
     job.synchronize();
     const auto t2 = Clock::now();
-    training.optimizer->step();
+    if (!training.ddp || !training.ddp->optimizer_stepped()) training.optimizer->step();
     job.synchronize();
     const auto t3 = Clock::now();
     if (step < options.common.warmup) continue;
@@ -283,7 +296,8 @@ void report(const Options& options, const dpt::bench::BenchJob& job, const Train
                    {"ddp", bool(training.ddp)},
                    {"batch_per_rank", options.batch},
                    {"steps", options.common.iters},
-                   {"optimizer", "sgd lr 0.01 momentum 0.9"},
+                   {"optimizer", options.optimizer == "sgd" ? "sgd lr 0.01 momentum 0.9" : "adamw lr 1e-3 weight decay 0.01"},
+                   {"overlap_optimizer", options.overlap_optimizer},
                    {"bucket_cap_mb", options.bucket_cap_mb},
                    {"bucket_cap_auto", options.bucket_cap_auto},
                    {"gradient_as_bucket_view", options.gradient_as_bucket_view},

@@ -16,14 +16,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ab_rounds import ROOT, machine_line, mpirun, ratio_summary, round_order, run_checked  # noqa: E402
 from compare_pytorch import machine_info, write_report  # noqa: E402
 
 PLAN = {"mlp": (64, 100, 10), "cnn": (64, 30, 5)}  # batch per rank, timed steps, warm-up steps
@@ -55,22 +54,14 @@ def run_once(args, model, program, extra, workdir):
     batch, steps, warmup = PLAN[model]
     path = os.path.join(workdir, "run.json")
     if program == "ours":
-        command = [os.path.join(ROOT, "scripts", "dpt-mpirun"), "-np", str(args.np), os.path.join(args.bin, "ddp_bench")]
+        command = mpirun(args.np) + [os.path.join(args.bin, "ddp_bench")]
     else:
         command = [args.python, os.path.join(ROOT, "benchmarks", "compare_pytorch.py"), "--world-size", str(args.np)]
     command += ["--model", model, "--batch", str(batch), "--steps", str(steps), "--warmup", str(warmup),
                 "--threads", "1", "--json", path, "--quiet"] + extra
-    env = dict(os.environ, OMP_NUM_THREADS="1", DPTRAIN_LOG_LEVEL="warn")
-    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
-    if done.returncode != 0:
-        sys.exit(f"ddp_vs_pytorch.py: error: {' '.join(command)} exited {done.returncode}:\n{done.stdout[-2000:]}")
+    run_checked(command, f"{model} ({program})", {"DPTRAIN_LOG_LEVEL": "warn"})
     with open(path) as f:
         return json.load(f)["results"]["samples_per_s"]
-
-
-def ratios(rounds, ours):
-    values = [r[ours] / r["pytorch"] for r in rounds]
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "rounds": values}
 
 
 def table(results):
@@ -84,9 +75,7 @@ def table(results):
         lines.append(f"| {model} | {entry['batch']} | {median('views'):.1f} | {median('copies'):.1f} | "
                      f"{median('pytorch'):.1f} | **{v['median']:.3f}x** ({v['min']:.3f}..{v['max']:.3f}) | "
                      f"{c['median']:.3f}x ({c['min']:.3f}..{c['max']:.3f}) |")
-    m = results["machine"]
-    lines += ["", f"Machine: {m.get('cpu_model')}, {m.get('cores_available')} cores available, torch "
-              f"{m.get('torch_version')}, {m.get('utc_time')}, load {m.get('load_average_1m', 0):.2f}; 1 thread per rank."]
+    lines += ["", machine_line(results["machine"], "1 thread per rank")]
     return lines
 
 
@@ -118,13 +107,13 @@ def main(argv=None):
             entry = {"batch": PLAN[model][0], "rounds": []}
             results["models"][model] = entry
             for round_index in range(args.rounds):
-                order = FORMS if round_index % 2 == 0 else list(reversed(FORMS))
-                speeds = {key: run_once(args, model, program, extra, workdir) for key, _, program, extra in order}
+                speeds = {key: run_once(args, model, program, extra, workdir)
+                          for key, _, program, extra in round_order(FORMS, round_index)}
                 entry["rounds"].append(speeds)
                 print(f"[ddp_vs_pytorch] {model} round {round_index + 1}/{args.rounds}: "
                       + ", ".join(f"{label} {speeds[key]:.1f}" for key, label, _, _ in FORMS), flush=True)
-            entry["views_vs_pytorch"] = ratios(entry["rounds"], "views")
-            entry["copies_vs_pytorch"] = ratios(entry["rounds"], "copies")
+            entry["views_vs_pytorch"] = ratio_summary(entry["rounds"], "views", "pytorch")
+            entry["copies_vs_pytorch"] = ratio_summary(entry["rounds"], "copies", "pytorch")
     write_report(args.out, "ddp_vs_pytorch", results, plot, table(results), "dptrain DDP against PyTorch DDP")
     print("\n".join(table(results)))
     return 0

@@ -20,14 +20,13 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ab_rounds import ROOT, machine_line, round_order, run_checked  # noqa: E402
 from compare_pytorch import machine_info, write_report  # noqa: E402
 
 # Per model and device: batch, timed steps, warm-up steps (enough steps for a steady median).
@@ -83,10 +82,7 @@ def run_once(args, model, prefix, env_add, extra, workdir):
     path = os.path.join(workdir, "run.json")
     command = prefix + ["--model", model, "--batch", str(batch), "--steps", str(steps), "--warmup", str(warmup),
                         "--threads", str(args.threads), "--device", args.device, "--json", path] + extra
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), DPTRAIN_LOG_LEVEL="warn", **env_add)
-    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
-    if done.returncode != 0:
-        sys.exit(f"ddp_world_one.py: error: {' '.join(command)} exited {done.returncode}:\n{done.stdout[-2000:]}")
+    run_checked(command, model, dict(OMP_NUM_THREADS=str(args.threads), DPTRAIN_LOG_LEVEL="warn", **env_add))
     with open(path) as f:
         doc = json.load(f)
     return doc["results"]["step_time_s"]["median"]
@@ -117,10 +113,7 @@ def table(results):
             lines.append(f"| {model} | {entry['batch']} | {label} | {step(plain):.3f} | {step(ddp):.3f} | "
                          f"{stats['median_pct']:+.2f}% ({stats['min_pct']:+.1f}..{stats['max_pct']:+.1f}) | "
                          + ", ".join(f"{v:+.1f}" for v in stats["rounds_pct"]) + " |")
-    m = results["machine"]
-    lines += ["", f"Machine: {m.get('cpu_model')}, {m.get('cores_available')} cores available, torch "
-              f"{m.get('torch_version')}, {m.get('utc_time')}, load {m.get('load_average_1m', 0):.2f}; "
-              f"{results['threads']} intra-op thread(s)."]
+    lines += ["", machine_line(results["machine"], f"{results['threads']} intra-op thread(s)")]
     return lines
 
 
@@ -156,10 +149,7 @@ def main(argv=None):
             results["models"][model] = entry
             for round_index in range(args.rounds):
                 times = {}
-                order = forms(args)
-                if round_index % 2:  # every other round backwards: neither of a pair always runs first
-                    order.reverse()
-                for key, label, prefix, env_add, extra in order:
+                for key, label, prefix, env_add, extra in round_order(forms(args), round_index):
                     times[key] = run_once(args, model, prefix, env_add, extra, workdir)
                 entry["rounds"].append(times)
                 print(f"[world_one] {model} round {round_index + 1}/{args.rounds}: "
