@@ -58,3 +58,11 @@ def machine_line(machine, extra=""):
     return (f"Machine: {machine.get('cpu_model')}, {machine.get('cores_available')} cores available, torch "
             f"{machine.get('torch_version')}, {machine.get('utc_time')}, load {machine.get('load_average_1m', 0):.2f}"
             f"{'; ' + extra if extra else ''}.")
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display on a cluster node)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt

@@ -25,7 +25,7 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ab_rounds import ROOT, machine_line, mpirun, ratio_summary, round_order, run_checked  # noqa: E402
+from ab_rounds import ROOT, machine_line, mpirun, pyplot, ratio_summary, round_order, run_checked  # noqa: E402
 from compare_pytorch import machine_info, write_report  # noqa: E402
 
 # ddp_bench models: batch per rank, timed steps, warm-up steps (>= 2: auto measures in those).
@@ -106,9 +106,7 @@ def sweep_text(choice):
 
 
 def plot(results, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     models = list(results["models"])
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for x, model in enumerate(models):

@@ -22,7 +22,7 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ab_rounds import ROOT, machine_line, mpirun, ratio_summary, round_order, run_checked  # noqa: E402
+from ab_rounds import ROOT, machine_line, mpirun, pyplot, ratio_summary, round_order, run_checked  # noqa: E402
 from compare_pytorch import machine_info, write_report  # noqa: E402
 
 PLAN = {"mlp": (64, 100, 10), "cnn": (64, 30, 5)}  # batch per rank, timed steps, warm-up steps
@@ -80,9 +80,7 @@ def table(results):
 
 
 def plot(results, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     models = list(results["models"])
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for i, key in enumerate(("views", "copies")):

@@ -26,7 +26,7 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ab_rounds import ROOT, machine_line, round_order, run_checked  # noqa: E402
+from ab_rounds import ROOT, machine_line, pyplot, round_order, run_checked  # noqa: E402
 from compare_pytorch import machine_info, write_report  # noqa: E402
 
 # Per model and device: batch, timed steps, warm-up steps (enough steps for a steady median).
@@ -118,9 +118,7 @@ def table(results):
 
 
 def plot(results, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     models = list(results["models"])
     labels = [k for k in ("dptrain", "before", "PyTorch") if any(k in results["models"][m]["overhead"] for m in models)]
     fig, ax = plt.subplots(figsize=(6, 3.5))

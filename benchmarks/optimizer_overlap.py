@@ -27,7 +27,8 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ab_rounds import ROOT, machine_line, median_of, mpirun, ratio_summary, ratio_text, round_order, run_checked  # noqa: E402,E501
+from ab_rounds import (ROOT, machine_line, median_of, mpirun, pyplot, ratio_summary, ratio_text,  # noqa: E402
+                       round_order, run_checked)
 from compare_pytorch import machine_info, write_report  # noqa: E402
 
 BENCH_PLAN = {"mlp": (64, 100, 10), "cnn": (64, 30, 5)}  # batch per rank, timed steps, warm-up steps
@@ -116,9 +117,7 @@ def table(results):
 
 
 def plot(results, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     models = list(results["models"])
     fig, ax = plt.subplots(figsize=(6, 3.4))
     width = 0.8 / len(RATIOS)
