@@ -6,6 +6,7 @@ form once, every other round in reverse order (neither form always runs first, i
 busier half), and the figure quoted is the median over rounds of the ratio within a round, with
 the smallest and largest round's ratio beside it.
 """
+import json
 import os
 import statistics
 import subprocess
@@ -66,3 +67,20 @@ def pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def samples_per_s(args, framework, model, plan, extra, workdir):
+    """samples/s of one side-by-side run at args.np ranks, 1 thread each: ddp_bench under dpt-mpirun
+    (framework "ours", from args.bin) or compare_pytorch.py spawning its ranks ("theirs", with
+    args.python); `plan` is (batch per rank, timed steps, warm-up steps)."""
+    batch, steps, warmup = plan
+    path = os.path.join(workdir, "run.json")
+    if framework == "ours":
+        command = mpirun(args.np) + [os.path.join(args.bin, "ddp_bench")]
+    else:
+        command = [args.python, os.path.join(ROOT, "benchmarks", "compare_pytorch.py"), "--world-size", str(args.np)]
+    command += ["--model", model, "--batch", str(batch), "--steps", str(steps), "--warmup", str(warmup),
+                "--threads", "1", "--json", path, "--quiet"] + list(extra)
+    run_checked(command, f"{model} ({framework})", {"DPTRAIN_LOG_LEVEL": "warn"})
+    with open(path) as f:
+        return json.load(f)["results"]["samples_per_s"]

@@ -13,7 +13,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IDX = "/usr/share/datasets/fashion-mnist"

@@ -13,7 +13,6 @@ beside it (this machine's load moves runs by +-20%). Writes ddp_vs_pytorch.json 
 every round), ddp_vs_pytorch.md and ddp_vs_pytorch.png.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -22,7 +21,7 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ab_rounds import ROOT, machine_line, mpirun, pyplot, ratio_summary, round_order, run_checked  # noqa: E402
+from ab_rounds import ROOT, machine_line, pyplot, ratio_summary, round_order, samples_per_s  # noqa: E402
 from compare_pytorch import machine_info, write_report  # noqa: E402
 
 PLAN = {"mlp": (64, 100, 10), "cnn": (64, 30, 5)}  # batch per rank, timed steps, warm-up steps
@@ -48,20 +47,6 @@ def parse_args(argv=None):
     if args.rounds < 1 or args.np < 1:
         p.error("--rounds and --np must be >= 1")
     return args
-
-
-def run_once(args, model, program, extra, workdir):
-    batch, steps, warmup = PLAN[model]
-    path = os.path.join(workdir, "run.json")
-    if program == "ours":
-        command = mpirun(args.np) + [os.path.join(args.bin, "ddp_bench")]
-    else:
-        command = [args.python, os.path.join(ROOT, "benchmarks", "compare_pytorch.py"), "--world-size", str(args.np)]
-    command += ["--model", model, "--batch", str(batch), "--steps", str(steps), "--warmup", str(warmup),
-                "--threads", "1", "--json", path, "--quiet"] + extra
-    run_checked(command, f"{model} ({program})", {"DPTRAIN_LOG_LEVEL": "warn"})
-    with open(path) as f:
-        return json.load(f)["results"]["samples_per_s"]
 
 
 def table(results):
@@ -105,7 +90,7 @@ def main(argv=None):
             entry = {"batch": PLAN[model][0], "rounds": []}
             results["models"][model] = entry
             for round_index in range(args.rounds):
-                speeds = {key: run_once(args, model, program, extra, workdir)
+                speeds = {key: samples_per_s(args, program, model, PLAN[model], extra, workdir)
                           for key, _, program, extra in round_order(FORMS, round_index)}
                 entry["rounds"].append(speeds)
                 print(f"[ddp_vs_pytorch] {model} round {round_index + 1}/{args.rounds}: "

@@ -12,7 +12,6 @@
 """
 
 import os
-import statistics
 
 import trace_overlap
 

@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ab_rounds import (ROOT, machine_line, median_of, mpirun, pyplot, ratio_summary, ratio_text,  # noqa: E402
-                       round_order, run_checked)
+                       round_order, run_checked, samples_per_s)
 from compare_pytorch import machine_info, write_report  # noqa: E402
 
 BENCH_PLAN = {"mlp": (64, 100, 10), "cnn": (64, 30, 5)}  # batch per rank, timed steps, warm-up steps
@@ -74,19 +74,8 @@ def forms_of(args, model):
     return [f for f in FORMS if f[2] == "ours" or (model != "gpt" and not args.no_pytorch)]
 
 
-def bench_run(args, model, framework, overlapped, workdir):
-    """samples/s of one ddp_bench or compare_pytorch.py run."""
-    batch, steps, warmup = BENCH_PLAN[model]
-    path = os.path.join(workdir, "run.json")
-    if framework == "ours":
-        command = mpirun(args.np) + [os.path.join(args.bin, "ddp_bench")]
-    else:
-        command = [args.python, os.path.join(ROOT, "benchmarks", "compare_pytorch.py"), "--world-size", str(args.np)]
-    command += ["--model", model, "--batch", str(batch), "--steps", str(steps), "--warmup", str(warmup),
-                "--threads", "1", "--optimizer", args.optimizer, "--json", path, "--quiet"]
-    run_checked(command + (["--overlap-optimizer"] if overlapped else []), f"{model} ({framework})", QUIET)
-    with open(path) as f:
-        return json.load(f)["results"]["samples_per_s"]
+def optimizer_arguments(args, overlapped):
+    return ["--optimizer", args.optimizer] + (["--overlap-optimizer"] if overlapped else [])
 
 
 def gpt_run(args, overlapped, workdir):
@@ -172,7 +161,7 @@ def main(argv=None):
                 speeds = {}
                 for key, _, framework, overlapped in round_order(forms_of(args, model), round_index):
                     speeds[key] = (gpt_run(args, overlapped, workdir) if model == "gpt"
-                                   else bench_run(args, model, framework, overlapped, workdir))
+                                   else samples_per_s(args, framework, model, BENCH_PLAN[model], optimizer_arguments(args, overlapped), workdir))
                 entry["rounds"].append(speeds)
                 print(f"[optimizer_overlap] {model} round {round_index + 1}/{args.rounds}: "
                       + ", ".join(f"{k} {v:.1f}" for k, v in speeds.items()), flush=True)

@@ -22,7 +22,6 @@ import argparse
 import datetime
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
