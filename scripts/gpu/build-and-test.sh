@@ -107,7 +107,7 @@ export -f mpirun_np; export root
 w2_filter='*_CUDA:-NcclCommunicator.*'  # NCCL: one rank per GPU
 # The communicator, DDP and Trainer suites of mpi_tests on the GPU: every tensor on the
 # communicator's device, checked against CPU references (see tests/support/test_support.h).
-suites='Comm*:Ddp*:Trainer*:ShardedOptimizer*:PowerSgd*:HierarchicalAllreduce*:-CommFailureDrill*'
+suites='Comm*:Ddp*:OptimizerOverlap*:Trainer*:ShardedOptimizer*:PowerSgd*:HierarchicalAllreduce*:-CommFailureDrill*'
 if wants tests; then
   run_phase gpu_tests_nccl_w1 "$build/tests/gpu_tests"
   DPTRAIN_BACKEND=mpi run_phase gpu_tests_mpi_w2 bash -c 'mpirun_np "$@"' _ 2 "$build/tests/gpu_tests" --gtest_filter="$w2_filter"
@@ -133,6 +133,11 @@ sys.exit(0 if r['test_accuracy'] >= 0.90 else 1)" || { note "cnn accuracy below 
   DPTRAIN_BACKEND=mpi run_phase train_cnn_mpi_w2 bash -c 'mpirun_np "$@"' _ 2 "$build/bin/dptrain" train \
     --data "$data" --model cnn --epochs 1 --batch-size 32 --comm-hook powersgd --powersgd-rank 2 --bucket-cap auto \
     --metrics "$t/cnn_mpi.jsonl" --checkpoint-dir "$t/ckpt_mpi"
+  # The optimizer stepped bucket by bucket inside backward, on CUDA tensors (2 ranks on one GPU).
+  DPTRAIN_BACKEND=mpi run_phase train_cnn_overlap_optimizer_mpi_w2 bash -c 'mpirun_np "$@"' _ 2 "$build/bin/dptrain" \
+    train --data "$data" --model cnn --max-steps 200 --batch-size 32 --optimizer adamw --lr 1e-3 \
+    --overlap-optimizer --metrics "$t/cnn_overlap.jsonl"
+  grep '"test_accuracy"' "$t/cnn_overlap.jsonl" | tail -1 | tee -a "$summary"
   run_phase train_cnn_resume_nccl_w1 "$build/bin/dptrain" train --data "$data" --model cnn --epochs 2 \
     --batch-size 64 --checkpoint-dir "$t/ckpt_mpi" --resume latest --metrics "$t/cnn_resume.jsonl"
   run_phase train_cnn_amp_w1 "$build/bin/dptrain" train --data "$data" --model cnn --epochs 1 --batch-size 64 \
