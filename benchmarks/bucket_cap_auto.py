@@ -7,6 +7,11 @@ other round in reverse order.
 
     python benchmarks/bucket_cap_auto.py --out benchmarks/results/2026-12-04-bucket-cap-auto
     python benchmarks/bucket_cap_auto.py --out /tmp/cap --rounds 1 --models mlp
+    python benchmarks/bucket_cap_auto.py --out benchmarks/results/2026-12-04-bucket-cap-auto-1gbit --link 1gbit
+
+--link RATE runs each rank on a simulated host of its own (scripts/cluster/netns-hosts.sh, root
+only; benchmarks/cluster_bench.py's links: veth, 25gbit, 10gbit, 1gbit, 50 us each way), so the
+gradients cross a link of that rate instead of this machine's shared memory.
 
 Per run: samples/s (ddp_bench: the timed steps after the warm-up, which covers auto's two
 measuring steps) or tokens/s (the GPT: the median of the logged steps after step 10). The figure
@@ -18,7 +23,9 @@ import argparse
 import json
 import os
 import re
+import contextlib
 import statistics
+import subprocess
 import sys
 import tempfile
 
@@ -27,6 +34,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ab_rounds import ROOT, machine_line, mpirun, pyplot, ratio_summary, round_order, run_checked  # noqa: E402
 from compare_pytorch import machine_info, write_report  # noqa: E402
+import cluster_bench  # noqa: E402
 
 # ddp_bench models: batch per rank, timed steps, warm-up steps (>= 2: auto measures in those).
 BENCH_PLAN = {"mlp": (64, 100, 10), "cnn": (64, 30, 5)}
@@ -45,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--models", default="mlp,cnn,gpt")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--np", type=int, default=2, help="ranks")
+    p.add_argument("--link", default="none", choices=("none",) + cluster_bench.LINKS,
+                   help="none: the ranks on this machine; else one rank per simulated host, joined by this link")
     args = p.parse_args(argv)
     args.models = [m for m in args.models.split(",") if m]
     for model in args.models:
@@ -52,16 +62,52 @@ def parse_args(argv=None):
             p.error(f"--models: {model} is not one of mlp, cnn, gpt")
     if args.rounds < 1:
         p.error("--rounds must be >= 1")
+    args.out = os.path.abspath(args.out)
+    if args.link != "none" and (args.out == "/tmp" or args.out.startswith("/tmp/")):
+        p.error("--out must be outside /tmp with --link: each simulated host has a private /tmp")
     return args
+
+
+def launch(args, program, what):
+    """The output of `program` on args.np ranks: here, or one rank per simulated host (--link)."""
+    if args.link == "none":
+        return run_checked(mpirun(args.np) + program, what)
+    where = ["--host", ",".join(f"{cluster_bench.PREFIX}{h}:1" for h in range(args.np)), "-np", str(args.np),
+             "-x", "OMP_NUM_THREADS=1"]
+    command = [cluster_bench.HOSTS_SH, "exec", cluster_bench.PREFIX + "0"] + cluster_bench.MPI + where + program
+    done = subprocess.run(command, env=cluster_bench.ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=900)
+    if done.returncode != 0:
+        sys.exit(f"bucket_cap_auto.py: error: {what}: {' '.join(command)} exited {done.returncode}:\n"
+                 f"{done.stdout[-2000:]}")
+    return done.stdout
+
+
+@contextlib.contextmanager
+def simulated_hosts(args):
+    """args.np simulated hosts joined by args.link for the duration (nothing with --link none)."""
+    if args.link == "none":
+        yield
+        return
+    cluster_bench.hosts("down", check=False)
+    cluster_bench.hosts("up", str(args.np))
+    try:
+        print(cluster_bench.hosts("check").stdout.strip(), flush=True)
+        for h in range(args.np):
+            cluster_bench.hosts("link", f"{cluster_bench.PREFIX}{h}", "none" if args.link == "veth" else args.link,
+                                "50us")
+        yield
+    finally:
+        cluster_bench.hosts("down", check=False)
 
 
 def bench_run(args, model, auto, workdir):
     """(samples/s, the cap used in MB, the sweep or None) of one ddp_bench run."""
     batch, steps, warmup = BENCH_PLAN[model]
     path = os.path.join(workdir, "run.json")
-    command = mpirun(args.np) + [os.path.join(args.bin, "ddp_bench"), "--model", model, "--batch", str(batch),
-                              "--steps", str(steps), "--warmup", str(warmup), "--json", path, "--quiet"]
-    run_checked(command + (["--bucket-cap-auto"] if auto else []), f"{model} ({'auto' if auto else '25 MB'})")
+    program = [os.path.join(args.bin, "ddp_bench"), "--model", model, "--batch", str(batch), "--steps", str(steps),
+               "--warmup", str(warmup), "--json", path, "--quiet"]
+    launch(args, program + (["--bucket-cap-auto"] if auto else []), f"{model} ({'auto' if auto else '25 MB'})")
     with open(path) as f:
         doc = json.load(f)
     return doc["results"]["samples_per_s"], doc["bucket_cap_mb_used"], doc.get("bucket_cap_choice")
@@ -70,9 +116,9 @@ def bench_run(args, model, auto, workdir):
 def gpt_run(args, auto, workdir):
     """(tokens/s, the choice's log line or None) of one GPT training run."""
     metrics = os.path.join(workdir, "gpt.jsonl")
-    command = mpirun(args.np) + [os.path.join(args.bin, "dptrain"), "train", "--data", os.path.join(workdir, "corpus"),
-                              "--metrics", metrics, "--bucket-cap", "auto" if auto else "25"] + GPT_ARGS
-    log = run_checked(command, f"gpt ({'auto' if auto else '25 MB'})")
+    program = [os.path.join(args.bin, "dptrain"), "train", "--data", os.path.join(workdir, "corpus"),
+               "--metrics", metrics, "--bucket-cap", "auto" if auto else "25"] + GPT_ARGS
+    log = launch(args, program, f"gpt ({'auto' if auto else '25 MB'})")
     with open(metrics) as f:
         steps = [r for r in map(json.loads, f) if r["type"] == "step" and r["step"] > 10]
     found = CHOICE.search(log)
@@ -80,7 +126,8 @@ def gpt_run(args, auto, workdir):
 
 
 def table(results):
-    lines = [f"# --bucket-cap auto against 25 MB, world size {results['np']}", "",
+    where = "" if results.get("link", "none") == "none" else f", one rank per simulated host, {results['link']} links"
+    lines = [f"# --bucket-cap auto against 25 MB, world size {results['np']}{where}", "",
              f"Medians over {results['rounds']} alternated rounds (smallest..largest round's ratio).", "",
              "| model | unit | 25 MB | auto | auto / 25 MB | chose |", "|---|---|---:|---:|---:|---|"]
     for model, entry in results["models"].items():
@@ -116,7 +163,8 @@ def plot(results, path):
     ax.axhline(1, color="black", linewidth=0.8)
     ax.set_xticks(range(len(models)), models)
     ax.set_ylabel("auto / 25 MB (throughput)")
-    ax.set_title(f"--bucket-cap auto, world size {results['np']} (bars: median; dots: rounds)")
+    link = "" if results.get("link", "none") == "none" else f", {results['link']}"
+    ax.set_title(f"--bucket-cap auto, world size {results['np']}{link} (bars: median; dots: rounds)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -125,8 +173,9 @@ def plot(results, path):
 def main(argv=None):
     args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    results = {"np": args.np, "rounds": args.rounds, "machine": machine_info(torch), "models": {}}
-    with tempfile.TemporaryDirectory() as workdir:
+    results = {"np": args.np, "rounds": args.rounds, "link": args.link, "machine": machine_info(torch), "models": {}}
+    # With --link the work files must be where every simulated host sees them: not in /tmp.
+    with simulated_hosts(args), tempfile.TemporaryDirectory(dir=None if args.link == "none" else args.out) as workdir:
         if "gpt" in args.models:
             run_checked([args.python, os.path.join(ROOT, "scripts", "data", "tokenize_text.py"),
                  "/usr/share/common-licenses/GPL-3", "--out", os.path.join(workdir, "corpus")], "the corpus")
