@@ -6,7 +6,7 @@
 #include "dptrain/parallel/ddp/ddp_consistency.h"
 #include "dptrain/parallel/ddp/join.h"
 
-namespace dpt::testing::ddp {
+namespace dpt::testing::ddp::join_and_errors {
 namespace {
 
 constexpr double kLr = 0.1;
@@ -197,4 +197,4 @@ TEST(DdpErrors, RankWhoseBackwardReachesNoParameterDoesNotStallThePeers) {
 }
 
 }  // namespace
-}  // namespace dpt::testing::ddp
+}  // namespace dpt::testing::ddp::join_and_errors
