@@ -121,6 +121,8 @@ void ExportedProgram::read_metadata(int cuda_index) {
   // Every named loss of the exporter is a mean over the batch; a callable may not be.
   mean_loss_ = std::set<std::string>{"cross_entropy", "nll", "mse", "l1", "smooth_l1", "bce_with_logits"}.count(loss_) > 0;
   dynamic_batch_ = get("dptrain.dynamic_batch") == "1";
+  // Written since reduce_gradients (packages before it average after the step: no key).
+  if (auto group = metadata.find("dptrain.gradient_group"); group != metadata.end()) gradient_group_ = group->second;
   try {
     for (const auto& name : nlohmann::json::parse(get("dptrain.parameters"))) {
       parameters_.emplace_back(name.get<std::string>(), torch::Tensor());

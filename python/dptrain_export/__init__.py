@@ -95,7 +95,7 @@ def _output_layout(joint):
     return layout, mutated
 
 
-def _compile(program, metadata):
+def _compile(program, metadata, extra_options=None):
     # Parameters and buffers stay constants that dptrain replaces by its own tensors: never inlined
     # into kernels as values (small ones would be), never folded into what they compute at export
     # time (freezing; the joint graph's folding of uniform tensors would bake a zero-initialized
@@ -105,7 +105,7 @@ def _compile(program, metadata):
     # fixed count oversubscribes the cores (measured: 14x slower at 2 ranks on 2 cores).
     options = {"aot_inductor.package": True, "aot_inductor.metadata": metadata,
                "always_keep_tensor_constants": True, "freezing": False, "joint_graph_constant_folding": False,
-               "cpp.dynamic_threads": True}
+               "cpp.dynamic_threads": True, **(extra_options or {})}
     module = program.module(check_guards=False) if hasattr(program, "module") else program
     args, kwargs = program.example_inputs
     return torch._inductor.aot_compile(module, args, kwargs, options=options)
@@ -128,14 +128,76 @@ def _attention_backend(device):
     return sdpa_kernel(SDPBackend.MATH)
 
 
+GRADIENT_GROUP = "dptrain"  # the c10d group name dptrain registers its world communicator under
+
+
+def _reduce_gradients_in_graph(joint, group):
+    """Each gradient output of the joint graph all-reduced (average) inside the program.
+
+    PyTorch's functional collectives: an all_reduce right after the node that computes a gradient
+    (so the compiled backward launches it while it goes on with the layers before), and its
+    wait_tensor just before the program returns. At run time libtorch's c10d op finds the group by
+    `group`, which dptrain registers over its own communicator (docs/export.md).
+    """
+    from torch.export.graph_signature import OutputKind
+
+    graph = joint.graph_module.graph
+    output = next(n for n in graph.nodes if n.op == "output")
+    results = list(output.args[0])
+    for i, spec in enumerate(joint.graph_signature.output_specs):
+        if spec.kind != OutputKind.GRADIENT_TO_PARAMETER:
+            continue
+        gradient = results[i]
+        with graph.inserting_after(gradient):
+            reduced = graph.call_function(torch.ops._c10d_functional.all_reduce.default, (gradient, "avg", group))
+        reduced.meta["val"] = gradient.meta["val"]
+        with graph.inserting_before(output):
+            waited = graph.call_function(torch.ops._c10d_functional.wait_tensor.default, (reduced,))
+        waited.meta["val"] = gradient.meta["val"]
+        results[i] = waited
+    output.args = (tuple(results),)
+    graph.lint()
+    joint.graph_module.recompile()
+
+
+# Inductor schedules a wait_tensor wherever its input is ready, which can be right after its
+# all_reduce (blocking the backward on it); these passes (deterministic, the same program on every
+# rank) sink every wait to where its result is needed, the program's end, and raise each launch.
+_OVERLAP_OPTIONS = {"reorder_for_compute_comm_overlap": True,
+                    "reorder_for_compute_comm_overlap_passes": ["sink_waits", "raise_comms"]}
+
+
+@contextlib.contextmanager
+def _resolvable_group(name):
+    """`name` resolvable while Inductor compiles (it looks each collective's group up; the group
+    itself is never used): this process's default group if there is one, else a one-rank gloo group."""
+    import torch.distributed as dist
+    from torch._C._distributed_c10d import _register_process_group, _unregister_process_group
+
+    created = not dist.is_initialized()
+    if created:
+        dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    _register_process_group(name, dist.group.WORLD)
+    try:
+        yield
+    finally:
+        _unregister_process_group(name)
+        if created:
+            dist.destroy_process_group()
+
+
 def export_training_step(model, example_inputs, example_targets, loss="cross_entropy", path="step.pt2",
-                         dynamic_batch=True):
+                         dynamic_batch=True, reduce_gradients=False):
     """Exports `model` with `loss` as a training step and compiles it into the package `path`.
 
     model: a torch.nn.Module (its current parameters are the initial values);
     example_inputs / example_targets: one batch (first dimension = samples, at least 2);
     loss: a name in LOSSES or a callable (outputs, targets) -> scalar mean loss;
-    dynamic_batch: any batch size at run time (else only the example's).
+    dynamic_batch: any batch size at run time (else only the example's);
+    reduce_gradients: the program all-reduces its gradients itself, each launched as soon as the
+        compiled backward has computed it (overlapped with the rest of the backward), over the
+        communicator dptrain registers as c10d group "dptrain"; else dptrain averages them after
+        the step.
     Returns `path`.
     """
     from torch._inductor.package import package_aoti
@@ -160,6 +222,10 @@ def export_training_step(model, example_inputs, example_targets, loss="cross_ent
                                        dynamic_shapes=({0: batch}, {0: batch}) if batch else None)
         joint = _export_forward_backward(train_ep)
     layout, mutated = _output_layout(joint)
+    if reduce_gradients:
+        from torch.distributed import _functional_collectives  # noqa: F401 (the collectives' fake kernels)
+
+        _reduce_gradients_in_graph(joint, GRADIENT_GROUP)
     model.eval()
     eval_ep = torch.export.export(model, (example_inputs,), dynamic_shapes=({0: batch},) if batch else None)
     model.train(was_training)
@@ -175,10 +241,13 @@ def export_training_step(model, example_inputs, example_targets, loss="cross_ent
         "dptrain.targets": json.dumps(_spec(example_targets)),
         "dptrain.loss": loss_name,
         "dptrain.dynamic_batch": "1" if batch else "0",
+        "dptrain.gradient_group": GRADIENT_GROUP if reduce_gradients else "",
     }
     if not str(path).endswith(".pt2"):
         raise ValueError(f"the package path must end in .pt2: {path}")
-    files = {"train": _compile(joint, metadata), "eval": _compile(eval_ep, metadata)}
+    with _resolvable_group(GRADIENT_GROUP) if reduce_gradients else contextlib.nullcontext():
+        files = {"train": _compile(joint, metadata, _OVERLAP_OPTIONS if reduce_gradients else None),
+                 "eval": _compile(eval_ep, metadata)}
     # Written in a private directory under the package's own name (the archive's top folder is
     # named after the file), then moved into place: never half a package at `path`.
     directory = tempfile.mkdtemp(prefix=".dptrain-export-", dir=os.path.dirname(os.path.abspath(path)))

@@ -9,6 +9,15 @@
 #include "dptrain/parallel/ddp/bucket.h"
 #include "dptrain/parallel/ddp/ddp_consistency.h"
 
+// Note [Gradients reduced inside the program]
+// A package exported with reduce_gradients=True holds, after each gradient of its compiled
+// backward, PyTorch's functional all_reduce (average) of it and, before it returns, the wait: the
+// reduction of a gradient runs while the backward computes the layers before it. The collectives
+// look their c10d group up by name (the package's "dptrain.gradient_group"); GradientSync
+// registers the world communicator under it, and then has nothing to average after the step.
+// Every rank runs the same compiled program, so every rank issues the same collectives in the
+// same order (checked at construction: the same parameters, and below, the same group name).
+
 namespace dpt {
 
 GradientSync::GradientSync(Model model, CommunicatorPtr world, Allreduce allreduce, Compression compression,
@@ -16,12 +25,22 @@ GradientSync::GradientSync(Model model, CommunicatorPtr world, Allreduce allredu
     : model_(std::move(model)),
       world_(std::move(world)),
       package_bucket_bytes_(std::max<size_t>(static_cast<size_t>(buckets.bucket_cap_mb() * 1024 * 1024), 1)) {
+  if (model_.is_exported() && !model_.exported().gradient_group().empty()) {
+    // The program averages its gradients itself (Note [Gradients reduced inside the program]):
+    // its collectives find this rank's communicator by the group's name, at world size 1 too.
+    DPT_CHECK(world_ != nullptr, UnsupportedError, model_.exported().origin(),
+              " all-reduces its gradients inside its program and needs a communicator (dpt::Runtime)");
+    program_group_ = std::make_unique<C10dGroupRegistration>(model_.exported().gradient_group(), world_);
+    DPT_LOG_INFO("{} all-reduces its gradients inside its compiled backward (c10d group '{}')",
+                 model_.exported().origin(), model_.exported().gradient_group());
+  }
   if (!distributed()) return;
   if (model_.is_exported()) {
     // What DDP's construction does: the same parameters on every rank (ModelError naming the
     // difference), then rank 0's values everywhere.
     std::vector<std::string> lines;
     for (const auto& [name, tensor] : model_.named_parameters()) lines.push_back(c10::str(name, " ", tensor.sizes(), " ", tensor.scalar_type()));
+    lines.push_back("gradients all-reduced inside the program over group '" + model_.exported().gradient_group() + "'");
     check_same_on_all_ranks(*world_, lines, "compiled package parameters");
     torch::NoGradGuard no_grad;
     for (auto& [name, tensor] : model_.named_parameters()) world_->broadcast(tensor, 0);
@@ -102,7 +121,7 @@ void GradientSync::finish() {
   // DDP reduced the gradients during the last backward; if that backward reached no parameter of
   // this rank, the reduction runs now so the other ranks are not left waiting for it.
   if (ddp_) ddp_->finish_backward();
-  if (model_.is_exported() && distributed()) average_gradients();
+  if (model_.is_exported() && distributed() && !program_group_) average_gradients();
   if (powersgd_ && powersgd_->iteration() == powersgd_->options().start_iteration() + 1) {
     DPT_LOG_INFO("PowerSGD: each step now sends 1/{:.1f} of the gradient elements", powersgd_->compression_ratio());
   }

@@ -21,6 +21,7 @@
 
 #include "dptrain/core/data/tensors.h"
 #include "dptrain/core/model.h"
+#include "dptrain/parallel/c10d/process_group.h"
 #include "dptrain/parallel/comm/communicator.h"
 #include "dptrain/parallel/ddp/distributed_data_parallel.h"
 #include "dptrain/parallel/comm_hooks/hierarchical_allreduce.h"
@@ -90,6 +91,7 @@ class GradientSync {
   std::shared_ptr<HierarchicalAllreduce> hierarchical_;
   std::shared_ptr<PowerSgd> powersgd_;
   size_t package_bucket_bytes_;  // a compiled package's gradients are averaged in buckets of this cap
+  std::unique_ptr<C10dGroupRegistration> program_group_;  // a package that reduces its own gradients
 };
 
 }  // namespace dpt

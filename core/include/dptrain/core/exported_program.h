@@ -53,6 +53,10 @@ class ExportedProgram {
   const std::vector<std::pair<std::string, torch::Tensor>>& parameters() const { return parameters_; }
   const std::vector<std::pair<std::string, torch::Tensor>>& buffers() const { return buffers_; }
   const std::string& loss() const { return loss_; }
+  // The c10d group name the train program all-reduces its gradients over (exported with
+  // reduce_gradients=True: each gradient averaged inside the compiled backward), or "" when the
+  // gradients leave the program unreduced.
+  const std::string& gradient_group() const { return gradient_group_; }
   torch::Device device() const { return device_; }
   const std::string& origin() const { return origin_; }
 
@@ -74,6 +78,7 @@ class ExportedProgram {
 
   std::string origin_;
   std::string loss_;
+  std::string gradient_group_;
   torch::Device device_{torch::kCPU};
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> train_;
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> eval_;
