@@ -27,7 +27,7 @@ for line in layout.splitlines():
         layer = top.group(1)
         continue
     if line.startswith("  ") and layer:
-        for name in re.findall(r"([a-z_]+)/", line.strip().split("  ")[0]):
+        for name in re.findall(r"([a-z_0-9]+)/", line.strip().split("  ")[0]):
             named.setdefault(layer, set()).add(name)
 
 for layer in ("parallel", "trainers"):
@@ -41,7 +41,7 @@ for layer in ("parallel", "trainers"):
         failures.append(f"README layout of {layer}/: lists {sorted(listed)}, the tree has {sorted(expected)}")
 
 architecture = open(os.path.join(ROOT, "docs", "architecture.md")).read()
-for path in re.findall(r"`((?:core|parallel|trainers)/[a-z_./]+)`", architecture):
+for path in re.findall(r"`((?:core|parallel|trainers)/[a-z_0-9./]+)`", architecture):
     path = path.replace("/...", "/include/dptrain/" + path.split("/")[0])
     for candidate in [path] + [path.replace("/include/dptrain/" + path.split("/")[0], "/src")]:
         if os.path.exists(os.path.join(ROOT, candidate.split(",")[0].rstrip("/"))):
