@@ -8,57 +8,30 @@ the program's end) over dptrain's communicator, registered as the c10d group the
       own training (1e-5) and to the same model's package that dptrain averages after the step;
   (c) gradient accumulation (every micro-batch reduced: the average of sums is the sum of averages).
 """
-import glob
 import os
 import sys
 import zipfile
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
+import package_models
 from cli_helpers import check, run
+from package_models import MLP, ConvBN, max_relative_difference, save_data
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.environ["DPTRAIN_SOURCE_DIR"], "python"))
 from dptrain_export import export_training_step  # noqa: E402
 
 B, LR, STEPS = 12, 0.05, 6
 
 
-def save_data(directory, inputs, targets):
-    os.makedirs(directory, exist_ok=True)
-    torch.save({"inputs": inputs, "targets": targets}, f"{directory}/train.pt")
-    torch.save({"inputs": inputs[:36], "targets": targets[:36]}, f"{directory}/test.pt")
-
-
 def reference(model, inputs, targets, world, accumulation=1):
-    """PyTorch's training: per step each rank's mean loss over its share, averaged over ranks (and
-    micro-batches); buffers as rank 0's forward leaves them."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
-    model.train()
-    per_step = world * B * accumulation
-    for s in range(STEPS):
-        x, y = inputs[s * per_step:(s + 1) * per_step], targets[s * per_step:(s + 1) * per_step]
-        optimizer.zero_grad()
-        buffers = {k: v.clone() for k, v in model.named_buffers()}
-        for m in range(accumulation):
-            xm, ym = x[m * world * B:(m + 1) * world * B], y[m * world * B:(m + 1) * world * B]
-            for r in reversed(range(world)):  # rank 0 last: its buffer update is the one kept
-                with torch.no_grad():
-                    for k, v in model.named_buffers():
-                        v.copy_(buffers[k])
-                (F.cross_entropy(model(xm[r::world]), ym[r::world]) / (world * accumulation)).backward()
-            buffers = {k: v.clone() for k, v in model.named_buffers()}
-        optimizer.step()
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return package_models.reference(model, inputs, targets, world, B, LR, STEPS, accumulation)
 
 
 def worst_difference(path, theirs):
     ours = torch.load(path)
     check(set(ours) == set(theirs), f"{path} holds the model's names")
-    return max(((ours[k].double() - theirs[k].double()).abs().max() /
-                theirs[k].double().abs().max().clamp_min(1)).item() for k in theirs)
+    return max_relative_difference(ours, theirs)
 
 
 def train(package, data, world, out, extra=()):
@@ -67,22 +40,13 @@ def train(package, data, world, out, extra=()):
                 "--max-steps", str(STEPS), "--metrics", "", "--log-every", "2", "--out", out, *extra], np_=world)
 
 
-class MLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.layers = nn.Sequential(nn.Linear(20, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 4))
-
-    def forward(self, x):
-        return self.layers(x)
-
-
 torch.manual_seed(0)
 n = 3 * B * STEPS * 2
 targets = torch.randint(0, 4, (n,))
 inputs = torch.randn(4, 20)[targets] * 2 + torch.randn(n, 20)
-save_data("clusters", inputs, targets)
+save_data("clusters", inputs, targets, test=36)
 torch.manual_seed(1)
-mlp = MLP()
+mlp = MLP((20, 32, 32, 4))
 initial = {k: v.clone() for k, v in mlp.state_dict().items()}
 export_training_step(mlp, inputs[:B], targets[:B], path="mlp_reduced.pt2", reduce_gradients=True)
 export_training_step(mlp, inputs[:B], targets[:B], path="mlp_after.pt2")
@@ -116,22 +80,10 @@ for world in (1, 2, 3):
     check(worst < 1e-6, f"MLP, world {world}: equal to the package averaged after the step ({worst:.1e})")
 
 
-class ConvBN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 6, 3, padding=1)
-        self.bn = nn.BatchNorm2d(6)
-        self.fc = nn.Linear(6 * 4 * 4, 3)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.bn(self.conv(x))), 2)
-        return self.fc(torch.flatten(x, 1))
-
-
 torch.manual_seed(2)
 labels = torch.randint(0, 3, (2 * B * STEPS,))
 images = torch.randn(2 * B * STEPS, 1, 8, 8) + labels.view(-1, 1, 1, 1).float()
-save_data("images", images, labels)
+save_data("images", images, labels, test=36)
 torch.manual_seed(3)
 convbn = ConvBN()
 export_training_step(convbn, images[:B], labels[:B], path="convbn_reduced.pt2", reduce_gradients=True)

@@ -16,10 +16,10 @@ import sys
 import zipfile
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
+import package_models
 from cli_helpers import check, run
+from package_models import MLP, ConvBN, max_relative_difference, save_data
 
 sys.path.insert(0, os.path.join(os.environ["DPTRAIN_SOURCE_DIR"], "python"))
 from dptrain_export import export_training_step  # noqa: E402
@@ -27,35 +27,14 @@ from dptrain_export import export_training_step  # noqa: E402
 B, LR, STEPS = 16, 0.05, 6
 
 
-def save_data(directory, inputs, targets):
-    os.makedirs(directory, exist_ok=True)
-    torch.save({"inputs": inputs, "targets": targets}, f"{directory}/train.pt")
-    torch.save({"inputs": inputs[:40], "targets": targets[:40]}, f"{directory}/test.pt")
-
-
 def reference(model, inputs, targets, world):
-    """PyTorch's training: per global batch the mean over ranks of each rank's loss; buffers end
-    as rank 0's forward leaves them (DDP broadcasts rank 0's buffers every step)."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
-    model.train()
-    for s in range(STEPS):
-        x, y = inputs[s * world * B:(s + 1) * world * B], targets[s * world * B:(s + 1) * world * B]
-        optimizer.zero_grad()
-        buffers = {k: v.clone() for k, v in model.named_buffers()}
-        for r in reversed(range(world)):  # rank 0 last: its buffer update is the one kept
-            with torch.no_grad():
-                for k, v in model.named_buffers():
-                    v.copy_(buffers[k])
-            (F.cross_entropy(model(x[r::world]), y[r::world]) / world).backward()
-        optimizer.step()
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return package_models.reference(model, inputs, targets, world, B, LR, STEPS)
 
 
 def expect_equal(path, theirs, what, tolerance=1e-5):
     ours = torch.load(path)
     check(set(ours) == set(theirs), f"{what}: --out holds the model's names {sorted(ours)}")
-    worst = max(((ours[k].double() - theirs[k].double()).abs().max() /
-                 theirs[k].double().abs().max().clamp_min(1)).item() for k in theirs)
+    worst = max_relative_difference(ours, theirs)
     check(worst < tolerance, f"{what}: equal to PyTorch's training (max relative difference {worst:.1e})")
 
 
@@ -66,16 +45,6 @@ def train(package, data, world, out, extra=()):
 
 
 # --- (a) MLP ------------------------------------------------------------------------------------------------
-class MLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.hidden = nn.Linear(20, 32)
-        self.out = nn.Linear(32, 4)
-
-    def forward(self, x):
-        return self.out(F.relu(self.hidden(x)))
-
-
 torch.manual_seed(0)
 targets = torch.randint(0, 4, (2 * B * STEPS,))
 inputs = torch.randn(4, 20)[targets] * 2 + torch.randn(2 * B * STEPS, 20)
@@ -93,18 +62,6 @@ for world in (1, 2):
 
 
 # --- (b) conv + BatchNorm at world 2 ------------------------------------------------------------------
-class ConvBN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 6, 3, padding=1)
-        self.bn = nn.BatchNorm2d(6)
-        self.fc = nn.Linear(6 * 4 * 4, 3)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.bn(self.conv(x))), 2)
-        return self.fc(torch.flatten(x, 1))
-
-
 torch.manual_seed(2)
 labels = torch.randint(0, 3, (2 * B * STEPS,))
 images = torch.randn(2 * B * STEPS, 1, 8, 8) + labels.view(-1, 1, 1, 1).float()

@@ -11,26 +11,16 @@ import subprocess
 import sys
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 from dptrain_export import export_training_step  # noqa: E402
 
+sys.path.insert(0, os.path.join(ROOT, "tests", "cli"))
+from package_models import ConvBN  # noqa: E402
+
 B, LR, STEPS = 16, 0.05, 6
-
-
-class ConvBN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 6, 3, padding=1)
-        self.bn = nn.BatchNorm2d(6)
-        self.fc = nn.Linear(6 * 4 * 4, 3)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.bn(self.conv(x))), 2)
-        return self.fc(torch.flatten(x, 1))
 
 
 def main():
