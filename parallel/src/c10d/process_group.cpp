@@ -20,7 +20,10 @@ namespace dpt {
 // the Work against its output tensor and wait_tensor waits on it, so a compiled program can
 // launch a gradient's all-reduce as soon as the gradient exists and wait for it at its end.
 // Only what the functional collectives call is implemented; everything else is c10d's default
-// ("does not support"), one clear error naming the backend.
+// ("does not support"), one clear error naming the backend. Over one rank nothing travels: every
+// collective's result is its input (copied where input and output differ), done at once, as
+// DDP's group of one (Note [Nothing to reduce]); a package that reduces its gradients costs
+// nothing at world size 1.
 namespace {
 
 ReduceOp reduce_op_of(const c10d::ReduceOp& op) {
@@ -59,6 +62,8 @@ class CommunicatorWork : public c10d::Work {
   std::vector<at::Tensor> outputs_;
 };
 
+WorkPtr done() { return std::make_shared<CompletedWork>(); }
+
 c10::intrusive_ptr<c10d::Work> make_work(std::vector<WorkPtr> works, std::vector<at::Tensor> outputs,
                                          c10d::OpType type) {
   return c10::make_intrusive<CommunicatorWork>(std::move(works), std::move(outputs), type);
@@ -74,39 +79,43 @@ class CommunicatorBackend : public c10d::Backend {
   c10::intrusive_ptr<c10d::Work> allreduce(std::vector<at::Tensor>& tensors,
                                            const c10d::AllreduceOptions& opts) override {
     std::vector<WorkPtr> works;
-    for (auto& tensor : tensors) works.push_back(comm_->allreduce_async(tensor, reduce_op_of(opts.reduceOp)));
+    const ReduceOp op = reduce_op_of(opts.reduceOp);
+    for (auto& tensor : tensors) works.push_back(alone() ? done() : comm_->allreduce_async(tensor, op));
     return make_work(std::move(works), tensors, c10d::OpType::ALLREDUCE);
   }
 
   c10::intrusive_ptr<c10d::Work> allreduce_coalesced(std::vector<at::Tensor>& tensors,
                                                      const c10d::AllreduceCoalescedOptions& opts) override {
-    return make_work({comm_->allreduce_coalesced_async(tensors, reduce_op_of(opts.reduceOp))}, tensors,
+    const ReduceOp op = reduce_op_of(opts.reduceOp);
+    return make_work({alone() ? done() : comm_->allreduce_coalesced_async(tensors, op)}, tensors,
                      c10d::OpType::ALLREDUCE_COALESCED);
   }
 
   c10::intrusive_ptr<c10d::Work> broadcast(std::vector<at::Tensor>& tensors,
                                            const c10d::BroadcastOptions& opts) override {
     std::vector<WorkPtr> works;
-    for (auto& tensor : tensors) works.push_back(comm_->broadcast_async(tensor, static_cast<int>(opts.rootRank)));
+    for (auto& tensor : tensors) {
+      works.push_back(alone() ? done() : comm_->broadcast_async(tensor, static_cast<int>(opts.rootRank)));
+    }
     return make_work(std::move(works), tensors, c10d::OpType::BROADCAST);
   }
 
   c10::intrusive_ptr<c10d::Work> _allgather_base(at::Tensor& output, at::Tensor& input,
                                                  const c10d::AllgatherOptions&) override {
-    return make_work({comm_->allgather_async(input, output)}, {output}, c10d::OpType::_ALLGATHER_BASE);
+    return make_work({gather(input, output)}, {output}, c10d::OpType::_ALLGATHER_BASE);
   }
 
   c10::intrusive_ptr<c10d::Work> allgather_into_tensor_coalesced(std::vector<at::Tensor>& outputs,
                                                                  std::vector<at::Tensor>& inputs,
                                                                  const c10d::AllgatherOptions&) override {
     std::vector<WorkPtr> works;
-    for (size_t i = 0; i < inputs.size(); ++i) works.push_back(comm_->allgather_async(inputs[i], outputs[i]));
+    for (size_t i = 0; i < inputs.size(); ++i) works.push_back(gather(inputs[i], outputs[i]));
     return make_work(std::move(works), outputs, c10d::OpType::COALESCED);
   }
 
   c10::intrusive_ptr<c10d::Work> _reduce_scatter_base(at::Tensor& output, at::Tensor& input,
                                                       const c10d::ReduceScatterOptions& opts) override {
-    return make_work({comm_->reduce_scatter_async(input, output, reduce_op_of(opts.reduceOp))}, {output},
+    return make_work({scatter(input, output, reduce_op_of(opts.reduceOp))}, {output},
                      c10d::OpType::_REDUCE_SCATTER_BASE);
   }
 
@@ -115,16 +124,28 @@ class CommunicatorBackend : public c10d::Backend {
                                                                  const c10d::ReduceScatterOptions& opts) override {
     std::vector<WorkPtr> works;
     for (size_t i = 0; i < inputs.size(); ++i) {
-      works.push_back(comm_->reduce_scatter_async(inputs[i], outputs[i], reduce_op_of(opts.reduceOp)));
+      works.push_back(scatter(inputs[i], outputs[i], reduce_op_of(opts.reduceOp)));
     }
     return make_work(std::move(works), outputs, c10d::OpType::COALESCED);
   }
 
   c10::intrusive_ptr<c10d::Work> barrier(const c10d::BarrierOptions&) override {
-    return make_work({comm_->barrier_async()}, {}, c10d::OpType::BARRIER);
+    return make_work({alone() ? done() : comm_->barrier_async()}, {}, c10d::OpType::BARRIER);
   }
 
  private:
+  bool alone() const { return comm_->size() == 1; }
+  WorkPtr gather(at::Tensor& input, at::Tensor& output) {
+    if (!alone()) return comm_->allgather_async(input, output);
+    output.view_as(input).copy_(input);
+    return done();
+  }
+  WorkPtr scatter(at::Tensor& input, at::Tensor& output, ReduceOp op) {
+    if (!alone()) return comm_->reduce_scatter_async(input, output, op);
+    output.copy_(input.view_as(output));
+    return done();
+  }
+
   std::shared_ptr<Communicator> comm_;
 };
 
