@@ -1,9 +1,12 @@
 """A compiled training step (python/dptrain_export, .pt2) beside TorchScript on the same model.
 
-For each model (an MLP and a conv + BatchNorm CNN on Fashion-MNIST-sized inputs) both forms are
-made from the same PyTorch module: `torch.jit.script(model).save(...)` and
-`export_training_step(model, ...)`. Then `dptrain train` runs each for the same steps, alternating
-the two forms for `--rounds` rounds in this one process tree, at each world size asked for:
+For each model (an MLP and a conv + BatchNorm CNN on Fashion-MNIST-sized inputs) three forms are
+made from the same PyTorch module: `torch.jit.script(model).save(...)`,
+`export_training_step(model, ...)` (dptrain averages the gradients after the compiled step) and
+`export_training_step(model, ..., reduce_gradients=True)` (the program all-reduces each gradient
+inside its backward). Then `dptrain train` runs each for the same steps, alternating the forms
+(every other round in reverse order) for `--rounds` rounds in this one process tree, at each world
+size asked for:
 
   - samples/s between step `--skip` and the last step (the metrics file's elapsed times);
   - first-step latency: the wall time of a one-step run of the same command (process start to
@@ -28,6 +31,8 @@ import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "python"))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+from ab_rounds import round_order  # noqa: E402
 from compare_pytorch import machine_info  # noqa: E402  (the suite's machine block)
 from dptrain_export import export_training_step  # noqa: E402
 
@@ -62,11 +67,16 @@ def make_files(name, model, batch, out):
     start = time.perf_counter()
     torch.jit.script(model).save(script_path)
     script_s = time.perf_counter() - start
-    start = time.perf_counter()
-    export_training_step(model, inputs, targets, loss="cross_entropy", path=package_path)
-    package_s = time.perf_counter() - start
-    return {"torchscript": {"path": script_path, "make_s": script_s, "bytes": os.path.getsize(script_path)},
-            "package": {"path": package_path, "make_s": package_s, "bytes": os.path.getsize(package_path)}}
+    files = {"torchscript": {"path": script_path, "make_s": script_s, "bytes": os.path.getsize(script_path)}}
+    for form, reduce in (("package", False), ("package_reduced", True)):
+        path = os.path.join(out, f"{name}{'-reduced' if reduce else ''}.pt2")
+        start = time.perf_counter()
+        export_training_step(model, inputs, targets, loss="cross_entropy", path=path, reduce_gradients=reduce)
+        files[form] = {"path": path, "make_s": time.perf_counter() - start, "bytes": os.path.getsize(path)}
+    return files
+
+
+FORMS = (("torchscript", "tab:gray"), ("package", "tab:blue"), ("package_reduced", "tab:green"))
 
 
 def train(args, model_path, world, metrics, steps=None):
@@ -100,14 +110,14 @@ def plot(results, path):
     groups = [(name, world, runs) for name, entry in results["models"].items() for world, runs in entry["runs"].items()]
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(groups), 4))
     for i, (name, world, runs) in enumerate(groups):
-        for j, (form, color) in enumerate((("torchscript", "tab:gray"), ("package", "tab:blue"))):
+        for j, (form, color) in enumerate(f for f in FORMS if f[0] in runs):
             values = [x["samples_per_s"] for x in runs[form]]
-            x = i + (j - 0.5) * 0.38
-            ax.bar(x, statistics.median(values), width=0.36, color=color, label=form if i == 0 else None)
+            x = i + (j - 1) * 0.27
+            ax.bar(x, statistics.median(values), width=0.25, color=color, label=form if i == 0 else None)
             ax.plot([x] * len(values), values, "k.", markersize=4)
     ax.set_xticks(range(len(groups)), [f"{name}\n{world} rank(s)" for name, world, _ in groups])
     ax.set_ylabel("samples/s (median of rounds, rounds as dots)")
-    ax.set_title("dptrain train: TorchScript vs compiled package (.pt2)")
+    ax.set_title("dptrain train: TorchScript vs compiled packages (.pt2)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -129,9 +139,9 @@ def main():
         files = make_files(name, model, args.batch, args.out)
         entry = {"files": files, "runs": {}}
         for world in (int(w) for w in args.worlds.split(",")):
-            runs = {"torchscript": [], "package": []}
+            runs = {form: [] for form, _ in FORMS}
             for r in range(args.rounds):
-                for form in ("torchscript", "package"):  # alternated: A B A B ...
+                for form, _ in round_order(FORMS, r):
                     metrics = os.path.join(args.out, f"{name}_{form}_w{world}_r{r}.jsonl")
                     runs[form].append(train(args, files[form]["path"], world, metrics))
                     os.remove(metrics)
@@ -142,28 +152,31 @@ def main():
         results["models"][name] = entry
     with open(os.path.join(args.out, "export.json"), "w") as f:
         json.dump(results, f, indent=1)
-    lines = ["# Compiled training step (.pt2) beside TorchScript", "",
+    lines = ["# Compiled training steps (.pt2) beside TorchScript", "",
              f"`dptrain train`, SGD, batch {args.batch} per rank, {args.steps} steps, samples/s over steps "
              f"{args.skip}-{args.steps}; medians of {args.rounds} alternated rounds (each listed).", "",
              f"Machine: {results['machine']['cpu_model']}, {results['machine']['logical_cores']} CPUs, torch "
              f"{results['machine']['torch_version']}, load {results['machine']['load_average_1m']:.1f} at start, "
              f"{results['machine']['utc_time']}.", "",
-             "| model | ranks | TorchScript samples/s | package samples/s | ratio | first step TS / pkg (s) |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "package: gradients averaged after the compiled step; reduced: all-reduced inside it "
+             "(`reduce_gradients=True`). Ratios are of the medians.", "",
+             "| model | ranks | TorchScript samples/s | package samples/s | reduced samples/s | package / TS | "
+             "reduced / package | first step TS / pkg / reduced (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, entry in results["models"].items():
         for world, runs in entry["runs"].items():
-            ts = [x["samples_per_s"] for x in runs["torchscript"]]
-            pk = [x["samples_per_s"] for x in runs["package"]]
-            first_ts = statistics.median(x["first_step_s"] for x in runs["torchscript"])
-            first_pk = statistics.median(x["first_step_s"] for x in runs["package"])
-            lines.append(f"| {name} | {world} | {statistics.median(ts):.0f} ({', '.join(f'{v:.0f}' for v in ts)}) | "
-                         f"{statistics.median(pk):.0f} ({', '.join(f'{v:.0f}' for v in pk)}) | "
-                         f"{statistics.median(pk) / statistics.median(ts):.2f} | {first_ts:.2f} / {first_pk:.2f} |")
-    lines += ["", "| model | TorchScript file | package | made in (TS / package) |", "|---|---:|---:|---:|"]
+            rates = {form: [x["samples_per_s"] for x in runs[form]] for form, _ in FORMS}
+            median = {form: statistics.median(v) for form, v in rates.items()}
+            first = " / ".join(f"{statistics.median(x['first_step_s'] for x in runs[form]):.2f}" for form, _ in FORMS)
+            cells = [f"{median[form]:.0f} ({', '.join(f'{v:.0f}' for v in rates[form])})" for form, _ in FORMS]
+            lines.append(f"| {name} | {world} | {' | '.join(cells)} | {median['package'] / median['torchscript']:.2f} | "
+                         f"{median['package_reduced'] / median['package']:.2f} | {first} |")
+    lines += ["", "| model | TorchScript file | package | reduced package | made in (TS / package / reduced) |",
+              "|---|---:|---:|---:|---:|"]
     for name, entry in results["models"].items():
         f = entry["files"]
-        lines.append(f"| {name} | {f['torchscript']['bytes'] / 1e6:.2f} MB | {f['package']['bytes'] / 1e6:.2f} MB | "
-                     f"{f['torchscript']['make_s']:.1f} s / {f['package']['make_s']:.1f} s |")
+        lines.append(f"| {name} | " + " | ".join(f"{f[form]['bytes'] / 1e6:.2f} MB" for form, _ in FORMS) + " | "
+                     + " / ".join(f"{f[form]['make_s']:.1f} s" for form, _ in FORMS) + " |")
     plot(results, os.path.join(args.out, "export.png"))
     lines += ["", "![samples/s](export.png)"]
     with open(os.path.join(args.out, "export.md"), "w") as f:
