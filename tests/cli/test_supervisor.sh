@@ -16,7 +16,7 @@ expect_ok full "$MPIRUN" -np 3 "$DPTRAIN" "${common[@]}" --out full.pt
 "$MPIRUN" --max-restarts 6 -np 3 "$DPTRAIN" "${common[@]}" --checkpoint-dir ckpt --out chaos.pt >chaos.log 2>&1 &
 job=$!
 newest() { ls ckpt/checkpoint-*.pt 2>/dev/null | tail -n 1 || true; }
-kills=0 last=""
+kills=0 last="" killed_launcher=""
 deadline=$((SECONDS + LIMIT))
 while [ "$kills" -lt 3 ] && kill -0 "$job" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
   # Each kill waits for a checkpoint newer than the last kill's, so the job makes progress.
@@ -26,10 +26,14 @@ while [ "$kills" -lt 3 ] && kill -0 "$job" 2>/dev/null && [ "$SECONDS" -lt "$dea
     # A rank of the run now going: a child of the supervisor's current mpirun. (Ranks of the run
     # killed before may linger a moment - mpirun's SIGTERM is a stop request to them now - and
     # killing one of those would count a kill that restarts nothing.)
+    # And not a rank of the run killed last: until the supervisor has started the next mpirun,
+    # that run's other ranks go on (even to a newer checkpoint), and a second kill there would
+    # count a kill that restarts nothing (seen: two kills, one restart).
     launcher=$(pgrep -P "$job" -x mpirun | tail -n 1 || true)
+    [ "$launcher" = "$killed_launcher" ] && launcher=""
     victim=$([ -n "$launcher" ] && pgrep -P "$launcher" -f -- "^[^ ]*/dptrain train " | shuf -n 1 || true)
     if [ -n "$victim" ]; then
-      kill -KILL "$victim" 2>/dev/null && kills=$((kills + 1)) && last=$(newest)
+      kill -KILL "$victim" 2>/dev/null && kills=$((kills + 1)) && last=$(newest) && killed_launcher=$launcher
       echo "chaos: SIGKILL to rank process $victim after $(basename "$last")"
     fi
   fi
