@@ -96,4 +96,8 @@ mlp.load_state_dict(initial)
 train("mlp_reduced.pt2", "clusters", 2, "accumulated.pt", ["--accumulation-steps", "2"])
 worst = worst_difference("accumulated.pt", reference(mlp, inputs, targets, 2, accumulation=2))
 check(worst < 1e-5, f"MLP, world 2, 2 micro-batches a step: equal to PyTorch's training ({worst:.1e})")
+out = run(["train", "--model", "mlp_reduced.pt2", "--data", "clusters", "--max-steps", "1", "--metrics", "",
+           "--overlap-optimizer"], np_=2, expect=1)
+check("--overlap-optimizer: mlp_reduced.pt2 all-reduces its gradients inside its compiled program" in out,
+      "--overlap-optimizer with such a package: one error saying where its gradients are reduced")
 print("ok: gradients reduced inside the compiled program")

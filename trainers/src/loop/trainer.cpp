@@ -188,19 +188,23 @@ Trainer::Trainer(Model model, CommunicatorPtr world, TrainerOptions options)
               "the global batch (--batch-size x --accumulation-steps x ranks)");
   if (model_.is_exported()) {
     const std::string& origin = model_.exported().origin();
+    // Where the package's gradients are reduced: the reason each refusal below gives.
+    const std::string reduces = model_.exported().gradient_group().empty()
+                                    ? " averages its gradients after its compiled step"
+                                    : " all-reduces its gradients inside its compiled program";
     DPT_CHECK(!options_.mixed_precision() && options_.precision() == "fp32", UnsupportedError, "--precision ",
               options_.precision(), ": ", origin,
               " computes in the precision it was exported with (export it under autocast instead)");
     DPT_CHECK(!options_.training_step() && !options_.validation_step(), UnsupportedError, origin,
               " is a compiled training step: C++ step functions cannot replace it");
-    DPT_CHECK(options_.zero_stage() == 0, UnsupportedError, "--zero ", options_.zero_stage(), ": ", origin,
-              " averages its gradients after its compiled step; sharding its optimizer is not implemented yet");
-    DPT_CHECK(options_.bucket_cap() != "auto", UnsupportedError, "--bucket-cap auto: ", origin,
-              " averages its gradients after its compiled step, when nothing is left to overlap: give a size in MB");
-    DPT_CHECK(!options_.overlap_optimizer(), UnsupportedError, "--overlap-optimizer: ", origin,
-              " averages its gradients after its compiled step, so there is no reduction left to step behind");
-    DPT_CHECK(options_.comm_hook() == "none", UnsupportedError, "--comm-hook ", options_.comm_hook(), ": ", origin,
-              " averages its gradients after its compiled step, without DDP's comm hooks");
+    DPT_CHECK(options_.zero_stage() == 0, UnsupportedError, "--zero ", options_.zero_stage(), ": ", origin, reduces,
+              "; sharding its optimizer is not implemented yet");
+    DPT_CHECK(options_.bucket_cap() != "auto", UnsupportedError, "--bucket-cap auto: ", origin, reduces,
+              ", when nothing is left to overlap: give a size in MB");
+    DPT_CHECK(!options_.overlap_optimizer(), UnsupportedError, "--overlap-optimizer: ", origin, reduces,
+              ", so there is no reduction left to step behind");
+    DPT_CHECK(options_.comm_hook() == "none", UnsupportedError, "--comm-hook ", options_.comm_hook(), ": ", origin, reduces,
+              ", without DDP's comm hooks");
   }
   model_.prepare_for_training();
   model_.to(options_.device());
